@@ -1,0 +1,4 @@
+//! Dataset metadata: the catalogue files, their ingestion into the store, and
+//! the in-memory catalogue every request consults.
+
+pub mod definition;

@@ -1,0 +1,9 @@
+//! Domain types shared by every step of a request: a dataset's schema and the
+//! typed values that flow between ingestion, the store and the output formats.
+//! Values here are valid by construction; raw strings stop at the parsers.
+
+pub mod schema;
+pub mod value;
+
+pub use schema::{Field, FieldType, Schema, Sensitivity};
+pub use value::Value;
