@@ -6,7 +6,16 @@
 //! GeoJSON) → response, with `audit` recording it. `catalog` holds dataset
 //! metadata and ingestion.
 
+pub mod audit;
+pub mod auth;
 pub mod catalog;
+pub mod cli;
+pub mod config;
 pub mod domain;
+pub mod format;
+pub mod http;
+pub mod policy;
 pub mod query;
+pub mod startup;
 pub mod store;
+pub mod telemetry;

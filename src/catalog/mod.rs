@@ -2,3 +2,6 @@
 //! the in-memory catalogue every request consults.
 
 pub mod definition;
+pub mod entry;
+
+pub use entry::{Catalog, CatalogHandle, DatasetEntry, GeometryColumns};

@@ -14,14 +14,27 @@ pub fn postgres_admin_url() -> String {
 
 /// A store on a new SQLite file in a temporary folder (kept alive by the guard).
 pub async fn sqlite() -> (Store, TestDatabase) {
+    let (url, guard) = sqlite_url();
+    let store = Store::open(&url, 4).await.expect("open SQLite store");
+    (store, guard)
+}
+
+/// The URL of a new SQLite file in a temporary folder (kept alive by the guard).
+pub fn sqlite_url() -> (String, TestDatabase) {
     let folder = tempfile::tempdir().expect("temporary folder");
     let url = format!("sqlite:{}", folder.path().join("test.db").display());
-    let store = Store::open(&url, 4).await.expect("open SQLite store");
-    (store, TestDatabase::Sqlite(folder))
+    (url, TestDatabase::Sqlite(folder))
 }
 
 /// A store on a new PostgreSQL database; `None` only outside CI when no server runs.
 pub async fn postgres() -> Option<(Store, TestDatabase)> {
+    let (url, guard) = postgres_url().await?;
+    let store = Store::open(&url, 8).await.expect("open PostgreSQL store");
+    Some((store, guard))
+}
+
+/// The URL of a new, empty PostgreSQL database; `None` only outside CI when no server runs.
+pub async fn postgres_url() -> Option<(String, TestDatabase)> {
     let admin_url = postgres_admin_url();
     let mut admin = match PgConnection::connect(&admin_url).await {
         Ok(connection) => connection,

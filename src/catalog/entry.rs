@@ -1,0 +1,154 @@
+//! The in-memory catalogue every request consults: the store's catalogue
+//! table, parsed once per change and swapped atomically, so readers never
+//! lock and never see half a catalogue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::definition::{DatasetDefinition, ViewDefinition};
+use crate::domain::{FieldType, Schema};
+use crate::store::datasets::StoredDataset;
+use crate::store::{Store, StoreError};
+
+/// Where a dataset's geometry is, as schema column indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeometryColumns {
+    LatLon { lat: usize, lon: usize },
+    Point(usize),
+    GeoJson(usize),
+}
+
+/// One served dataset: its definition and the current version of its rows.
+#[derive(Debug, Clone)]
+pub struct DatasetEntry {
+    pub definition: DatasetDefinition,
+    pub schema: Arc<Schema>,
+    pub table_name: String,
+    pub version: i64,
+    pub record_count: i64,
+    pub last_updated: String,
+    pub geometry: Option<GeometryColumns>,
+}
+
+impl DatasetEntry {
+    /// Builds an entry from a row of the catalogue table.
+    pub fn from_stored(stored: &StoredDataset) -> Result<DatasetEntry, String> {
+        let definition: DatasetDefinition = serde_json::from_str(&stored.definition)
+            .map_err(|error| format!("dataset {}: stored definition unreadable: {error}", stored.id))?;
+        let schema: Schema = serde_json::from_str(&stored.schema)
+            .map_err(|error| format!("dataset {}: stored schema unreadable: {error}", stored.id))?;
+        let geometry = geometry_columns(&definition, &schema);
+        Ok(DatasetEntry {
+            definition,
+            schema: Arc::new(schema),
+            table_name: stored.table_name.clone(),
+            version: stored.version,
+            record_count: stored.record_count,
+            last_updated: stored.last_updated.clone(),
+            geometry,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.definition.id
+    }
+
+    pub fn view(&self, name: &str) -> Option<&ViewDefinition> {
+        self.definition.views.iter().find(|view| view.name == name)
+    }
+}
+
+/// Finds the geometry: declared columns, else `lat`/`lon`-named numbers, else
+/// the first geopoint or GeoJSON column.
+pub fn geometry_columns(definition: &DatasetDefinition, schema: &Schema) -> Option<GeometryColumns> {
+    let numeric = |name: &str| schema.position(name).filter(|&index| schema.fields[index].field_type.is_numeric());
+    if let Some(declared) = &definition.geometry {
+        if let Some(column) = &declared.column {
+            let index = schema.position(column)?;
+            return match schema.fields[index].field_type {
+                FieldType::Geopoint => Some(GeometryColumns::Point(index)),
+                FieldType::Geojson => Some(GeometryColumns::GeoJson(index)),
+                _ => None,
+            };
+        }
+        if let (Some(lat), Some(lon)) = (&declared.lat, &declared.lon) {
+            return Some(GeometryColumns::LatLon {
+                lat: numeric(lat)?,
+                lon: numeric(lon)?,
+            });
+        }
+    }
+    let find = |names: &[&str]| names.iter().find_map(|name| numeric(name));
+    if let (Some(lat), Some(lon)) = (find(&["lat", "latitude"]), find(&["lon", "lng", "longitude"])) {
+        return Some(GeometryColumns::LatLon { lat, lon });
+    }
+    schema.fields.iter().enumerate().find_map(|(index, field)| match field.field_type {
+        FieldType::Geopoint => Some(GeometryColumns::Point(index)),
+        FieldType::Geojson => Some(GeometryColumns::GeoJson(index)),
+        _ => None,
+    })
+}
+
+/// A consistent snapshot of every dataset.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    by_id: HashMap<String, Arc<DatasetEntry>>,
+    ordered: Vec<Arc<DatasetEntry>>,
+}
+
+impl Catalog {
+    pub fn new(entries: Vec<DatasetEntry>) -> Catalog {
+        let mut ordered: Vec<Arc<DatasetEntry>> = entries.into_iter().map(Arc::new).collect();
+        ordered.sort_by(|a, b| a.id().cmp(b.id()));
+        let by_id = ordered.iter().map(|entry| (entry.id().to_owned(), entry.clone())).collect();
+        Catalog { by_id, ordered }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<DatasetEntry>> {
+        self.by_id.get(id)
+    }
+
+    /// Entries ordered by id.
+    pub fn entries(&self) -> &[Arc<DatasetEntry>] {
+        &self.ordered
+    }
+
+    /// A fingerprint of every dataset version (changes when any import lands).
+    pub fn fingerprint(&self) -> Vec<(String, i64, String)> {
+        self.ordered
+            .iter()
+            .map(|entry| (entry.id().to_owned(), entry.version, entry.definition.title.clone()))
+            .collect()
+    }
+}
+
+/// The shared, swappable catalogue.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogHandle {
+    current: Arc<ArcSwap<Catalog>>,
+}
+
+impl CatalogHandle {
+    pub fn current(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the catalogue table; entries that cannot be read are logged and left out.
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let stored = store.stored_datasets().await?;
+        let entries = stored
+            .iter()
+            .filter_map(|row| match DatasetEntry::from_stored(row) {
+                Ok(entry) => Some(entry),
+                Err(reason) => {
+                    tracing::error!(%reason, "dataset left out of the catalogue");
+                    None
+                }
+            })
+            .collect();
+        self.current.store(Arc::new(Catalog::new(entries)));
+        Ok(())
+    }
+}

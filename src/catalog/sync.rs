@@ -1,0 +1,250 @@
+//! Syncing the catalogue folder into the store: every definition is read and
+//! checked; a dataset whose definition or source changed is re-imported as a
+//! new version (all or nothing); a malformed file is reported with its path
+//! and reason while the rest still load.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::definition::DatasetDefinition;
+use super::ingest::{RowProblem, Source, SourceEncoding, SourceOptions};
+use crate::domain::Schema;
+use crate::store::datasets::{ImportOutcome, NewVersion, StoredDataset};
+use crate::store::{Store, StoreError};
+
+/// Largest number of invalid rows listed when an import is refused.
+const MAX_PROBLEMS: usize = 50;
+
+/// What a sync did, dataset by dataset.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub imported: Vec<(String, i64)>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    /// Files or datasets that could not be synced: path or id, and why.
+    pub failures: Vec<(String, String)>,
+}
+
+impl SyncReport {
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Why a sync could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot read the catalogue folder {path}: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A definition file parsed and checked.
+struct LoadedDefinition {
+    path: PathBuf,
+    definition: DatasetDefinition,
+}
+
+/// Syncs every definition of `folder` into `store`.
+pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let mut loaded = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|source| SyncError::Folder {
+            path: folder.to_owned(),
+            source,
+        })?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|extension| extension.to_str()),
+                Some("yaml" | "yml" | "toml")
+            )
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        match read_definition(&path) {
+            Ok(definition) => {
+                if loaded.iter().any(|other: &LoadedDefinition| other.definition.id == definition.id) {
+                    report.failures.push((
+                        path.display().to_string(),
+                        format!("dataset id `{}` is declared twice", definition.id),
+                    ));
+                } else {
+                    loaded.push(LoadedDefinition { path, definition });
+                }
+            }
+            Err(reason) => report.failures.push((path.display().to_string(), reason)),
+        }
+    }
+    let stored = store.stored_datasets().await?;
+    for item in &loaded {
+        let id = item.definition.id.clone();
+        let previous = stored.iter().find(|row| row.id == id);
+        match sync_one(store, folder, item, previous).await {
+            Ok(SyncAction::Imported(version)) => report.imported.push((id, version)),
+            Ok(SyncAction::Updated) => report.updated.push(id),
+            Ok(SyncAction::Unchanged) => report.unchanged.push(id),
+            Err(reason) => report.failures.push((item.path.display().to_string(), reason)),
+        }
+    }
+    // Datasets whose file is gone are removed, but only when every file was
+    // read: a malformed file must not make its dataset disappear.
+    if report.failures.is_empty() {
+        for row in &stored {
+            if !loaded.iter().any(|item| item.definition.id == row.id) {
+                store.delete_dataset(&row.id, &row.table_name).await?;
+                report.removed.push(row.id.clone());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads and checks one definition file (YAML or TOML).
+pub fn read_definition(path: &Path) -> Result<DatasetDefinition, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))?;
+    let definition: DatasetDefinition = match path.extension().and_then(|extension| extension.to_str()) {
+        Some("toml") => toml::from_str(&text).map_err(|error| format!("invalid TOML: {error}"))?,
+        _ => serde_yaml::from_str(&text).map_err(|error| format!("invalid YAML: {error}"))?,
+    };
+    definition.check()?;
+    Ok(definition)
+}
+
+enum SyncAction {
+    Imported(i64),
+    Updated,
+    Unchanged,
+}
+
+async fn sync_one(
+    store: &Store,
+    folder: &Path,
+    item: &LoadedDefinition,
+    previous: Option<&StoredDataset>,
+) -> Result<SyncAction, String> {
+    let definition = &item.definition;
+    let definition_json = serde_json::to_string(definition).map_err(|error| error.to_string())?;
+    let definition_hash = hex::encode(Sha256::digest(definition_json.as_bytes()));
+    let source = &definition.source;
+    if let Some(table) = &source.table {
+        return Err(format!(
+            "source.table `{table}`: serving existing SQL tables is not supported yet; export it to CSV"
+        ));
+    }
+    let file = source.file.as_deref().ok_or("source.file is required")?;
+    let source_path = folder.join(file);
+    let bytes = std::fs::read(&source_path).map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
+    let source_hash = hex::encode(Sha256::digest(&bytes));
+    if let Some(previous) = previous {
+        if previous.source_hash == source_hash && previous.definition_hash == definition_hash {
+            return Ok(SyncAction::Unchanged);
+        }
+        if previous.source_hash == source_hash {
+            // Same rows; if the declared schema did not change the table, only metadata moves.
+            let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
+            if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema) {
+                if same_storage(stored, declared) {
+                    let schema_json = serde_json::to_string(declared).map_err(|error| error.to_string())?;
+                    store
+                        .update_definition(&definition.id, &definition_json, &definition_hash, &schema_json)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    return Ok(SyncAction::Updated);
+                }
+            }
+        }
+    }
+    let version = import_file(store, definition, &source_path, bytes, &definition_json, &definition_hash, &source_hash).await?;
+    Ok(SyncAction::Imported(version))
+}
+
+/// Same column names, types and order: the stored rows still fit.
+fn same_storage(stored: &Schema, declared: &Schema) -> bool {
+    stored.fields.len() == declared.fields.len()
+        && stored.primary_key == declared.primary_key
+        && stored.fields.iter().zip(&declared.fields).all(|(a, b)| {
+            a.name == b.name && a.field_type == b.field_type && a.decimal_char == b.decimal_char && a.filterable == b.filterable
+        })
+}
+
+/// Options of a definition's source.
+pub fn source_options(definition: &DatasetDefinition) -> Result<SourceOptions, String> {
+    let source = &definition.source;
+    let delimiter = match source.delimiter.as_deref() {
+        None => None,
+        Some(",") => Some(b','),
+        Some(";") => Some(b';'),
+        Some("\t") | Some("tab") => Some(b'\t'),
+        Some(other) => return Err(format!("source.delimiter `{other}` is not `,`, `;` or tab")),
+    };
+    let encoding = match source.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("utf-8" | "utf8") => Some(SourceEncoding::Utf8),
+        Some("windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1") => Some(SourceEncoding::Windows1252),
+        Some(other) => return Err(format!("source.encoding `{other}` is not utf-8 or windows-1252")),
+    };
+    Ok(SourceOptions { delimiter, encoding })
+}
+
+/// Imports `bytes` (the file at `path`) as the new version of `definition`.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_file(
+    store: &Store,
+    definition: &DatasetDefinition,
+    path: &Path,
+    bytes: Vec<u8>,
+    definition_json: &str,
+    definition_hash: &str,
+    source_hash: &str,
+) -> Result<i64, String> {
+    let options = source_options(definition)?;
+    let format = definition.source.format.clone().or_else(|| {
+        path.extension()
+            .and_then(|extension| extension.to_str())
+            .map(str::to_ascii_lowercase)
+    });
+    let source = Source::from_bytes(bytes, format_of(format.as_deref())?, &options).map_err(|error| error.to_string())?;
+    let schema = match &definition.schema {
+        Some(schema) => schema.clone(),
+        None => source.infer_schema().map_err(|error| error.to_string())?,
+    };
+    definition.check_schema(&schema)?;
+    let rows = source.rows(&schema).map_err(|error| error.to_string())?;
+    let new = NewVersion {
+        id: &definition.id,
+        schema: &schema,
+        definition: definition_json,
+        definition_hash,
+        source_hash,
+    };
+    match store
+        .import_rows(new, rows, MAX_PROBLEMS)
+        .await
+        .map_err(|error| error.to_string())?
+    {
+        ImportOutcome::Imported { version, .. } => Ok(version),
+        ImportOutcome::Rejected(problems) => Err(describe_problems(&problems)),
+    }
+}
+
+fn format_of(name: Option<&str>) -> Result<super::ingest::SourceFormat, String> {
+    match name {
+        Some("csv") | Some("txt") | None => Ok(super::ingest::SourceFormat::Csv),
+        Some("geojson") | Some("json") => Ok(super::ingest::SourceFormat::GeoJson),
+        Some(other) => Err(format!("source format `{other}` is not csv or geojson")),
+    }
+}
+
+fn describe_problems(problems: &[RowProblem]) -> String {
+    let mut text = format!("{} invalid row(s), nothing imported:", problems.len());
+    for problem in problems {
+        text.push_str(&format!("\n  {problem}"));
+    }
+    text
+}

@@ -1,0 +1,241 @@
+//! The command-line operations besides serving: importing a file, partner
+//! clients, keys, development tokens, policy checks and the audit log.
+//! Each opens the store from the same settings as the server.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::audit::AuditLog;
+use crate::auth::{ClientRegistry, KeyRing};
+use crate::catalog::sync::{import_file, read_definition};
+use crate::config::Settings;
+use crate::policy::{Action, DatasetRef, PolicyEngine};
+use crate::startup::{dataset_levels, open_store};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a partner; prints its secret once.
+    Create {
+        /// The partner organisation (its `org` claim).
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Restrict the client to these datasets.
+        #[arg(long, value_delimiter = ',')]
+        datasets: Option<Vec<String>>,
+        /// End of the data-sharing agreement (YYYY-MM-DD): access stops by itself.
+        #[arg(long)]
+        expires: Option<chrono::NaiveDate>,
+        /// Also issue an API key.
+        #[arg(long)]
+        api_key: bool,
+    },
+    List,
+    Disable { client_id: String },
+    RotateSecret { client_id: String },
+    Delete { client_id: String },
+    /// Revoke an API key by its visible id.
+    RevokeKey { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key; old keys stay published until their tokens expire.
+    Rotate,
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// May these roles do this action on this dataset, and which rule decides?
+    Check {
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long, default_value = "read")]
+        action: String,
+        #[arg(long)]
+        dataset: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain; exit code 1 when it is broken.
+    Verify,
+    /// Export events of a time range as CSV or NDJSON on standard output.
+    Export {
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+    /// Remove events older than a time, keeping the rest verifiable.
+    Purge {
+        #[arg(long)]
+        before: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// `passerelle import ID FILE`.
+pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    let definition_path = ["yaml", "yml", "toml"]
+        .iter()
+        .map(|extension| settings.catalog_dir.join(format!("{id}.{extension}")))
+        .find(|path| path.is_file())
+        .with_context(|| format!("no definition for `{id}` in {}", settings.catalog_dir.display()))?;
+    let definition = read_definition(&definition_path).map_err(|reason| anyhow::anyhow!("{}: {reason}", definition_path.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let store = open_store(settings).await?;
+    use sha2::Digest;
+    let definition_json = serde_json::to_string(&definition)?;
+    let definition_hash = hex::encode(sha2::Sha256::digest(definition_json.as_bytes()));
+    let source_hash = hex::encode(sha2::Sha256::digest(&bytes));
+    let started = std::time::Instant::now();
+    match import_file(&store, &definition, file, bytes, &definition_json, &definition_hash, &source_hash).await {
+        Ok(version) => {
+            let catalog = crate::catalog::CatalogHandle::default();
+            catalog.refresh(&store).await?;
+            let count = catalog.current().get(id).map_or(0, |entry| entry.record_count);
+            println!(
+                "imported {count} rows into `{id}` version {version} in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            eprintln!("import refused, nothing changed: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `passerelle token`: refused outside dev mode unless explicitly allowed.
+pub async fn token(
+    settings: &Settings,
+    subject: &str,
+    roles: &[String],
+    org: Option<&str>,
+    ttl: u64,
+    allow_in_production: bool,
+) -> anyhow::Result<ExitCode> {
+    if !settings.dev_mode && !allow_in_production {
+        bail!("`passerelle token` mints tokens without any client: it needs dev mode (PASSERELLE_DEV_MODE=true) or --allow-in-production");
+    }
+    let store = open_store(settings).await?;
+    let keys = KeyRing::load(&store, &settings.auth).await?;
+    let token = keys.mint(subject, org, roles, ttl).await?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn clients(settings: &Settings, command: ClientsCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let registry = ClientRegistry::new(store);
+    match command {
+        ClientsCommand::Create {
+            org,
+            roles,
+            datasets,
+            expires,
+            api_key,
+        } => {
+            let expires_at = expires.map(|date| date.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc());
+            let (client_id, secret) = registry.create(&org, &roles, datasets.as_deref(), expires_at).await?;
+            println!("client_id: {client_id}\nclient_secret: {secret}\n(the secret is shown once; store it now)");
+            if api_key {
+                let (key_id, key) = registry.create_api_key(&client_id, expires_at).await?;
+                println!("api_key_id: {key_id}\napi_key: {key}");
+            }
+        }
+        ClientsCommand::List => {
+            for client in registry.list().await? {
+                println!("{}", serde_json::to_string(&client)?);
+            }
+        }
+        ClientsCommand::Disable { client_id } => registry.disable(&client_id).await?,
+        ClientsCommand::RotateSecret { client_id } => {
+            let secret = registry.rotate_secret(&client_id).await?;
+            println!("client_secret: {secret}");
+        }
+        ClientsCommand::Delete { client_id } => registry.delete(&client_id).await?,
+        ClientsCommand::RevokeKey { key_id } => registry.revoke_api_key(&key_id).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let keys = KeyRing::load(&store, &settings.auth).await?;
+    match command {
+        KeysCommand::Rotate => {
+            let kid = keys.rotate().await?;
+            println!("new signing key: {kid}");
+        }
+        KeysCommand::List => {
+            for key in keys.list().await? {
+                println!("{}", serde_json::to_string(&key)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let PolicyCommand::Check { roles, action, dataset } = command;
+    let store = open_store(settings).await?;
+    let catalog = crate::catalog::CatalogHandle::default();
+    catalog.refresh(&store).await?;
+    let engine = PolicyEngine::load(&settings.policies_dir, &dataset_levels(&catalog)).await?;
+    let action = Action::parse(&action).with_context(|| format!("unknown action `{action}`"))?;
+    let current = catalog.current();
+    let entry = current.get(&dataset).with_context(|| format!("no dataset `{dataset}` in the store"))?;
+    let mut roles = roles;
+    if !roles.iter().any(|role| role == "anonymous") {
+        roles.push("anonymous".to_owned());
+    }
+    let decision = engine.decide(
+        &roles,
+        &DatasetRef {
+            id: entry.id(),
+            access: entry.definition.access,
+            metadata_visibility: entry.definition.metadata_visibility,
+        },
+        action,
+    );
+    println!(
+        "{}",
+        serde_json::json!({"allowed": decision.allowed, "rule": decision.rule, "view": decision.view})
+    );
+    Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let keys = KeyRing::load(&store, &settings.auth).await?;
+    let log = AuditLog::start(store, settings.audit.log.clone(), keys.checkpoint_signer()).await?;
+    let code = match command {
+        AuditCommand::Verify => {
+            let verification = log.verify(None, None).await?;
+            println!("{}", serde_json::to_string_pretty(&verification)?);
+            if verification.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        AuditCommand::Export { from, to, format } => {
+            let mut stdout = std::io::stdout();
+            log.export(from, to, &format, &mut stdout).await?;
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Purge { before } => {
+            let report = log.purge(before).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            ExitCode::SUCCESS
+        }
+    };
+    log.shutdown().await;
+    Ok(code)
+}

@@ -1,0 +1,148 @@
+//! Configuration: safe defaults, then a TOML file (`--config`), then
+//! `PASSERELLE_*` environment variables (`PASSERELLE_SERVER__LISTEN`, nested
+//! keys joined with `__`), then `DATABASE_URL`. Settings that are unsafe in
+//! production are refused unless `dev_mode` is on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite:…` (default: `sqlite:data/passerelle.db`) or `postgres://…`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    /// Folder of dataset definitions.
+    pub catalog_dir: PathBuf,
+    /// Folder of the casbin model and policy.
+    pub policies_dir: PathBuf,
+    /// Development conveniences (`passerelle token`); never in production.
+    pub dev_mode: bool,
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Largest JSON page; exports are not capped.
+    pub max_page_size: u64,
+    /// Longest time a request may take before 503 (exports excepted).
+    pub request_timeout_seconds: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often the catalogue is re-read from the store (other instances' imports).
+    pub catalog_refresh_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite:data/passerelle.db".to_owned(),
+            database_max_connections: 16,
+            catalog_dir: PathBuf::from("catalog"),
+            policies_dir: PathBuf::from("policies"),
+            dev_mode: false,
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_page_size: 10_000,
+            request_timeout_seconds: 30,
+            max_body_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
+            catalog_refresh_seconds: 10,
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("unsafe configuration refused outside dev mode: {0}")]
+    Unsafe(String),
+}
+
+impl Settings {
+    /// Reads the layered configuration.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("PASSERELLE_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Refuses what would be unsafe in production.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.dev_mode {
+            return Ok(());
+        }
+        if !self.server.listen.ip().is_loopback() && self.database_url.starts_with("sqlite:") {
+            tracing::warn!("serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production");
+        }
+        if self.server.max_page_size == 0 {
+            return Err(ConfigError::Unsafe("server.max_page_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defaults match the README: loopback 8080, SQLite under data/.
+    #[test]
+    fn defaults_are_safe() {
+        let settings = Settings::default();
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.database_url, "sqlite:data/passerelle.db");
+        assert!(!settings.dev_mode);
+        assert_eq!(settings.server.max_page_size, 10_000);
+    }
+
+    /// The file and the environment override the defaults, in that order.
+    #[test]
+    fn layers_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "dev_mode = true\n[server]\nmax_page_size = 50\n")?;
+            jail.set_env("PASSERELLE_SERVER__MAX_PAGE_SIZE", "70");
+            jail.set_env("DATABASE_URL", "postgres://x@localhost/y");
+            let settings = Settings::load(Some(Path::new("p.toml"))).expect("valid");
+            assert!(settings.dev_mode);
+            assert_eq!(settings.server.max_page_size, 70);
+            assert_eq!(settings.database_url, "postgres://x@localhost/y");
+            Ok(())
+        });
+    }
+
+    /// A misspelt key is an error, not silently ignored.
+    #[test]
+    fn refuses_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "[server]\nmax_pagesize = 5\n")?;
+            assert!(Settings::load(Some(Path::new("p.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

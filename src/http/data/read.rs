@@ -1,0 +1,384 @@
+//! The read handler: parse, authorise, run, format, page.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures::StreamExt;
+
+use super::access::{Grant, authorize};
+use super::range::{CountPreference, content_range, requested_range};
+use crate::catalog::{DatasetEntry, GeometryColumns};
+use crate::format::{
+    CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat, RowEncoder,
+};
+use crate::http::context::RequestContext;
+use crate::http::problem::{AppResult, Problem};
+use crate::http::state::AppState;
+use crate::policy::Action;
+use crate::query::plan::ReadPlan;
+use crate::query::{QueryLimits, parse_read_query};
+use crate::store::datasets::DatasetRead;
+use crate::store::sql::{CellKind, OutputColumn};
+
+/// Query parameters of the read grammar, for the API description (the
+/// handler parses the raw query string itself: keys repeat and order matters).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ReadParameters {
+    /// Columns and aggregates: `a,b,alias:c,c.sum(),count()`.
+    select: Option<String>,
+    /// `col.asc,col2.desc.nullslast`.
+    order: Option<String>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    /// Logical combinations: `(a.eq.1,b.gt.2)`.
+    or: Option<String>,
+    and: Option<String>,
+    /// `json`, `csv`, `ndjson` or `geojson` (overrides `Accept`).
+    format: Option<String>,
+    /// `semicolon` for spreadsheet users.
+    csv_sep: Option<String>,
+    /// `true` to start CSV with a byte-order mark.
+    bom: Option<bool>,
+}
+
+/// Bytes buffered before a streamed body sends a chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Rows of a dataset, filtered, ordered and paged with the PostgREST grammar
+/// (`col=op.value`, `or=()`, `select`, `order`, `limit`, `offset`, `Range`,
+/// `Prefer: count=exact`), as JSON, CSV, NDJSON or GeoJSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/data/{id}",
+    tag = "data",
+    params(("id" = String, Path, description = "Dataset id"), ReadParameters),
+    responses(
+        (status = 200, description = "Rows (JSON array, CSV, NDJSON or GeoJSON)"),
+        (status = 206, description = "A counted partial page"),
+        (status = 400, description = "Malformed query, unknown column, missing X-Purpose", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Credentials missing or invalid", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 416, description = "Offset past the end of a counted answer", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read_dataset(
+    State(state): State<AppState>,
+    Extension(context): Extension<RequestContext>,
+    Path(id): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let catalog = state.catalog.current();
+    let Some(entry) = catalog.get(&id) else {
+        context.note(|record| {
+            record.dataset = Some(id.clone());
+            record.action = Some("read".to_owned());
+            record.decision = Some(false);
+            record.rule = Some("unknown dataset".to_owned());
+        });
+        return Err(Problem::dataset_not_found(&id));
+    };
+    let pairs: Vec<(String, String)> = raw_query
+        .as_deref()
+        .map(|query| form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let parameter = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let format = OutputFormat::negotiate(parameter("format"), accept);
+    let action = match format {
+        Some(format) if format.is_export() => Action::Export,
+        _ => Action::Read,
+    };
+    let grant = authorize(&state.policy, &context, entry, action, &headers)?;
+    let format = format.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "Not acceptable",
+            "this dataset is served as application/json, text/csv, application/x-ndjson or application/geo+json",
+        )
+        .with_code("PGRST107")
+    })?;
+    let limits = QueryLimits { max_nesting: 16 };
+    let mut plan = parse_read_query(&pairs, &entry.schema, &grant.visible, &limits)?;
+    if grant.aggregate_only.is_some() && !plan.is_aggregate() {
+        return Err(Problem::forbidden(format!(
+            "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",
+            entry.id()
+        )));
+    }
+    if let Some((offset, limit)) = requested_range(&headers) {
+        plan.offset = offset;
+        plan.limit = match (plan.limit, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let csv_options = csv_options(parameter("csv_sep"), parameter("bom"))?;
+    let read = Arc::new(DatasetRead {
+        table: entry.table_name.clone(),
+        schema: entry.schema.clone(),
+        plan,
+        visible: grant.visible.clone(),
+        row_filter: grant.row_filter.clone(),
+        min_group_size: grant.aggregate_only,
+    });
+    let columns = read.output_columns();
+    let geometry = geometry_in_output(entry, &columns);
+    if format == OutputFormat::GeoJson && entry.geometry.is_none() {
+        return Err(Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "Not acceptable",
+            format!("dataset `{}` has no geometry: ask for JSON or CSV", entry.id()),
+        ));
+    }
+    let count_preference = CountPreference::from_headers(&headers);
+    let total = match count_preference {
+        Some(preference) => Some(count(&state, &read, preference, entry).await?),
+        None => None,
+    };
+    let suppressed = match grant.aggregate_only {
+        Some(_) => Some(state.store.count_suppressed_groups(&read).await.map_err(Problem::internal)?),
+        None => None,
+    };
+    let mut extra_headers = HeaderMap::new();
+    if let Some(preference) = count_preference {
+        extra_headers.insert("preference-applied", HeaderValue::from_static(preference.as_str()));
+    }
+    if let Some(suppressed) = suppressed {
+        extra_headers.insert("x-suppressed-groups", HeaderValue::from(suppressed));
+    }
+    if let Some(view) = &grant.view {
+        if let Ok(value) = HeaderValue::from_str(view) {
+            extra_headers.insert("x-view", value);
+        }
+    }
+    let response = if format.is_export() {
+        export(&state, &context, entry, read, columns, geometry, format, csv_options, &grant)
+    } else {
+        json_page(&state, &context, read, columns, total, &headers).await?
+    };
+    let mut response = response;
+    response.headers_mut().extend(extra_headers);
+    Ok(response)
+}
+
+/// The counted total, as the preference asks: exact, or the planner's
+/// estimate (PostgreSQL), or the catalogue's record count when unfiltered.
+async fn count(
+    state: &AppState,
+    read: &DatasetRead,
+    preference: CountPreference,
+    entry: &DatasetEntry,
+) -> AppResult<u64> {
+    let unfiltered = read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
+    let store = &state.store;
+    if preference == CountPreference::Exact {
+        return store.count_rows(read).await.map_err(Problem::internal);
+    }
+    if unfiltered {
+        return Ok(u64::try_from(entry.record_count).unwrap_or(0));
+    }
+    let estimate = store.estimate_rows(read).await.map_err(Problem::internal)?;
+    match (preference, estimate) {
+        // "estimated": exact while small, the planner's figure beyond.
+        (CountPreference::Estimated, Some(rows)) if rows <= state.settings.server.max_page_size => {
+            store.count_rows(read).await.map_err(Problem::internal)
+        }
+        (_, Some(rows)) => Ok(rows),
+        (_, None) => store.count_rows(read).await.map_err(Problem::internal),
+    }
+}
+
+fn csv_options(separator: Option<&str>, bom: Option<&str>) -> AppResult<CsvOptions> {
+    let separator = match separator {
+        None | Some("comma") | Some(",") => b',',
+        Some("semicolon") | Some(";") => b';',
+        Some("tab") => b'\t',
+        Some(other) => {
+            return Err(Problem::bad_request(
+                "invalid-parameter",
+                "Invalid parameter",
+                format!("csv_sep `{other}` is not one of comma, semicolon, tab"),
+            ));
+        }
+    };
+    let bom = match bom {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Problem::bad_request(
+                "invalid-parameter",
+                "Invalid parameter",
+                format!("bom `{other}` is not true or false"),
+            ));
+        }
+    };
+    Ok(CsvOptions { separator, bom })
+}
+
+/// Positions of the geometry among the output columns, when they are all selected.
+fn geometry_in_output(entry: &DatasetEntry, columns: &[OutputColumn]) -> Option<Geometry> {
+    let position = |schema_index: usize| columns.iter().position(|column| column.source == Some(schema_index));
+    match entry.geometry? {
+        GeometryColumns::LatLon { lat, lon } => Some(Geometry::LatLon {
+            lat: position(lat)?,
+            lon: position(lon)?,
+        }),
+        GeometryColumns::Point(index) => Some(Geometry::Point(position(index)?)),
+        GeometryColumns::GeoJson(index) => Some(Geometry::GeoJson(position(index)?)),
+    }
+}
+
+fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColumn]) -> Vec<bool> {
+    columns
+        .iter()
+        .map(|column| {
+            column.kind == CellKind::Text
+                && column
+                    .source
+                    .is_some_and(|index| entry_schema.fields[index].field_type == crate::domain::FieldType::Geojson)
+        })
+        .collect()
+}
+
+/// A JSON page: capped at `max_page_size`, answered with `Content-Range`, a
+/// strong `ETag` and 304 on `If-None-Match`.
+async fn json_page(
+    state: &AppState,
+    context: &RequestContext,
+    read: Arc<DatasetRead>,
+    columns: Vec<OutputColumn>,
+    total: Option<u64>,
+    headers: &HeaderMap,
+) -> AppResult<Response> {
+    let cap = state.settings.server.max_page_size;
+    let limit = Some(read.plan.limit.map_or(cap, |limit| limit.min(cap)));
+    let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
+    let raw = raw_json_columns(&read.schema, &columns);
+    let mut encoder = JsonEncoder::new(&keys, &raw);
+    let mut body = Vec::with_capacity(16 * 1024);
+    encoder.begin(&mut body);
+    let mut rows = state.store.stream_rows(read.clone(), limit);
+    let counter = context.row_counter();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(Problem::internal)?;
+        encoder.row(&mut body, &row);
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    encoder.end(&mut body);
+    let returned = counter.load(Ordering::Relaxed);
+    let offset = read.plan.offset;
+    let (status, range) = content_range(offset, returned, total);
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+            format!("offset {offset} is past the end of the {} matching rows", total.unwrap_or(0)),
+        )
+        .with_code("PGRST103")
+        .with_header(header::CONTENT_RANGE, &range));
+    }
+    let etag = format!("\"{}\"", hex::encode(&sha2_256(&body)[..16]));
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(OutputFormat::Json.content_type()),
+        );
+        response
+    };
+    let response_headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&range) {
+        response_headers.insert(header::CONTENT_RANGE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response_headers.insert(header::ETAG, value);
+    }
+    Ok(response)
+}
+
+fn sha2_256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A streamed export: rows are encoded as they arrive, flushed in chunks, so
+/// memory stays flat whatever the size. Not capped.
+#[allow(clippy::too_many_arguments)]
+fn export(
+    state: &AppState,
+    context: &RequestContext,
+    entry: &DatasetEntry,
+    read: Arc<DatasetRead>,
+    columns: Vec<OutputColumn>,
+    geometry: Option<Geometry>,
+    format: OutputFormat,
+    csv_options: CsvOptions,
+    _grant: &Grant,
+) -> Response {
+    let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
+    let raw = raw_json_columns(&read.schema, &columns);
+    let mut encoder: Box<dyn RowEncoder> = match format {
+        OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
+        OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
+        OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
+        OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
+    };
+    let limit = read.plan.limit;
+    let mut rows = state.store.stream_rows(read, limit);
+    let counter = context.row_counter();
+    context.note(|record| record.streamed = true);
+    let request_id = context.request_id.clone();
+    let stream = async_stream::stream! {
+        let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
+        encoder.begin(&mut buffer);
+        while let Some(row) = rows.next().await {
+            match row {
+                Ok(row) => {
+                    encoder.row(&mut buffer, &row);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if buffer.len() >= CHUNK_BYTES {
+                        yield Ok::<_, std::io::Error>(bytes::Bytes::from(std::mem::replace(
+                            &mut buffer,
+                            Vec::with_capacity(CHUNK_BYTES + 4096),
+                        )));
+                    }
+                }
+                Err(error) => {
+                    // Headers are gone: cut the body so the client sees a broken transfer.
+                    tracing::error!(%request_id, %error, "export failed mid-stream");
+                    yield Err(std::io::Error::other("export failed"));
+                    return;
+                }
+            }
+        }
+        encoder.end(&mut buffer);
+        yield Ok(bytes::Bytes::from(buffer));
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let disposition = format!("attachment; filename=\"{}.{}\"", entry.id(), format.extension());
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}

@@ -1,0 +1,39 @@
+//! `GET /api/v1/datasets/{id}`: one catalogue entry.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+
+use super::{DatasetSummary, summarize};
+use crate::http::context::RequestContext;
+use crate::http::problem::{AppResult, Problem};
+use crate::http::state::AppState;
+
+/// Metadata, schema (the columns this caller may see), record count, last
+/// update, links and licence of one dataset.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{id}",
+    tag = "catalogue",
+    params(("id" = String, Path, description = "Dataset id")),
+    responses(
+        (status = 200, description = "Catalogue entry", body = DatasetSummary),
+        (status = 404, description = "No such dataset (or not visible to the caller)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub async fn show_dataset(
+    State(state): State<AppState>,
+    Extension(context): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> AppResult<Json<DatasetSummary>> {
+    let catalog = state.catalog.current();
+    let summary = catalog
+        .get(&id)
+        .and_then(|entry| summarize(&state.policy, &context.caller, entry));
+    context.note(|record| {
+        record.dataset = Some(id.clone());
+        record.action = Some("metadata".to_owned());
+        record.decision = Some(summary.is_some());
+        record.rule = Some(if summary.is_some() { "metadata visible" } else { "not visible" }.to_owned());
+    });
+    summary.map(Json).ok_or_else(|| Problem::dataset_not_found(&id))
+}

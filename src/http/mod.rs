@@ -1,0 +1,61 @@
+//! The HTTP edge: routes, the per-request middleware, problem documents.
+
+pub mod context;
+pub mod data;
+pub mod datasets;
+pub mod health;
+pub mod openapi;
+pub mod problem;
+pub mod request;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use self::problem::Problem;
+use self::state::AppState;
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let api = Router::new()
+        .route("/api/v1/datasets", get(datasets::list::list_datasets))
+        .route("/api/v1/datasets/{id}", get(datasets::show::show_dataset))
+        .route("/api/v1/data/{id}", get(data::read::read_dataset))
+        .merge(crate::http::auth_routes())
+        .merge(crate::http::audit_routes())
+        .merge(crate::http::policy_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), request::track));
+    Router::new()
+        .merge(api)
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .merge(openapi::routes())
+        .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(settings.server.request_timeout_seconds),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such resource").with_code("PGRST125")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this resource is read-only: use GET or HEAD",
+    )
+}

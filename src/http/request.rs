@@ -1,0 +1,233 @@
+//! What happens to every API request around its handler: a request id, the
+//! caller's identity (401 on bad credentials, even for open data), and the
+//! audit event, made durable before the response starts. If the audit log
+//! cannot be written, closed data is refused with 503 (fail closed).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+
+use super::context::{self, AccessRecord, RequestContext, RequestInfo, rows_sent};
+use super::problem::Problem;
+use super::state::AppState;
+use crate::audit::{NewEvent, Outcome};
+use crate::auth::Caller;
+
+/// The middleware on every `/api/v1` route.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = context::request_id_from(request.headers());
+    let info = RequestInfo {
+        request_id: request_id.clone(),
+        path: request.uri().path().to_owned(),
+    };
+    let header_value = HeaderValue::from_str(&request_id).ok();
+    let mut response = context::scope(info, serve(state, request, request_id, started, next)).await;
+    if let Some(value) = header_value {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+async fn serve(state: AppState, mut request: Request, request_id: String, started: Instant, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let ip = client_ip(peer, request.headers(), &state.settings.server.trusted_proxies);
+    let facts = RequestFacts {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.chars().take(300).collect()),
+        ip: ip.map(|ip| ip.to_string()),
+    };
+    let (caller, failure) = match state.authenticator.authenticate(request.headers()).await {
+        Ok(caller) => (caller, None),
+        Err(failure) => (Caller::anonymous(), Some(failure)),
+    };
+    let context = RequestContext::new(&request_id, caller);
+    let response = match failure {
+        Some(failure) => {
+            context.note(|record| {
+                record.decision = Some(false);
+                record.rule = Some("authentication failed".to_owned());
+                record.auth_failure = Some(failure.detail.clone());
+                // A refused token never sees data: the refusal itself is not closed data.
+                record.closed_data = false;
+            });
+            Problem::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "Invalid credentials",
+                failure.detail.clone(),
+            )
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                &format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    failure.detail.replace(['"', '\\'], "'")
+                ),
+            )
+            .into_response()
+        }
+        None => {
+            request.extensions_mut().insert(context.clone());
+            next.run(request).await
+        }
+    };
+    let record = context.record();
+    let event = new_event(&request_id, &context.caller, &facts, &record, response.status().as_u16(), started);
+    let receipt = match state.audit.record(event).await {
+        Ok(receipt) => receipt,
+        Err(error) => {
+            tracing::error!(%request_id, %error, "audit log unavailable");
+            if record.closed_data || !state.settings.audit.serve_open_data_without_audit {
+                return Problem::unavailable(
+                    "the access log cannot be written right now, so no data is served; try again shortly",
+                )
+                .into_response();
+            }
+            return response;
+        }
+    };
+    if !record.streamed {
+        return response;
+    }
+    // A streamed export: complete its event when the body ends or is cut off.
+    let audit = state.audit.clone();
+    let (parts, body) = response.into_parts();
+    let status = parts.status.as_u16();
+    let record = Arc::new(record);
+    let mut body_stream = body.into_data_stream();
+    let stream = async_stream::stream! {
+        let mut bytes_sent: i64 = 0;
+        let mut complete = true;
+        while let Some(chunk) = body_stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    bytes_sent += i64::try_from(chunk.len()).unwrap_or(0);
+                    yield Ok::<_, axum::Error>(chunk);
+                }
+                Err(error) => {
+                    complete = false;
+                    yield Err(error);
+                    break;
+                }
+            }
+        }
+        let outcome = Outcome {
+            status,
+            rows: rows_sent(&record),
+            bytes: Some(bytes_sent),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            complete,
+        };
+        if let Err(error) = audit.complete(receipt, outcome).await {
+            tracing::error!(%error, "could not complete the audit event of an export");
+        }
+    };
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Request facts known before the handler runs.
+struct RequestFacts {
+    method: String,
+    path: String,
+    query: Option<String>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+fn new_event(
+    request_id: &str,
+    caller: &Caller,
+    facts: &RequestFacts,
+    record: &AccessRecord,
+    status: u16,
+    started: Instant,
+) -> NewEvent {
+    NewEvent {
+        time: chrono::Utc::now(),
+        request_id: request_id.to_owned(),
+        subject: caller.subject.clone(),
+        org: caller.org.clone(),
+        roles: caller.roles.clone(),
+        auth_method: caller.auth_method.as_str().to_owned(),
+        client_id: caller.client_id.clone(),
+        token_id: caller.token_id.clone(),
+        ip: facts.ip.clone(),
+        user_agent: facts.user_agent.clone(),
+        method: facts.method.clone(),
+        path: facts.path.clone(),
+        query: facts.query.clone(),
+        dataset: record.dataset.clone(),
+        action: record.action.clone().unwrap_or_else(|| "request".to_owned()),
+        decision: if record.decision.unwrap_or(status < 400) { "allow" } else { "deny" }.to_owned(),
+        rule: record
+            .rule
+            .clone()
+            .or_else(|| record.auth_failure.clone()),
+        view: record.view.clone(),
+        status,
+        rows: rows_sent(record),
+        bytes: None,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        purpose: record.purpose.clone(),
+    }
+}
+
+/// The client's address: the peer, or the `X-Forwarded-For` hop just before
+/// the first trusted proxy, only when the peer is a trusted proxy.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    // Walk from the nearest hop back while hops are trusted proxies.
+    forwarded
+        .iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .copied()
+        .or(Some(peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// X-Forwarded-For is believed only from trusted proxies.
+    #[test]
+    fn resolves_client_ip() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().unwrap());
+        assert_eq!(client_ip(Some(client), &headers, &[proxy]), Some(client), "untrusted peer");
+        assert_eq!(
+            client_ip(Some(proxy), &headers, &[proxy]),
+            Some("203.0.113.7".parse().unwrap()),
+            "nearest untrusted hop"
+        );
+        assert_eq!(client_ip(Some(proxy), &HeaderMap::new(), &[proxy]), Some(proxy));
+    }
+}

@@ -1,0 +1,40 @@
+//! The application state every handler shares: cheap to clone, no globals.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
+use crate::catalog::CatalogHandle;
+use crate::config::Settings;
+use crate::policy::PolicyEngine;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub catalog: CatalogHandle,
+    pub authenticator: Authenticator,
+    pub policy: PolicyEngine,
+    pub audit: AuditLog,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Authenticator {
+        state.authenticator.clone()
+    }
+}
+
+impl FromRef<AppState> for PolicyEngine {
+    fn from_ref(state: &AppState) -> PolicyEngine {
+        state.policy.clone()
+    }
+}
+
+impl FromRef<AppState> for AuditLog {
+    fn from_ref(state: &AppState) -> AuditLog {
+        state.audit.clone()
+    }
+}

@@ -1,0 +1,147 @@
+//! Building the application from its settings: open the store, sync the
+//! catalogue, load the policy, start the audit writer, then serve.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
+use crate::catalog::CatalogHandle;
+use crate::catalog::sync::sync_folder;
+use crate::config::Settings;
+use crate::http::state::AppState;
+use crate::policy::PolicyEngine;
+use crate::store::Store;
+
+/// Opens the store and syncs the catalogue folder into it (if the folder exists).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    if let Some(path) = settings.database_url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() && path != ":memory:" {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create the data folder {}", parent.display()))?;
+            }
+        }
+    }
+    Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)
+}
+
+/// Syncs `catalog_dir` and logs what happened.
+pub async fn sync_catalog(store: &Store, settings: &Settings) -> anyhow::Result<crate::catalog::sync::SyncReport> {
+    let report = sync_folder(store, &settings.catalog_dir).await?;
+    for (id, version) in &report.imported {
+        tracing::info!(dataset = %id, version, "imported");
+    }
+    for (path, reason) in &report.failures {
+        tracing::error!(%path, %reason, "catalogue file not synced");
+    }
+    Ok(report)
+}
+
+/// Everything a running gateway needs.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let settings = Arc::new(settings);
+    let store = open_store(&settings).await?;
+    if settings.catalog_dir.is_dir() {
+        sync_catalog(&store, &settings).await?;
+    } else {
+        tracing::warn!(folder = %settings.catalog_dir.display(), "no catalogue folder: serving what the store holds");
+    }
+    let catalog = CatalogHandle::default();
+    catalog.refresh(&store).await?;
+    let levels = dataset_levels(&catalog);
+    let policy = PolicyEngine::load(&settings.policies_dir, &levels)
+        .await
+        .with_context(|| format!("cannot load the policy in {}", settings.policies_dir.display()))?;
+    let authenticator = Authenticator::new(&settings.auth, store.clone())
+        .await
+        .context("cannot set up authentication")?;
+    let audit = AuditLog::start(store.clone(), settings.audit.log.clone(), authenticator.checkpoint_signer())
+        .await
+        .context("cannot start the audit log")?;
+    Ok(AppState {
+        settings,
+        store,
+        catalog,
+        authenticator,
+        policy,
+        audit,
+    })
+}
+
+/// (id, access level) of every dataset, for the policy's level groups.
+pub fn dataset_levels(catalog: &CatalogHandle) -> Vec<(String, crate::catalog::definition::AccessLevel)> {
+    catalog
+        .current()
+        .entries()
+        .iter()
+        .map(|entry| (entry.id().to_owned(), entry.definition.access))
+        .collect()
+}
+
+/// Serves until Ctrl-C or SIGTERM, then flushes the audit log.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.server.listen;
+    let state = build_state(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listen, "Passerelle is serving");
+    spawn_background_tasks(&state);
+    let audit = state.audit.clone();
+    let app = crate::http::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    audit.shutdown().await;
+    Ok(())
+}
+
+/// Policy file watching and catalogue refresh (imports by other instances).
+pub fn spawn_background_tasks(state: &AppState) {
+    state.policy.spawn_watcher(Duration::from_secs(2));
+    let state = state.clone();
+    tokio::spawn(async move {
+        let period = Duration::from_secs(state.settings.server.catalog_refresh_seconds.max(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let before = state.catalog.current().fingerprint();
+            if let Err(error) = state.catalog.refresh(&state.store).await {
+                tracing::warn!(%error, "catalogue refresh failed");
+                continue;
+            }
+            if state.catalog.current().fingerprint() != before {
+                let levels = dataset_levels(&state.catalog);
+                if let Err(error) = state.policy.set_datasets(&levels).await {
+                    tracing::error!(%error, "policy not updated for the new catalogue");
+                }
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,112 @@
+//! The access matrix (`tests/fixtures/access_matrix.csv`) against the real
+//! router, and the views: a partner's row filter, aggregate suppression.
+
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+use crate::on_both_stores;
+
+async fn caller_token(app: &TestApp, caller: &str) -> Option<String> {
+    match caller {
+        "-" => None,
+        "invalid" => Some("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl".to_owned()),
+        _ => {
+            let (roles, org) = match caller.split_once('@') {
+                Some((roles, org)) => (roles, Some(org)),
+                None => (caller, None),
+            };
+            let roles: Vec<&str> = roles.split(',').collect();
+            Some(app.token(&format!("test-{}", roles[0]), &roles, org).await)
+        }
+    }
+}
+
+on_both_stores! {
+    /// Every line of the access matrix gives the expected status, problem and keys.
+    async fn access_matrix(app: TestApp) {
+        let fixture = std::fs::read_to_string(crate::helpers::repository_path("tests/fixtures/access_matrix.csv")).unwrap();
+        let mut checked = 0;
+        for line in fixture.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()) {
+            let fields: Vec<&str> = line.split(';').collect();
+            let [caller, dataset, query, accept, status, keys] = fields[..] else {
+                panic!("malformed fixture line: {line}");
+            };
+            let (query, send_purpose) = match query.strip_suffix("!nopurpose") {
+                Some(query) => (query, false),
+                None => (query, true),
+            };
+            let mut request = app.client.get(app.url(&format!("/api/v1/data/{dataset}?{query}")));
+            if let Some(token) = caller_token(&app, caller).await {
+                request = request.bearer_auth(token);
+            }
+            if !accept.is_empty() {
+                request = request.header("Accept", accept);
+            }
+            if send_purpose {
+                request = request.header("X-Purpose", "test");
+            }
+            let response = request.send().await.unwrap();
+            let (code, kind) = match status.split_once(':') {
+                Some((code, kind)) => (code.parse::<u16>().unwrap(), Some(kind)),
+                None => (status.parse::<u16>().unwrap(), None),
+            };
+            assert_eq!(response.status().as_u16(), code, "{line}");
+            if code == 401 {
+                assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{line}");
+            }
+            let body = response.text().await.unwrap();
+            if let Some(kind) = kind {
+                let problem: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(problem["type"], format!("/problems/{kind}"), "{line}: {problem}");
+                assert!(!body.contains("\"id\":") || kind == "unknown-column", "{line}: no data in a refusal");
+            }
+            if keys != "-" {
+                let rows: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&body).unwrap();
+                let first = rows.first().unwrap_or_else(|| panic!("{line}: no row"));
+                let mut actual: Vec<&str> = first.keys().map(String::as_str).collect();
+                let mut expected: Vec<&str> = keys.split('|').collect();
+                actual.sort();
+                expected.sort();
+                assert_eq!(actual, expected, "{line}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30, "the matrix ran {checked} cases");
+    }
+}
+
+on_both_stores! {
+    /// A partner commune sees only its rows, in every format and in counts.
+    async fn partner_row_filter(app: TestApp) {
+        let token = app.token("ville-sainte-savine", &["partenaire"], Some("Sainte-Savine")).await;
+        let rows: Vec<Value> = app.get_as("/api/v1/data/locations-velos?select=commune", &token).await.json().await.unwrap();
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|row| row["commune"] == "Sainte-Savine"));
+        let groups: Vec<Value> = app.get_as("/api/v1/data/locations-velos?select=commune,count()", &token).await.json().await.unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0]["count"].as_u64().unwrap() as usize, rows.len());
+        let csv = app.get_as("/api/v1/data/locations-velos?select=commune&format=csv", &token).await.text().await.unwrap();
+        assert!(csv.lines().skip(1).all(|line| line == "Sainte-Savine"));
+        // The caller's own filter cannot widen the view's.
+        let widened: Vec<Value> = app.get_as("/api/v1/data/locations-velos?select=commune&or=(commune.eq.Troyes,commune.eq.Sainte-Savine)", &token).await.json().await.unwrap();
+        assert!(widened.iter().all(|row| row["commune"] == "Sainte-Savine"));
+    }
+}
+
+on_both_stores! {
+    /// Aggregate-only views leave out small groups and say how many.
+    async fn aggregate_suppression(app: TestApp) {
+        let token = app.token("ademe", &["ademe"], Some("ADEME")).await;
+        let response = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=quartier,count()"))
+            .bearer_auth(&token).header("X-Purpose", "observatoire").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let suppressed: u64 = response.headers()["x-suppressed-groups"].to_str().unwrap().parse().unwrap();
+        assert!(suppressed > 0, "demo data has small districts");
+        let groups: Vec<Value> = response.json().await.unwrap();
+        assert!(groups.iter().all(|group| group["count"].as_u64().unwrap() >= 11), "{groups:?}");
+        let full = app.token("social", &["service-social"], None).await;
+        let all: Vec<Value> = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=quartier,count()"))
+            .bearer_auth(&full).header("X-Purpose", "suivi").send().await.unwrap().json().await.unwrap();
+        assert_eq!(all.len() as u64, groups.len() as u64 + suppressed);
+    }
+}

@@ -1,0 +1,146 @@
+//! `spawn_app`: the real router on a random port, against a fresh store
+//! (SQLite file or PostgreSQL database) synced from the demo catalogue.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use passerelle::config::Settings;
+use passerelle::http::state::AppState;
+use passerelle::store::test_support::{self, TestDatabase};
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub kind: StoreKind,
+    _database: TestDatabase,
+}
+
+pub fn repository_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Settings for a test gateway on `database_url`.
+pub fn test_settings(database_url: String) -> Settings {
+    let mut settings = Settings::default();
+    settings.database_url = database_url;
+    settings.catalog_dir = repository_path("catalog");
+    settings.policies_dir = repository_path("policies");
+    settings.dev_mode = true;
+    settings.database_max_connections = 8;
+    settings
+}
+
+/// Starts the gateway; `None` only for PostgreSQL outside CI when no server runs.
+pub async fn spawn_app(kind: StoreKind) -> Option<TestApp> {
+    spawn_app_with(kind, |_| {}).await
+}
+
+/// Starts the gateway with adjusted settings.
+pub async fn spawn_app_with(kind: StoreKind, adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    passerelle::telemetry::init();
+    let (url, database) = match kind {
+        StoreKind::Sqlite => test_support::sqlite_url(),
+        StoreKind::Postgres => test_support::postgres_url().await?,
+    };
+    let mut settings = test_settings(url);
+    adjust(&mut settings);
+    let state = passerelle::startup::build_state(settings).await.expect("gateway starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let app = passerelle::http::router(state.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .expect("server");
+    });
+    Some(TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        state,
+        kind,
+        _database: database,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// A token from the gateway's own key, as `passerelle token` mints it.
+    pub async fn token(&self, subject: &str, roles: &[&str], org: Option<&str>) -> String {
+        let roles: Vec<String> = roles.iter().map(|role| role.to_string()).collect();
+        let keys = passerelle::auth::KeyRing::load(&self.state.store, &self.state.settings.auth)
+            .await
+            .expect("key ring");
+        keys.mint(subject, org, &roles, 600).await.expect("token")
+    }
+}
+
+/// Runs one async test body on SQLite and on PostgreSQL (skipped outside CI
+/// only when no PostgreSQL server runs; in CI it must run).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident: TestApp) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$meta])*
+            async fn run($app: $crate::helpers::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app($crate::helpers::StoreKind::Sqlite).await.expect("SQLite app");
+                run(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::StoreKind::Postgres).await {
+                    run(app).await;
+                }
+            }
+        }
+    };
+}
+
+/// Parses a problem document and checks its required members.
+pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers().get("content-type").and_then(|value| value.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .expect("X-Request-Id");
+    let body: serde_json::Value = response.json().await.expect("problem JSON");
+    for member in ["type", "title", "status", "detail", "instance", "request_id", "message"] {
+        assert!(body.get(member).is_some(), "problem lacks `{member}`: {body}");
+    }
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str());
+    body
+}

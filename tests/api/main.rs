@@ -1,0 +1,13 @@
+//! HTTP tests: the real router on a random port against a real store. Every
+//! test runs on SQLite and on PostgreSQL (`on_both_stores!`).
+
+mod helpers;
+
+mod access;
+mod audit_trail;
+mod catalogue;
+mod errors;
+mod formats;
+mod openapi;
+mod postgrest_client;
+mod read;
