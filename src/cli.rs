@@ -218,7 +218,7 @@ pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Resu
 pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let keys = KeyRing::load(&store, &settings.auth).await?;
-    let log = AuditLog::start(store, settings.audit.log.clone(), keys.checkpoint_signer()).await?;
+    let log = AuditLog::start(store, settings.audit.log.clone(), crate::startup::checkpoint_signer(&keys)).await?;
     let code = match command {
         AuditCommand::Verify => {
             let verification = log.verify(None, None).await?;
@@ -238,4 +238,61 @@ pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result
     };
     log.shutdown().await;
     Ok(code)
+}
+
+/// `passerelle bench-audit`: sustained durable audit events per second, with
+/// `concurrency` tasks recording at once (the benchmark's scenario 6).
+pub async fn bench_audit(settings: &Settings, events: u64, concurrency: u64) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let keys = KeyRing::load(&store, &settings.auth).await?;
+    let log = AuditLog::start(store, settings.audit.log.clone(), crate::startup::checkpoint_signer(&keys)).await?;
+    let concurrency = concurrency.max(1);
+    let per_task = events.div_ceil(concurrency);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..concurrency {
+        let log = log.clone();
+        tasks.spawn(async move {
+            for index in 0..per_task {
+                log.record(bench_event(task, index)).await?;
+            }
+            Ok::<_, crate::audit::AuditError>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = per_task * concurrency;
+    log.shutdown().await;
+    println!("events={total} seconds={elapsed:.3} events_per_second={:.0}", total as f64 / elapsed);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_event(task: u64, index: u64) -> crate::audit::NewEvent {
+    crate::audit::NewEvent {
+        time: chrono::Utc::now(),
+        request_id: format!("bench-{task}-{index}"),
+        subject: "bench".to_owned(),
+        org: None,
+        roles: vec!["anonymous".to_owned()],
+        auth_method: "anonymous".to_owned(),
+        client_id: None,
+        token_id: None,
+        ip: Some("127.0.0.1".to_owned()),
+        user_agent: Some("passerelle bench-audit".to_owned()),
+        method: "GET".to_owned(),
+        path: "/api/v1/data/bench".to_owned(),
+        query: Some("commune=eq.Troyes&limit=100".to_owned()),
+        dataset: Some("bench".to_owned()),
+        action: "read".to_owned(),
+        decision: "allow".to_owned(),
+        rule: Some("bench".to_owned()),
+        view: None,
+        status: 200,
+        rows: Some(100),
+        bytes: None,
+        duration_ms: 1.0,
+        purpose: None,
+    }
 }

@@ -7,11 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::audit::AuditConfig;
+use crate::auth::AuthConfig;
 
 /// Everything the gateway can be told.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `sqlite:…` (default: `sqlite:data/passerelle.db`) or `postgres://…`.
@@ -24,9 +27,23 @@ pub struct Settings {
     /// Development conveniences (`passerelle token`); never in production.
     pub dev_mode: bool,
     pub server: ServerSettings,
+    /// Identity: external issuers, the gateway's own tokens, partner clients.
+    pub auth: AuthConfig,
+    pub audit: AuditSettings,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The access log and what happens when it cannot be written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Group commit, checkpoints, IP hashing.
+    pub log: AuditConfig,
+    /// Serve open data even when the audit log cannot be written (default:
+    /// refused like closed data).
+    pub serve_open_data_without_audit: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
@@ -40,6 +57,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often the catalogue is re-read from the store (other instances' imports).
     pub catalog_refresh_seconds: u64,
+    /// Bytes of JSON pages kept in memory (0 disables the cache).
+    pub page_cache_bytes: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +70,8 @@ impl Default for Settings {
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
             server: ServerSettings::default(),
+            auth: AuthConfig::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -64,6 +85,7 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
             catalog_refresh_seconds: 10,
+            page_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -80,7 +102,8 @@ pub enum ConfigError {
 impl Settings {
     /// Reads the layered configuration.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        // Missing keys take `Settings::default()` through `#[serde(default)]`.
+        let mut figment = Figment::new();
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }

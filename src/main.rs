@@ -64,6 +64,14 @@ enum Command {
     Audit(passerelle::cli::AuditCommand),
     /// Print the OpenAPI description.
     Openapi,
+    /// Measure the audit writer: durable events per second (benchmark).
+    #[command(hide = true)]
+    BenchAudit {
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => passerelle::cli::keys(&settings, command).await,
         Command::Policy(command) => passerelle::cli::policy(&settings, command).await,
         Command::Audit(command) => passerelle::cli::audit(&settings, command).await,
+        Command::BenchAudit { events, concurrency } => passerelle::cli::bench_audit(&settings, events, concurrency).await,
         Command::Openapi => unreachable!("handled before loading settings"),
     }
 }

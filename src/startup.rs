@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::audit::AuditLog;
-use crate::auth::Authenticator;
+use crate::audit::{AuditLog, CheckpointSigner};
+use crate::auth::{Authenticator, KeyRing};
 use crate::catalog::CatalogHandle;
 use crate::catalog::sync::sync_folder;
 use crate::config::Settings;
@@ -60,17 +60,47 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let authenticator = Authenticator::new(&settings.auth, store.clone())
         .await
         .context("cannot set up authentication")?;
-    let audit = AuditLog::start(store.clone(), settings.audit.log.clone(), authenticator.checkpoint_signer())
+    let audit = AuditLog::start(store.clone(), settings.audit.log.clone(), checkpoint_signer(authenticator.keys()))
         .await
         .context("cannot start the audit log")?;
     Ok(AppState {
-        settings,
+        settings: settings.clone(),
         store,
         catalog,
         authenticator,
         policy,
         audit,
+        pages: crate::http::data::cache::PageCache::new(settings.server.page_cache_bytes),
     })
+}
+
+/// Signs audit checkpoints with the gateway's current ES256 key; verifies
+/// with any key the ring still knows (rotated keys included).
+pub fn checkpoint_signer(keys: &KeyRing) -> Arc<dyn CheckpointSigner> {
+    Arc::new(KeyRingSigner(keys.clone()))
+}
+
+struct KeyRingSigner(KeyRing);
+
+impl CheckpointSigner for KeyRingSigner {
+    fn key_id(&self) -> String {
+        self.0.signing_key().0
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer;
+        let (_, key) = self.0.signing_key();
+        let signature: p256::ecdsa::Signature = key.sign(message);
+        signature.to_bytes().to_vec()
+    }
+
+    fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        let Some(key) = self.0.verifying_key(key_id) else {
+            return false;
+        };
+        p256::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| key.verify(message, &signature).is_ok())
+    }
 }
 
 /// (id, access level) of every dataset, for the policy's level groups.

@@ -42,7 +42,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if !audit {
         problems.push("the audit log cannot be written".to_owned());
     }
-    problems.extend(state.authenticator.readiness());
+    problems.extend(
+        state
+            .authenticator
+            .readiness()
+            .into_iter()
+            .filter_map(|(issuer, status)| status.err().map(|why| format!("identity provider `{issuer}`: {why}"))),
+    );
     let ready = store && audit;
     let body = Readiness {
         ready,

@@ -1,10 +1,15 @@
 //! The HTTP edge: routes, the per-request middleware, problem documents.
 
+pub mod audit;
+pub mod auth_doc;
 pub mod context;
 pub mod data;
 pub mod datasets;
 pub mod health;
+pub mod guard;
+pub mod metrics;
 pub mod openapi;
+pub mod policy;
 pub mod problem;
 pub mod request;
 pub mod state;
@@ -23,14 +28,15 @@ use self::state::AppState;
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
+    metrics::install();
     let settings = state.settings.clone();
     let api = Router::new()
         .route("/api/v1/datasets", get(datasets::list::list_datasets))
         .route("/api/v1/datasets/{id}", get(datasets::show::show_dataset))
         .route("/api/v1/data/{id}", get(data::read::read_dataset))
-        .merge(crate::http::auth_routes())
-        .merge(crate::http::audit_routes())
-        .merge(crate::http::policy_routes())
+        .merge(crate::auth::routes())
+        .merge(audit::routes())
+        .merge(policy::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), request::track));
@@ -38,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
         .merge(openapi::routes())
         .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

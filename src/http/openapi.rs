@@ -23,7 +23,17 @@ use super::state::AppState;
         super::data::read::read_dataset,
         super::health::live,
         super::health::ready,
+        super::metrics::render,
+        super::policy::check,
+        super::policy::reload,
+        super::audit::events,
+        super::audit::stats,
+        super::audit::verify,
+        super::auth_doc::token,
+        super::auth_doc::jwks,
+        super::auth_doc::authorization_server_metadata,
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "catalogue", description = "What datasets exist and what the caller may do with them"),
         (name = "data", description = "Rows, in the PostgREST read grammar"),
@@ -35,11 +45,29 @@ use super::state::AppState;
 )]
 pub struct ApiDoc;
 
+/// Declares the `bearer` scheme the protected operations name: a JWT (the
+/// gateway's, or a trusted identity provider's) or a partner API key.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or pk_ API key")
+                    .build(),
+            ),
+        );
+    }
+}
+
 /// The full description, handlers of every module included.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let mut document = ApiDoc::openapi();
-    document.merge(crate::http::extra_openapi());
-    document
+    ApiDoc::openapi()
 }
 
 /// The description as committed in `openapi/openapi.json`.

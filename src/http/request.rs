@@ -33,6 +33,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     if let Some(value) = header_value {
         response.headers_mut().insert("x-request-id", value);
     }
+    super::metrics::record_request(response.status(), started.elapsed().as_secs_f64());
     response
 }
 
@@ -87,12 +88,21 @@ async fn serve(state: AppState, mut request: Request, request_id: String, starte
             next.run(request).await
         }
     };
-    let record = context.record();
-    let event = new_event(&request_id, &context.caller, &facts, &record, response.status().as_u16(), started);
+    let mut record = context.record();
+    let mut event = new_event(&request_id, &context.caller, &facts, &record, response.status().as_u16(), started);
+    if let Some(attempt) = response.extensions().get::<crate::auth::TokenAttempt>() {
+        // The token endpoint: which client asked, and what came of it (never its secret).
+        event.action = "token".to_owned();
+        event.client_id = attempt.client_id.clone().or(event.client_id);
+        event.rule = Some(attempt.outcome.to_owned());
+        event.decision = if response.status().is_success() { "allow" } else { "deny" }.to_owned();
+        record.closed_data = true;
+    }
     let receipt = match state.audit.record(event).await {
         Ok(receipt) => receipt,
         Err(error) => {
             tracing::error!(%request_id, %error, "audit log unavailable");
+            super::metrics::record_audit_failure();
             if record.closed_data || !state.settings.audit.serve_open_data_without_audit {
                 return Problem::unavailable(
                     "the access log cannot be written right now, so no data is served; try again shortly",

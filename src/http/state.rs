@@ -19,6 +19,8 @@ pub struct AppState {
     pub authenticator: Authenticator,
     pub policy: PolicyEngine,
     pub audit: AuditLog,
+    /// JSON pages by dataset version, plan and view.
+    pub pages: crate::http::data::cache::PageCache,
 }
 
 impl FromRef<AppState> for Authenticator {

@@ -144,3 +144,35 @@ pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Va
     assert_eq!(body["request_id"], request_id.as_str());
     body
 }
+
+impl TestApp {
+    /// Audit events matching `filters` (a query string), newest first, as an auditor reads them.
+    pub async fn audit_events(&self, filters: &str) -> Vec<serde_json::Value> {
+        let auditor = self.token("test-auditor", &["auditor"], None).await;
+        let response = self.get_as(&format!("/api/v1/audit/events?{filters}"), &auditor).await;
+        assert_eq!(response.status(), 200, "audit events readable by an auditor");
+        let page: serde_json::Value = response.json().await.expect("event page");
+        page["events"].as_array().cloned().expect("events array")
+    }
+
+    /// The audit event of one request, by its `X-Request-Id`.
+    pub async fn audit_event_of(&self, response: &reqwest::Response) -> serde_json::Value {
+        let request_id = response.headers()["x-request-id"].to_str().expect("request id").to_owned();
+        let events = self.audit_events("limit=1000").await;
+        events
+            .into_iter()
+            .find(|event| event["request_id"] == request_id.as_str())
+            .unwrap_or_else(|| panic!("no audit event for request {request_id}"))
+    }
+}
+
+/// Runs one SQL statement directly on the test store (to tamper with it).
+pub async fn execute(app: &TestApp, sql: &str) {
+    use passerelle::store::Store;
+    let statement = sqlx::AssertSqlSafe(sql.to_owned());
+    match &app.state.store {
+        Store::Sqlite(pool) => sqlx::raw_sql(statement).execute(pool).await.map(|_| ()),
+        Store::Postgres(pool) => sqlx::raw_sql(statement).execute(pool).await.map(|_| ()),
+    }
+    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}

@@ -4,10 +4,12 @@
 mod helpers;
 
 mod access;
+mod admin;
 mod audit_trail;
 mod catalogue;
 mod errors;
 mod formats;
+mod identity;
 mod openapi;
 mod postgrest_client;
 mod read;

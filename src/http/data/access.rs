@@ -61,6 +61,19 @@ pub fn authorize(
         note_decision(context, &decision, false);
         return Err(Problem::dataset_not_found(entry.id()));
     }
+    if let Some(allowed) = &caller.allowed_datasets {
+        // A partner client registered for some datasets only.
+        if !allowed.iter().any(|id| id == entry.id()) {
+            context.note(|record| {
+                record.decision = Some(false);
+                record.rule = Some("client not registered for this dataset".to_owned());
+            });
+            return Err(Problem::forbidden(format!(
+                "your client is not registered for dataset `{}`",
+                entry.id()
+            )));
+        }
+    }
     let mut decision = policy.decide(&caller.roles, &dataset, action);
     let mut aggregate_grant = false;
     if !decision.allowed {

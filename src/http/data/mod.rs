@@ -3,5 +3,6 @@
 //! access passes), `range` holds PostgREST's paging headers, `read` runs it.
 
 pub mod access;
+pub mod cache;
 pub mod range;
 pub mod read;

@@ -1,7 +1,7 @@
 //! The read handler: parse, authorise, run, format, page.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures::StreamExt;
 
-use super::access::{Grant, authorize};
+use super::access::authorize;
+use super::cache::{CachedPage, PageCache};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::format::{
@@ -143,34 +144,59 @@ pub async fn read_dataset(
         ));
     }
     let count_preference = CountPreference::from_headers(&headers);
+    let counter = context.row_counter();
+    if format.is_export() {
+        let suppressed = suppressed_groups(&state, &read).await?;
+        let mut response = export(&state, &context, entry, read, columns, geometry, format, csv_options, counter);
+        response
+            .headers_mut()
+            .extend(answer_headers(None, suppressed, grant.view.as_deref()));
+        return Ok(response);
+    }
+    let cap = state.settings.server.max_page_size;
+    let key = PageCache::key(&read, count_preference.map(CountPreference::as_str), cap);
+    if let Some(page) = state.pages.get(key) {
+        counter.store(page.rows, Ordering::Relaxed);
+        return Ok(page_response(&page, &headers));
+    }
     let total = match count_preference {
         Some(preference) => Some(count(&state, &read, preference, entry).await?),
         None => None,
     };
-    let suppressed = match grant.aggregate_only {
-        Some(_) => Some(state.store.count_suppressed_groups(&read).await.map_err(Problem::internal)?),
-        None => None,
-    };
-    let mut extra_headers = HeaderMap::new();
-    if let Some(preference) = count_preference {
-        extra_headers.insert("preference-applied", HeaderValue::from_static(preference.as_str()));
+    let suppressed = suppressed_groups(&state, &read).await?;
+    let mut page = json_page(&state, read, columns, total).await?;
+    page.headers
+        .extend(answer_headers(count_preference, suppressed, grant.view.as_deref()));
+    counter.store(page.rows, Ordering::Relaxed);
+    let response = page_response(&page, &headers);
+    state.pages.insert(key, page);
+    Ok(response)
+}
+
+/// Groups left out of an aggregate-only answer, if the grant is aggregate-only.
+async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Option<u64>> {
+    match read.min_group_size {
+        Some(_) => Ok(Some(
+            state.store.count_suppressed_groups(read).await.map_err(Problem::internal)?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Headers that describe the answer: the count preference applied, groups
+/// suppressed, the view applied.
+fn answer_headers(count: Option<CountPreference>, suppressed: Option<u64>, view: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(preference) = count {
+        headers.insert("preference-applied", HeaderValue::from_static(preference.as_str()));
     }
     if let Some(suppressed) = suppressed {
-        extra_headers.insert("x-suppressed-groups", HeaderValue::from(suppressed));
+        headers.insert("x-suppressed-groups", HeaderValue::from(suppressed));
     }
-    if let Some(view) = &grant.view {
-        if let Ok(value) = HeaderValue::from_str(view) {
-            extra_headers.insert("x-view", value);
-        }
+    if let Some(value) = view.and_then(|view| HeaderValue::from_str(view).ok()) {
+        headers.insert("x-view", value);
     }
-    let response = if format.is_export() {
-        export(&state, &context, entry, read, columns, geometry, format, csv_options, &grant)
-    } else {
-        json_page(&state, &context, read, columns, total, &headers).await?
-    };
-    let mut response = response;
-    response.headers_mut().extend(extra_headers);
-    Ok(response)
+    headers
 }
 
 /// The counted total, as the preference asks: exact, or the planner's
@@ -252,16 +278,14 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
         .collect()
 }
 
-/// A JSON page: capped at `max_page_size`, answered with `Content-Range`, a
-/// strong `ETag` and 304 on `If-None-Match`.
+/// A JSON page, capped at `max_page_size`, with its `Content-Range` and a
+/// strong `ETag` (a hash of the body).
 async fn json_page(
     state: &AppState,
-    context: &RequestContext,
     read: Arc<DatasetRead>,
     columns: Vec<OutputColumn>,
     total: Option<u64>,
-    headers: &HeaderMap,
-) -> AppResult<Response> {
+) -> AppResult<CachedPage> {
     let cap = state.settings.server.max_page_size;
     let limit = Some(read.plan.limit.map_or(cap, |limit| limit.min(cap)));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
@@ -270,14 +294,13 @@ async fn json_page(
     let mut body = Vec::with_capacity(16 * 1024);
     encoder.begin(&mut body);
     let mut rows = state.store.stream_rows(read.clone(), limit);
-    let counter = context.row_counter();
+    let mut returned = 0;
     while let Some(row) = rows.next().await {
         let row = row.map_err(Problem::internal)?;
         encoder.row(&mut body, &row);
-        counter.fetch_add(1, Ordering::Relaxed);
+        returned += 1;
     }
     encoder.end(&mut body);
-    let returned = counter.load(Ordering::Relaxed);
     let offset = read.plan.offset;
     let (status, range) = content_range(offset, returned, total);
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
@@ -290,29 +313,47 @@ async fn json_page(
         .with_code("PGRST103")
         .with_header(header::CONTENT_RANGE, &range));
     }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OutputFormat::Json.content_type()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&range) {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
     let etag = format!("\"{}\"", hex::encode(&sha2_256(&body)[..16]));
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    Ok(CachedPage {
+        status,
+        body: bytes::Bytes::from(body),
+        headers,
+        rows: returned,
+    })
+}
+
+/// The response for a page: 304 when the client's `If-None-Match` names its ETag.
+fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
+    let etag = page.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
+    let not_modified = etag.is_some_and(|etag| {
+        request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+    });
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(OutputFormat::Json.content_type()),
-        );
-        response
+        (page.status, page.body.clone()).into_response()
     };
-    let response_headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&range) {
-        response_headers.insert(header::CONTENT_RANGE, value);
+    for (name, value) in &page.headers {
+        if not_modified && name == header::CONTENT_TYPE {
+            continue;
+        }
+        response.headers_mut().insert(name, value.clone());
     }
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response_headers.insert(header::ETAG, value);
-    }
-    Ok(response)
+    response
 }
 
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {
@@ -332,7 +373,7 @@ fn export(
     geometry: Option<Geometry>,
     format: OutputFormat,
     csv_options: CsvOptions,
-    _grant: &Grant,
+    counter: Arc<AtomicU64>,
 ) -> Response {
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
@@ -344,7 +385,6 @@ fn export(
     };
     let limit = read.plan.limit;
     let mut rows = state.store.stream_rows(read, limit);
-    let counter = context.row_counter();
     context.note(|record| record.streamed = true);
     let request_id = context.request_id.clone();
     let stream = async_stream::stream! {
