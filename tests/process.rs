@@ -1,0 +1,186 @@
+//! The gateway as a process: killed with SIGKILL under load, every response a
+//! client fully received has its audit event and the chain still verifies;
+//! two gateways on one PostgreSQL keep one valid chain.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use passerelle::store::test_support::{self, TestDatabase};
+
+fn repository_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// `passerelle` with the test's store and the demo catalogue and policies.
+fn command(database_url: &str, arguments: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    command
+        .args(arguments)
+        .env("DATABASE_URL", database_url)
+        .env("PASSERELLE_CATALOG_DIR", repository_path("catalog"))
+        .env("PASSERELLE_POLICIES_DIR", repository_path("policies"))
+        .env("PASSERELLE_DEV_MODE", "true")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+struct Gateway {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(database_url: &str) -> Gateway {
+    let port = free_port();
+    let child = command(database_url, &["serve"])
+        .env("PASSERELLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("gateway starts");
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(response) = client.get(format!("{address}/health/ready")).send().await {
+            if response.status().is_success() {
+                return Gateway { child, address };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not become ready");
+}
+
+/// Sends requests from `workers` tasks until stopped; returns the request ids
+/// whose responses arrived complete.
+async fn load(address: String, workers: usize, prefix: &'static str, stop: tokio::sync::watch::Receiver<bool>) -> HashSet<String> {
+    let received = Arc::new(Mutex::new(HashSet::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let address = address.clone();
+        let received = received.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut index = 0;
+            while !*stop.borrow() {
+                index += 1;
+                let id = format!("{prefix}-{worker}-{index}");
+                let request = client
+                    .get(format!("{address}/api/v1/data/consommations-energie-batiments?limit=5&offset={index}"))
+                    .header("X-Request-Id", &id)
+                    .send();
+                let Ok(response) = request.await else { break };
+                if response.status() != 200 {
+                    continue;
+                }
+                if response.bytes().await.is_ok() {
+                    received.lock().unwrap().insert(id);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let ids = received.lock().unwrap().clone();
+    ids
+}
+
+/// Request ids in the audit log, through `passerelle audit export`.
+fn audited_ids(database_url: &str) -> HashSet<String> {
+    let output = command(database_url, &["audit", "export", "--format", "ndjson"])
+        .output()
+        .expect("audit export runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("NDJSON event"))
+        .filter_map(|event| event["request_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn verify(database_url: &str) -> serde_json::Value {
+    let output = command(database_url, &["audit", "verify"]).output().expect("audit verify runs");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("verify report: {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(output.status.success(), "chain broken: {report}");
+    report
+}
+
+async fn database(postgres: bool) -> Option<(String, TestDatabase)> {
+    if postgres {
+        test_support::postgres_url().await
+    } else {
+        Some(test_support::sqlite_url())
+    }
+}
+
+async fn survives_sigkill(postgres: bool) {
+    let Some((url, _database)) = database(postgres).await else { return };
+    let mut gateway = start(&url).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(load(gateway.address.clone(), 8, "crash", stopped));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gateway.child.kill().expect("SIGKILL");
+    let _ = gateway.child.wait();
+    let _ = stop.send(true);
+    let received = load.await.unwrap();
+    assert!(received.len() > 20, "the load ran ({} responses)", received.len());
+    drop(gateway);
+    // Restart, then check with the command line as an operator would.
+    let restarted = start(&url).await;
+    drop(restarted);
+    let audited = audited_ids(&url);
+    let missing: Vec<&String> = received.difference(&audited).collect();
+    assert!(missing.is_empty(), "{} received responses have no audit event: {missing:?}", missing.len());
+    verify(&url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_audit_event_sqlite() {
+    survives_sigkill(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_audit_event_postgres() {
+    survives_sigkill(true).await;
+}
+
+/// Two gateways writing to one PostgreSQL at once keep one verifiable chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_one_chain() {
+    let Some((url, _database)) = database(true).await else { return };
+    let first = start(&url).await;
+    let second = start(&url).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let one = tokio::spawn(load(first.address.clone(), 4, "one", stopped.clone()));
+    let two = tokio::spawn(load(second.address.clone(), 4, "two", stopped));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop.send(true);
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    drop(first);
+    drop(second);
+    assert!(!one.is_empty() && !two.is_empty());
+    let audited = audited_ids(&url);
+    assert!(one.is_subset(&audited) && two.is_subset(&audited));
+    let report = verify(&url);
+    assert!(report["checked"].as_i64().unwrap() >= (one.len() + two.len()) as i64, "{report}");
+}
