@@ -131,3 +131,150 @@ pub struct GeometryDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
 }
+
+/// Query-string keys of the read grammar: a column may not be named like one.
+const RESERVED_COLUMN_NAMES: &[&str] = &[
+    "select", "order", "limit", "offset", "or", "and", "not", "format", "csv_sep", "bom",
+];
+
+impl DatasetDefinition {
+    /// Checks what serde cannot: the id is a slug, the source is one thing,
+    /// views are well formed, and a declared schema is usable.
+    pub fn check(&self) -> Result<(), String> {
+        let slug = !self.id.is_empty()
+            && self.id.len() <= 63
+            && self.id.starts_with(|character: char| character.is_ascii_lowercase() || character.is_ascii_digit())
+            && self
+                .id
+                .chars()
+                .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-');
+        if !slug {
+            return Err(format!(
+                "id `{}` must be a slug: lowercase letters, digits and dashes, at most 63",
+                self.id
+            ));
+        }
+        if self.title.trim().is_empty() {
+            return Err("title must not be empty".into());
+        }
+        if self.licence.trim().is_empty() {
+            return Err("licence must not be empty".into());
+        }
+        match (&self.source.file, &self.source.table) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err("source needs exactly one of `file` or `table`".into()),
+        }
+        for (position, view) in self.views.iter().enumerate() {
+            if view.name.trim().is_empty() {
+                return Err("a view needs a name".into());
+            }
+            if self.views[..position].iter().any(|other| other.name == view.name) {
+                return Err(format!("view `{}` is declared twice", view.name));
+            }
+            if view.min_group_size == 0 {
+                return Err(format!("view `{}`: min_group_size must be at least 1", view.name));
+            }
+        }
+        if let Some(schema) = &self.schema {
+            self.check_schema(schema)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a schema (declared or inferred) against the definition.
+    pub fn check_schema(&self, schema: &Schema) -> Result<(), String> {
+        if schema.fields.is_empty() {
+            return Err("the schema has no column".into());
+        }
+        for (position, field) in schema.fields.iter().enumerate() {
+            let name = &field.name;
+            if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+                return Err(format!("column name `{name}` must be 1 to 63 printable characters"));
+            }
+            if RESERVED_COLUMN_NAMES.contains(&name.as_str()) {
+                return Err(format!("column name `{name}` is a keyword of the query grammar"));
+            }
+            if name.contains(['.', ',', '(', ')', ':', '"', '&', '=']) {
+                return Err(format!("column name `{name}` contains a character of the query grammar"));
+            }
+            if schema.fields[..position].iter().any(|other| &other.name == name) {
+                return Err(format!("column `{name}` is declared twice"));
+            }
+        }
+        if let Some(key) = &schema.primary_key
+            && schema.field(key).is_none()
+        {
+            return Err(format!("primaryKey `{key}` is not a column"));
+        }
+        for view in &self.views {
+            for column in view.columns.iter().flatten() {
+                if schema.field(column).is_none() {
+                    return Err(format!("view `{}` lists `{column}`, which is not a column", view.name));
+                }
+            }
+        }
+        if let Some(geometry) = &self.geometry {
+            for column in [&geometry.lat, &geometry.lon, &geometry.column].into_iter().flatten() {
+                if schema.field(column).is_none() {
+                    return Err(format!("geometry names `{column}`, which is not a column"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Field, FieldType};
+
+    fn definition() -> DatasetDefinition {
+        serde_yaml::from_str(
+            "id: demo-1\ntitle: Demo\npublisher: Ville\nlicence: etalab-2.0\naccess: open\nsource: {file: d.csv}\n",
+        )
+        .expect("valid YAML")
+    }
+
+    /// A minimal definition is valid; ids must be slugs.
+    #[test]
+    fn checks_ids() {
+        assert_eq!(definition().check(), Ok(()));
+        for id in ["Demo", "-x", "a b", "", "é"] {
+            let mut bad = definition();
+            bad.id = id.into();
+            assert!(bad.check().is_err(), "{id}");
+        }
+    }
+
+    /// Unknown keys are refused, so a typo never silently changes access.
+    #[test]
+    fn refuses_unknown_keys() {
+        let text = "id: x\ntitle: X\npublisher: P\nlicence: l\naccess: open\nacces: open\nsource: {file: d.csv}\n";
+        assert!(serde_yaml::from_str::<DatasetDefinition>(text).is_err());
+    }
+
+    /// Column names that would collide with the grammar, and views naming
+    /// missing columns, are refused.
+    #[test]
+    fn checks_schemas() {
+        let definition = definition();
+        let schema = |name: &str| Schema {
+            fields: vec![Field::new(name, FieldType::String)],
+            primary_key: None,
+        };
+        assert_eq!(definition.check_schema(&schema("commune")), Ok(()));
+        for name in ["select", "a.b", "a,b", "", "x(y)"] {
+            assert!(definition.check_schema(&schema(name)).is_err(), "{name}");
+        }
+        let mut with_view = definition.clone();
+        with_view.views.push(ViewDefinition {
+            name: "v".into(),
+            columns: Some(vec!["absent".into()]),
+            row_filter: None,
+            aggregate_only: false,
+            min_group_size: 11,
+        });
+        assert!(with_view.check_schema(&schema("commune")).is_err());
+    }
+}

@@ -2,3 +2,4 @@
 //! the in-memory catalogue every request consults.
 
 pub mod definition;
+pub mod ingest;
