@@ -1190,4 +1190,272 @@ mod tests {
         assert_eq!(rows.next(), Some(Ok(vec![Value::Int(0)])));
         assert_eq!(rows.count(), 9_999);
     }
+
+    /// The demo catalogue in `catalog/`: one definition per dataset.
+    mod demo_catalogue {
+        use std::collections::BTreeMap;
+        use std::path::PathBuf;
+
+        use super::*;
+        use crate::catalog::definition::{AccessLevel, DatasetDefinition, MetadataVisibility};
+
+        fn folder() -> PathBuf {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("catalog")
+        }
+
+        /// Every definition of the folder, parsed with the catalogue's own types.
+        fn definitions() -> Vec<DatasetDefinition> {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(folder())
+                .expect("catalog folder")
+                .map(|entry| entry.expect("directory entry").path())
+                .filter(|path| {
+                    matches!(
+                        path.extension().and_then(|extension| extension.to_str()),
+                        Some("yaml" | "toml")
+                    )
+                })
+                .collect();
+            paths.sort();
+            paths
+                .iter()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path).expect("readable definition");
+                    let definition: DatasetDefinition = if path
+                        .extension()
+                        .is_some_and(|extension| extension == "toml")
+                    {
+                        toml::from_str(&text).unwrap_or_else(|error| panic!("{path:?}: {error}"))
+                    } else {
+                        serde_yaml::from_str(&text)
+                            .unwrap_or_else(|error| panic!("{path:?}: {error}"))
+                    };
+                    definition
+                        .check()
+                        .unwrap_or_else(|error| panic!("{path:?}: {error}"));
+                    let stem = path.file_stem().and_then(|stem| stem.to_str());
+                    assert_eq!(
+                        stem,
+                        Some(definition.id.as_str()),
+                        "file named after its id"
+                    );
+                    definition
+                })
+                .collect()
+        }
+
+        /// Reads a definition's source as the importer does.
+        fn source_of(definition: &DatasetDefinition) -> Source {
+            let source = &definition.source;
+            let file = source.file.as_deref().expect("a file source");
+            let format = if file.ends_with(".geojson") {
+                SourceFormat::GeoJson
+            } else {
+                SourceFormat::Csv
+            };
+            let options = SourceOptions {
+                delimiter: source
+                    .delimiter
+                    .as_deref()
+                    .map(|delimiter| match delimiter {
+                        "," => b',',
+                        ";" => b';',
+                        other => panic!("unexpected delimiter {other}"),
+                    }),
+                encoding: source.encoding.as_deref().map(|encoding| match encoding {
+                    "utf-8" => SourceEncoding::Utf8,
+                    "windows-1252" => SourceEncoding::Windows1252,
+                    other => panic!("unexpected encoding {other}"),
+                }),
+            };
+            Source::open(&folder().join(file), format, &options)
+                .unwrap_or_else(|error| panic!("{}: {error}", definition.id))
+        }
+
+        /// Every row of a dataset, failing on the first problem.
+        fn ingest(definition: &DatasetDefinition) -> (Schema, Vec<Vec<Value>>) {
+            let source = source_of(definition);
+            let schema = match &definition.schema {
+                Some(schema) => schema.clone(),
+                None => source.infer_schema().expect("inferable schema"),
+            };
+            definition
+                .check_schema(&schema)
+                .unwrap_or_else(|error| panic!("{}: {error}", definition.id));
+            let rows = source
+                .rows(&schema)
+                .unwrap_or_else(|error| panic!("{}: {error}", definition.id))
+                .map(|row| row.unwrap_or_else(|problem| panic!("{}: {problem}", definition.id)))
+                .collect();
+            (schema, rows)
+        }
+
+        /// The ten datasets, each at its access level, ingest without one row problem.
+        #[test]
+        fn every_dataset_ingests_cleanly() {
+            let definitions = definitions();
+            let levels: BTreeMap<&str, AccessLevel> = definitions
+                .iter()
+                .map(|definition| (definition.id.as_str(), definition.access))
+                .collect();
+            let expected = BTreeMap::from([
+                ("badges-stationnement-residents", AccessLevel::Confidential),
+                ("consommations-energie-batiments", AccessLevel::Open),
+                ("effectifs-services", AccessLevel::Internal),
+                ("frequentation-musees", AccessLevel::Open),
+                ("infractions-videoprotection", AccessLevel::Internal),
+                ("locations-velos", AccessLevel::Partners),
+                ("menages-precarite-energetique", AccessLevel::Confidential),
+                ("projets-amenagement", AccessLevel::Undecided),
+                ("qualite-air-stations", AccessLevel::Open),
+                ("releves-piezometriques", AccessLevel::Open),
+            ]);
+            assert_eq!(levels, expected);
+            for definition in &definitions {
+                let (schema, rows) = ingest(definition);
+                assert!(
+                    (30..=400).contains(&rows.len()),
+                    "{}: {} rows",
+                    definition.id,
+                    rows.len()
+                );
+                assert!(rows.iter().all(|row| row.len() == schema.fields.len()));
+                if definition.personal_data {
+                    assert!(
+                        schema.fields.iter().any(Field::is_personal),
+                        "{}",
+                        definition.id
+                    );
+                }
+            }
+        }
+
+        fn definition(id: &str) -> DatasetDefinition {
+            definitions()
+                .into_iter()
+                .find(|definition| definition.id == id)
+                .expect("dataset in the catalogue")
+        }
+
+        /// The Windows-1252 export keeps its accents and decimal commas.
+        #[test]
+        fn energy_file_decodes_accents_and_decimal_commas() {
+            let (schema, rows) = ingest(&definition("consommations-energie-batiments"));
+            let batiment = schema.position("batiment").unwrap();
+            let commune = schema.position("commune").unwrap();
+            let conso = schema.position("conso_kwh").unwrap();
+            let text = |row: &Vec<Value>, index: usize| match &row[index] {
+                Value::Text(text) => text.clone(),
+                other => panic!("not text: {other:?}"),
+            };
+            assert!(
+                rows.iter()
+                    .any(|row| text(row, batiment) == "Médiathèque Jacques-Chirac")
+            );
+            assert!(
+                rows.iter()
+                    .any(|row| text(row, batiment) == "Hôtel de Ville")
+            );
+            let communes: BTreeSet<String> = rows.iter().map(|row| text(row, commune)).collect();
+            for name in [
+                "Troyes",
+                "Sainte-Savine",
+                "La Chapelle-Saint-Luc",
+                "Saint-André-les-Vergers",
+                "Romilly-sur-Seine",
+            ] {
+                assert!(communes.contains(name), "{name}");
+            }
+            assert!(
+                rows.iter()
+                    .all(|row| matches!(row[conso], Value::Float(kwh) if kwh > 0.0))
+            );
+        }
+
+        /// The museum file has no declared schema: inference types its columns.
+        #[test]
+        fn museum_schema_is_inferred() {
+            let definition = definition("frequentation-musees");
+            assert!(definition.schema.is_none());
+            let (schema, _) = ingest(&definition);
+            let types: Vec<(&str, FieldType)> = schema
+                .fields
+                .iter()
+                .map(|field| (field.name.as_str(), field.field_type))
+                .collect();
+            assert_eq!(
+                types,
+                vec![
+                    ("musee", FieldType::String),
+                    ("annee", FieldType::Integer),
+                    ("mois", FieldType::Integer),
+                    ("visiteurs", FieldType::Integer),
+                    ("visiteurs_gratuits", FieldType::Integer),
+                    ("part_gratuite", FieldType::Number),
+                    ("ouvert", FieldType::Boolean),
+                ]
+            );
+        }
+
+        /// Some (commune, chauffage) groups are under the view's minimum size,
+        /// some are not, so suppression is visible through the ADEME view.
+        #[test]
+        fn household_groups_straddle_the_minimum_size() {
+            let definition = definition("menages-precarite-energetique");
+            let view = &definition.views[0];
+            assert!(view.aggregate_only);
+            let (schema, rows) = ingest(&definition);
+            let commune = schema.position("commune").unwrap();
+            let chauffage = schema.position("chauffage").unwrap();
+            let mut groups: BTreeMap<(String, String), u32> = BTreeMap::new();
+            for row in &rows {
+                let key = (
+                    format!("{:?}", row[commune]),
+                    format!("{:?}", row[chauffage]),
+                );
+                *groups.entry(key).or_default() += 1;
+            }
+            let small = groups
+                .values()
+                .filter(|&&size| size < view.min_group_size)
+                .count();
+            assert!(small >= 3, "{groups:?}");
+            assert!(groups.len() - small >= 3, "{groups:?}");
+        }
+
+        /// The badges entry is hidden from unauthorised callers and its
+        /// control view shows exactly the zone, plate and end date.
+        #[test]
+        fn badges_are_restricted() {
+            let definition = definition("badges-stationnement-residents");
+            assert_eq!(
+                definition.metadata_visibility,
+                MetadataVisibility::Restricted
+            );
+            let view = &definition.views[0];
+            assert_eq!(view.name, "controle-zone");
+            assert_eq!(
+                view.columns.as_deref(),
+                Some(
+                    &[
+                        "zone".to_owned(),
+                        "immatriculation".to_owned(),
+                        "date_fin".to_owned()
+                    ][..]
+                )
+            );
+        }
+
+        /// The bike rentals carry a per-commune view filtered on the partner's claim.
+        #[test]
+        fn bike_rentals_filter_by_partner_commune() {
+            let definition = definition("locations-velos");
+            let view = definition
+                .views
+                .iter()
+                .find(|view| view.name == "par-commune")
+                .expect("par-commune view");
+            assert_eq!(view.row_filter.as_deref(), Some("commune=eq.${claims.org}"));
+            assert!(definition.views.iter().any(|view| view.name == "operateur"));
+        }
+    }
 }
