@@ -17,6 +17,8 @@ use serde::de::{MapAccess, Visitor};
 
 use crate::domain::{Field, FieldType, Schema, Value};
 
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Number of rows [`Source::infer_schema`] looks at.
 const INFERENCE_ROWS: usize = 1000;
 
@@ -224,17 +226,17 @@ impl Source {
 }
 
 /// Decodes the file to text, dropping a UTF-8 byte order mark.
-fn decode(bytes: Vec<u8>, encoding: Option<SourceEncoding>) -> Result<String, IngestError> {
+fn decode(mut bytes: Vec<u8>, encoding: Option<SourceEncoding>) -> Result<String, IngestError> {
+    // A BOM says UTF-8, but a file with one can still hold Windows-1252
+    // bytes further on (a spreadsheet re-save): drop it whatever follows.
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+    }
     if encoding == Some(SourceEncoding::Windows1252) {
         return Ok(decode_windows_1252(&bytes));
     }
     match String::from_utf8(bytes) {
-        Ok(mut text) => {
-            if text.starts_with('\u{feff}') {
-                text.drain(..'\u{feff}'.len_utf8());
-            }
-            Ok(text)
-        }
+        Ok(text) => Ok(text),
         Err(error) if encoding.is_none() => Ok(decode_windows_1252(error.as_bytes())),
         Err(error) => {
             let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
@@ -1173,6 +1175,52 @@ mod tests {
                 "{text}: {error}"
             );
         }
+    }
+
+    /// A given delimiter wins over detection; tab is detected.
+    #[test]
+    fn honours_a_given_delimiter() {
+        let options = SourceOptions {
+            delimiter: Some(b';'),
+            encoding: None,
+        };
+        let source =
+            Source::from_bytes(b"a,b;c\n1,5;2\n".to_vec(), SourceFormat::Csv, &options).unwrap();
+        assert_eq!(source.columns(), vec!["a,b", "c"]);
+        assert_eq!(csv(b"a\tb\n1\t2\n").columns(), vec!["a", "b"]);
+    }
+
+    /// A BOM followed by Windows-1252 bytes: the BOM is not read as text.
+    #[test]
+    fn drops_a_bom_before_falling_back_to_windows_1252() {
+        let source = csv(b"\xEF\xBB\xBFnom\nR\xE9mi\n");
+        assert_eq!(source.columns(), vec!["nom"]);
+        let rows = all_rows(&source, &schema(&[("nom", FieldType::String)]));
+        assert_eq!(rows, vec![Ok(vec![Value::Text("Rémi".into())])]);
+    }
+
+    /// A problem with no single column to blame reads naturally.
+    #[test]
+    fn displays_problems_without_a_column() {
+        let problem = RowProblem {
+            line: 3,
+            column: None,
+            reason: "1 field(s) where the header has 2".into(),
+            location: RowLocation::Line,
+        };
+        assert_eq!(
+            problem.to_string(),
+            "line 3: 1 field(s) where the header has 2"
+        );
+    }
+
+    /// The importer holds a source across `.await`s on a multi-threaded runtime.
+    #[test]
+    fn sources_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Source>();
+        assert_send_sync::<IngestError>();
+        assert_send_sync::<RowProblem>();
     }
 
     /// Rows stream: the iterator is `Send` and produces rows one at a time.
