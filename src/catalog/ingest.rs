@@ -460,7 +460,7 @@ fn parse_cell(field: &Field, cell: &str) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     let decimal_comma = field.decimal_char.as_deref() == Some(",");
-    let result = if field.field_type == FieldType::Number && decimal_comma {
+    let result = if field.field_type == FieldType::Number && decimal_comma && cell.contains(',') {
         Value::parse(field.field_type, &cell.replace(',', "."))
     } else {
         Value::parse(field.field_type, cell)
