@@ -1223,6 +1223,38 @@ mod tests {
         assert_send_sync::<RowProblem>();
     }
 
+    /// Stands for the store's importer: generic over the rows, awaiting between them.
+    async fn consume<I, E>(rows: I) -> usize
+    where
+        I: Iterator<Item = Result<Vec<Value>, E>>,
+    {
+        tokio::task::yield_now().await;
+        rows.filter(Result::is_ok).count()
+    }
+
+    /// The catalogue sync's sequence (decode, infer, rows, await the import)
+    /// runs inside `tokio::spawn`, which needs the whole future to be `Send`.
+    #[tokio::test]
+    async fn the_import_sequence_runs_in_a_spawned_task() {
+        async fn import(bytes: Vec<u8>) -> Result<usize, String> {
+            let options = SourceOptions {
+                delimiter: None,
+                encoding: None,
+            };
+            let source = Source::from_bytes(bytes, SourceFormat::Csv, &options)
+                .map_err(|error| error.to_string())?;
+            let schema = source.infer_schema().map_err(|error| error.to_string())?;
+            let rows = source.rows(&schema).map_err(|error| error.to_string())?;
+            Ok(consume(rows).await)
+        }
+        let imported = tokio::spawn(import(
+            b"commune;annee\nTroyes;2024\nRomilly-sur-Seine;2023\n".to_vec(),
+        ))
+        .await
+        .expect("task");
+        assert_eq!(imported, Ok(2));
+    }
+
     /// Rows stream: the iterator is `Send` and produces rows one at a time.
     #[test]
     fn rows_stream_and_are_send() {
