@@ -201,10 +201,10 @@ impl DatasetDefinition {
                 return Err(format!("column `{name}` is declared twice"));
             }
         }
-        if let Some(key) = &schema.primary_key {
-            if schema.field(key).is_none() {
-                return Err(format!("primaryKey `{key}` is not a column"));
-            }
+        if let Some(key) = &schema.primary_key
+            && schema.field(key).is_none()
+        {
+            return Err(format!("primaryKey `{key}` is not a column"));
         }
         for view in &self.views {
             for column in view.columns.iter().flatten() {

@@ -3,5 +3,7 @@
 
 pub mod definition;
 pub mod entry;
+pub mod ingest;
+pub mod sync;
 
 pub use entry::{Catalog, CatalogHandle, DatasetEntry, GeometryColumns};
