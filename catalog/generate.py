@@ -75,10 +75,12 @@ def consommations_energie_batiments():
             intensity = {"électricité": 60, "gaz naturel": 110, "réseau de chaleur": 95, "fioul": 120}[energie]
             for annee in range(2019, 2024):
                 conso = surface * intensity * rng.uniform(0.7, 1.25) * (1 - 0.03 * (annee - 2019))
-                rows.append([building, commune, annee, energie, comma(conso, 1), surface,
+                # A few meters were not read that year: the cell is left empty.
+                reading = "" if rng.random() < 0.04 else comma(conso, 1)
+                rows.append([len(rows) + 1, building, commune, annee, energie, reading, surface,
                              comma(latitude, 5), comma(longitude, 5)])
     write_csv("consommations-energie-batiments.csv",
-              ["batiment", "commune", "annee", "energie", "conso_kwh", "surface_m2", "latitude", "longitude"],
+              ["id", "batiment", "commune", "annee", "energie", "conso_kwh", "surface_m2", "latitude", "longitude"],
               rows, encoding="cp1252", delimiter=";", lineterminator="\r\n")
 
 

@@ -97,7 +97,7 @@ on_both_stores! {
     /// Aggregate-only views leave out small groups and say how many.
     async fn aggregate_suppression(app: TestApp) {
         let token = app.token("ademe", &["ademe"], Some("ADEME")).await;
-        let response = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=quartier,count()"))
+        let response = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()"))
             .bearer_auth(&token).header("X-Purpose", "observatoire").send().await.unwrap();
         assert_eq!(response.status(), 200);
         let suppressed: u64 = response.headers()["x-suppressed-groups"].to_str().unwrap().parse().unwrap();
@@ -105,7 +105,7 @@ on_both_stores! {
         let groups: Vec<Value> = response.json().await.unwrap();
         assert!(groups.iter().all(|group| group["count"].as_u64().unwrap() >= 11), "{groups:?}");
         let full = app.token("social", &["service-social"], None).await;
-        let all: Vec<Value> = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=quartier,count()"))
+        let all: Vec<Value> = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()"))
             .bearer_auth(&full).header("X-Purpose", "suivi").send().await.unwrap().json().await.unwrap();
         assert_eq!(all.len() as u64, groups.len() as u64 + suppressed);
     }
