@@ -93,13 +93,37 @@ pub enum Operator {
     Gte(Value),
     Lt(Value),
     Lte(Value),
-    /// SQL LIKE pattern (PostgREST `*` already turned into `%`), case-sensitive.
+    /// SQL LIKE pattern, case-sensitive, to be used with `ESCAPE '\'` (one
+    /// backslash). Built by [`Operator::like_pattern`]: PostgREST's `*` became
+    /// `%`, and the user's literal `%`, `_` and `\` are escaped as `\%`, `\_`
+    /// and `\\`, so `*` is the only wildcard a client can write.
     Like(String),
-    /// Case-insensitive LIKE (ASCII folding at least).
+    /// Case-insensitive LIKE (ASCII folding at least); same pattern convention
+    /// as [`Operator::Like`].
     Ilike(String),
     /// `in.(a,b,c)`; an empty list matches nothing.
     In(Vec<Value>),
     Is(IsValue),
+}
+
+impl Operator {
+    /// Turns a PostgREST pattern (`*` = any run of characters) into a SQL
+    /// LIKE pattern for `ESCAPE '\'`: `*` becomes `%`; `%`, `_` and `\` are
+    /// escaped so they match themselves.
+    pub fn like_pattern(text: &str) -> String {
+        let mut pattern = String::with_capacity(text.len());
+        for character in text.chars() {
+            match character {
+                '*' => pattern.push('%'),
+                '%' | '_' | '\\' => {
+                    pattern.push('\\');
+                    pattern.push(character);
+                }
+                other => pattern.push(other),
+            }
+        }
+        pattern
+    }
 }
 
 /// Operand of `is.`.
