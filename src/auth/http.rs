@@ -142,7 +142,8 @@ async fn issue(authenticator: &Authenticator, request: Result<TokenRequest, OAut
     let (client, request) = match result {
         Ok(found) => found,
         Err(error) => {
-            if error.status == StatusCode::UNAUTHORIZED || error.status == StatusCode::BAD_REQUEST {
+            // Only failed client authentication counts: a malformed request guesses no secret.
+            if error.status == StatusCode::UNAUTHORIZED {
                 inner.failures.record_failure(&limited).await;
             }
             return Err(error);
