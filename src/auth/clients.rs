@@ -1,0 +1,514 @@
+//! Partner clients (OAuth2 client credentials) and their API keys.
+//!
+//! Secrets are random (32 bytes, base64url), shown once, and only their
+//! hashes are stored: argon2id for client secrets, SHA-256 for API keys (a
+//! high-entropy random secret needs no slow hash, and keys are checked on
+//! every request). Comparisons are constant-time; an unknown client still
+//! costs an argon2 verification, so timing does not tell which ids exist.
+
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::Store;
+
+/// Prefix of every API key: `pk_<key id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "pk_";
+
+/// Manages partner clients in the store.
+#[derive(Clone)]
+pub struct ClientRegistry {
+    store: Store,
+}
+
+/// A client as listed (no hashes, no secrets).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub org: String,
+    pub roles: Vec<String>,
+    /// Datasets the client is restricted to (`None`: what its roles allow).
+    pub datasets: Option<Vec<String>>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    /// End of the agreement: the client is refused afterwards.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// An API key as listed (no hash).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiKeyInfo {
+    pub key_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A verified client, as the token endpoint and API keys use it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VerifiedClient {
+    pub client_id: String,
+    pub org: String,
+    pub roles: Vec<String>,
+    pub datasets: Option<Vec<String>>,
+}
+
+/// Why a client or API key was refused.
+#[derive(Debug)]
+pub(crate) enum ClientRefusal {
+    Unknown,
+    WrongSecret,
+    Disabled,
+    Expired,
+    Revoked,
+    Store(anyhow::Error),
+}
+
+impl ClientRefusal {
+    /// Stable code for logs and the audit.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClientRefusal::Unknown => "unknown_client",
+            ClientRefusal::WrongSecret => "wrong_secret",
+            ClientRefusal::Disabled => "client_disabled",
+            ClientRefusal::Expired => "expired",
+            ClientRefusal::Revoked => "revoked",
+            ClientRefusal::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    org: String,
+    roles: String,
+    datasets: Option<String>,
+    secret_hash: String,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    client_id: String,
+    key_hash: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ClientRegistry {
+    /// A registry on `store`.
+    pub fn new(store: Store) -> Self {
+        ClientRegistry { store }
+    }
+
+    /// Registers a client; returns its id and its secret (shown once).
+    pub async fn create(
+        &self,
+        org: &str,
+        roles: &[String],
+        datasets: Option<&[String]>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<(String, String)> {
+        anyhow::ensure!(!org.trim().is_empty(), "a client needs an organisation");
+        anyhow::ensure!(
+            roles.iter().all(|role| !role.trim().is_empty() && role != "anonymous"),
+            "roles must be non-empty names other than `anonymous`"
+        );
+        let client_id = format!("client_{}", uuid::Uuid::new_v4().simple());
+        let secret = random_secret();
+        let hash = hash_secret(secret.clone()).await?;
+        let roles = serde_json::to_string(roles)?;
+        let datasets = datasets.map(serde_json::to_string).transpose()?;
+        with_pool!(&self.store, pool => sqlx::query(
+            "INSERT INTO auth_clients (id, org, roles, datasets, secret_hash, enabled, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&client_id)
+        .bind(org)
+        .bind(&roles)
+        .bind(&datasets)
+        .bind(&hash)
+        .bind(true)
+        .bind(Utc::now())
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .context("cannot store the client")?;
+        Ok((client_id, secret))
+    }
+
+    /// Issues an API key `pk_<key id>_<secret>` for a client (shown once).
+    pub async fn create_api_key(&self, client_id: &str, expires_at: Option<DateTime<Utc>>) -> anyhow::Result<(String, String)> {
+        self.find(client_id).await?.with_context(|| format!("no client `{client_id}`"))?;
+        let key_id = uuid::Uuid::new_v4().simple().to_string();
+        let secret = random_secret();
+        with_pool!(&self.store, pool => sqlx::query(
+            "INSERT INTO auth_api_keys (id, client_id, key_hash, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&key_id)
+        .bind(client_id)
+        .bind(sha256_hex(&secret))
+        .bind(Utc::now())
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .context("cannot store the API key")?;
+        Ok((key_id.clone(), format!("{API_KEY_PREFIX}{key_id}_{secret}")))
+    }
+
+    /// Every client with its API keys.
+    pub async fn list(&self) -> anyhow::Result<Vec<ClientInfo>> {
+        let clients = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at \
+             FROM auth_clients ORDER BY created_at, id",
+        )
+        .fetch_all(pool)
+        .await)?;
+        let keys = with_pool!(&self.store, pool => sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT id, client_id, key_hash, created_at, expires_at, revoked_at FROM auth_api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(pool)
+        .await)?;
+        clients
+            .into_iter()
+            .map(|row| {
+                let api_keys = keys
+                    .iter()
+                    .filter(|key| key.client_id == row.id)
+                    .map(|key| ApiKeyInfo {
+                        key_id: key.id.clone(),
+                        created_at: key.created_at,
+                        expires_at: key.expires_at,
+                        revoked_at: key.revoked_at,
+                    })
+                    .collect();
+                Ok(ClientInfo {
+                    roles: serde_json::from_str(&row.roles)?,
+                    datasets: row.datasets.as_deref().map(serde_json::from_str).transpose()?,
+                    client_id: row.id,
+                    org: row.org,
+                    enabled: row.enabled,
+                    created_at: row.created_at,
+                    expires_at: row.expires_at,
+                    api_keys,
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses the client from now on (tokens already issued expire on their own).
+    pub async fn disable(&self, id: &str) -> anyhow::Result<()> {
+        self.set_enabled(id, false).await
+    }
+
+    /// Accepts a disabled client again.
+    pub async fn enable(&self, id: &str) -> anyhow::Result<()> {
+        self.set_enabled(id, true).await
+    }
+
+    /// Replaces the client's secret; returns the new one (shown once).
+    pub async fn rotate_secret(&self, id: &str) -> anyhow::Result<String> {
+        let secret = random_secret();
+        let hash = hash_secret(secret.clone()).await?;
+        let changed = with_pool!(&self.store, pool => sqlx::query(
+            "UPDATE auth_clients SET secret_hash = $1 WHERE id = $2",
+        )
+        .bind(&hash)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        anyhow::ensure!(changed == 1, "no client `{id}`");
+        Ok(secret)
+    }
+
+    /// Removes the client and its API keys.
+    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        with_pool!(&self.store, pool => sqlx::query("DELETE FROM auth_api_keys WHERE client_id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        let deleted = with_pool!(&self.store, pool => sqlx::query("DELETE FROM auth_clients WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        anyhow::ensure!(deleted == 1, "no client `{id}`");
+        Ok(())
+    }
+
+    /// Revokes an API key (refused within seconds on every instance).
+    pub async fn revoke_api_key(&self, key_id: &str) -> anyhow::Result<()> {
+        let changed = with_pool!(&self.store, pool => sqlx::query(
+            "UPDATE auth_api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(Utc::now())
+        .bind(key_id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        anyhow::ensure!(changed == 1, "no active API key `{key_id}`");
+        Ok(())
+    }
+
+    /// Checks a client's secret, then that it is enabled and its agreement runs.
+    pub(crate) async fn verify_secret(&self, client_id: &str, secret: &str) -> Result<VerifiedClient, ClientRefusal> {
+        let row = self.find(client_id).await.map_err(ClientRefusal::Store)?;
+        let hash = match &row {
+            Some(row) => row.secret_hash.clone(),
+            None => dummy_hash().to_owned(),
+        };
+        let matches = verify_hash(secret.to_owned(), hash).await;
+        let Some(row) = row else {
+            return Err(ClientRefusal::Unknown);
+        };
+        if !matches {
+            return Err(ClientRefusal::WrongSecret);
+        }
+        usable(row)
+    }
+
+    /// Checks an API key (`pk_<key id>_<secret>`) and its client.
+    pub(crate) async fn verify_api_key(&self, key: &str) -> Result<(String, VerifiedClient), ClientRefusal> {
+        let (key_id, secret) = split_api_key(key).ok_or(ClientRefusal::Unknown)?;
+        let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT id, client_id, key_hash, created_at, expires_at, revoked_at FROM auth_api_keys WHERE id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(|error| ClientRefusal::Store(error.into()))?;
+        let presented = sha256_hex(secret);
+        let Some(row) = row else {
+            // Same work as a known key.
+            let _ = presented.as_bytes().ct_eq(sha256_hex("").as_bytes());
+            return Err(ClientRefusal::Unknown);
+        };
+        if !bool::from(presented.as_bytes().ct_eq(row.key_hash.as_bytes())) {
+            return Err(ClientRefusal::WrongSecret);
+        }
+        if row.revoked_at.is_some() {
+            return Err(ClientRefusal::Revoked);
+        }
+        if row.expires_at.is_some_and(|end| end <= Utc::now()) {
+            return Err(ClientRefusal::Expired);
+        }
+        let client = self
+            .find(&row.client_id)
+            .await
+            .map_err(ClientRefusal::Store)?
+            .ok_or(ClientRefusal::Unknown)?;
+        Ok((row.id, usable(client)?))
+    }
+
+    async fn find(&self, id: &str) -> anyhow::Result<Option<ClientRow>> {
+        let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at FROM auth_clients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+        .context("cannot read the clients")?;
+        Ok(row)
+    }
+
+    async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<()> {
+        let changed = with_pool!(&self.store, pool => sqlx::query("UPDATE auth_clients SET enabled = $1 WHERE id = $2")
+            .bind(enabled)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        anyhow::ensure!(changed == 1, "no client `{id}`");
+        Ok(())
+    }
+}
+
+fn usable(row: ClientRow) -> Result<VerifiedClient, ClientRefusal> {
+    if !row.enabled {
+        return Err(ClientRefusal::Disabled);
+    }
+    if row.expires_at.is_some_and(|end| end <= Utc::now()) {
+        return Err(ClientRefusal::Expired);
+    }
+    let roles = serde_json::from_str(&row.roles).map_err(|error| ClientRefusal::Store(error.into()))?;
+    let datasets = row
+        .datasets
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|error| ClientRefusal::Store(error.into()))?;
+    Ok(VerifiedClient { client_id: row.id, org: row.org, roles, datasets })
+}
+
+/// `pk_<key id>_<secret>` → (key id, secret). The key id is hex, so the first
+/// `_` after the prefix ends it (the secret may contain `_`).
+pub(crate) fn split_api_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    let (key_id, secret) = rest.split_once('_')?;
+    let well_formed = !key_id.is_empty()
+        && key_id.len() <= 64
+        && key_id.bytes().all(|byte| byte.is_ascii_hexdigit())
+        && !secret.is_empty();
+    well_formed.then_some((key_id, secret))
+}
+
+/// 32 random bytes, base64url without padding.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Argon2id with the recommended parameters (19 MiB, 2 passes); unit tests
+/// use cheaper ones because unoptimised builds are slow.
+fn argon2() -> Argon2<'static> {
+    let params = if cfg!(test) {
+        Params::new(1024, 1, 1, None)
+    } else {
+        Params::new(19 * 1024, 2, 1, None)
+    };
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.expect("valid argon2 parameters"))
+}
+
+async fn hash_secret(secret: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|error| anyhow::anyhow!("salt: {error}"))?;
+        argon2()
+            .hash_password(secret.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|error| anyhow::anyhow!("cannot hash the secret: {error}"))
+    })
+    .await?
+}
+
+/// Verifies with the parameters stored in the hash (constant-time compare inside).
+async fn verify_hash(secret: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|parsed| argon2().verify_password(secret.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A hash of a random secret nobody knows, verified for unknown clients.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut salt = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).expect("16-byte salt");
+        argon2()
+            .hash_password(random_secret().as_bytes(), &salt)
+            .expect("argon2 hash")
+            .to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support;
+
+    async fn registry_lifecycle(store: Store) {
+        let registry = ClientRegistry::new(store);
+        let datasets = vec!["locations-velos".to_owned()];
+        let (id, secret) = registry
+            .create("Troyes", &["partenaire".to_owned()], Some(&datasets), None)
+            .await
+            .unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
+        let client = registry.verify_secret(&id, &secret).await.unwrap();
+        assert_eq!(client.org, "Troyes");
+        assert_eq!(client.roles, vec!["partenaire"]);
+        assert_eq!(client.datasets, Some(datasets.clone()));
+        assert!(matches!(registry.verify_secret(&id, "nope").await, Err(ClientRefusal::WrongSecret)));
+        assert!(matches!(registry.verify_secret("client_x", &secret).await, Err(ClientRefusal::Unknown)));
+
+        // Listing never shows hashes or secrets.
+        let listed = registry.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let text = serde_json::to_string(&listed).unwrap();
+        assert!(!text.contains("argon2") && !text.contains(&secret));
+
+        let rotated = registry.rotate_secret(&id).await.unwrap();
+        assert!(matches!(registry.verify_secret(&id, &secret).await, Err(ClientRefusal::WrongSecret)));
+        assert!(registry.verify_secret(&id, &rotated).await.is_ok());
+
+        let (key_id, key) = registry.create_api_key(&id, None).await.unwrap();
+        assert!(key.starts_with(&format!("pk_{key_id}_")));
+        let (found_id, client) = registry.verify_api_key(&key).await.unwrap();
+        assert_eq!((found_id.as_str(), client.client_id.as_str()), (key_id.as_str(), id.as_str()));
+        let wrong = format!("{}x", &key[..key.len() - 1]);
+        assert!(matches!(registry.verify_api_key(&wrong).await, Err(ClientRefusal::WrongSecret)));
+        assert_eq!(registry.list().await.unwrap()[0].api_keys.len(), 1);
+
+        registry.disable(&id).await.unwrap();
+        assert!(matches!(registry.verify_secret(&id, &rotated).await, Err(ClientRefusal::Disabled)));
+        assert!(matches!(registry.verify_api_key(&key).await, Err(ClientRefusal::Disabled)));
+        registry.enable(&id).await.unwrap();
+        registry.revoke_api_key(&key_id).await.unwrap();
+        assert!(matches!(registry.verify_api_key(&key).await, Err(ClientRefusal::Revoked)));
+        assert!(registry.revoke_api_key(&key_id).await.is_err(), "already revoked");
+
+        let yesterday = Utc::now() - chrono::Duration::days(1);
+        let (ended, ended_secret) = registry.create("ADEME", &[], None, Some(yesterday)).await.unwrap();
+        assert!(matches!(registry.verify_secret(&ended, &ended_secret).await, Err(ClientRefusal::Expired)));
+        let (expired_key_id, expired_key) = registry.create_api_key(&id, Some(yesterday)).await.unwrap();
+        assert!(!expired_key_id.is_empty());
+        assert!(matches!(registry.verify_api_key(&expired_key).await, Err(ClientRefusal::Expired)));
+
+        registry.delete(&id).await.unwrap();
+        assert!(matches!(registry.verify_secret(&id, &rotated).await, Err(ClientRefusal::Unknown)));
+        assert!(registry.disable(&id).await.is_err());
+        assert!(registry.create_api_key(&id, None).await.is_err());
+    }
+
+    /// Create, verify, rotate, disable, expire, revoke and delete on SQLite.
+    #[tokio::test]
+    async fn registry_on_sqlite() {
+        let (store, _guard) = test_support::sqlite().await;
+        registry_lifecycle(store).await;
+    }
+
+    /// The same on PostgreSQL.
+    #[tokio::test]
+    async fn registry_on_postgres() {
+        let Some((store, _guard)) = test_support::postgres().await else { return };
+        registry_lifecycle(store).await;
+    }
+
+    /// API keys split at the first `_` after the hex key id.
+    #[test]
+    fn splits_api_keys() {
+        assert_eq!(split_api_key("pk_abc123_se_cr-et"), Some(("abc123", "se_cr-et")));
+        assert_eq!(split_api_key("pk_abc123_"), None);
+        assert_eq!(split_api_key("pk_xyz_secret"), None);
+        assert_eq!(split_api_key("sk_abc_secret"), None);
+    }
+}
