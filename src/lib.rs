@@ -8,5 +8,6 @@
 
 pub mod catalog;
 pub mod domain;
+pub mod policy;
 pub mod query;
 pub mod store;
