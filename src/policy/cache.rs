@@ -36,13 +36,19 @@ impl DecisionCache {
 
     /// The cached decision for `key`, if any.
     pub(crate) fn get(&self, key: &str) -> Option<Decision> {
-        let shard = self.shard(key).read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shard = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         shard.get(key).cloned()
     }
 
     /// Remembers `decision` for `key`.
     pub(crate) fn insert(&self, key: String, decision: Decision) {
-        let mut shard = self.shard(&key).write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self
+            .shard(&key)
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if shard.len() >= SHARD_CAPACITY {
             shard.clear();
         }
@@ -54,7 +60,12 @@ impl DecisionCache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.read().unwrap_or_else(|poisoned| poisoned.into_inner()).len())
+            .map(|shard| {
+                shard
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .len()
+            })
             .sum()
     }
 }

@@ -147,7 +147,10 @@ async fn build_snapshot(
         .map_err(casbin_error)?;
     let rules: Vec<Vec<String>> = policy.rules.iter().map(PolicyRule::casbin_values).collect();
     if !rules.is_empty() {
-        enforcer.add_named_policies("p", rules).await.map_err(casbin_error)?;
+        enforcer
+            .add_named_policies("p", rules)
+            .await
+            .map_err(casbin_error)?;
     }
     let inheritance: Vec<Vec<String>> = policy
         .inheritance
@@ -166,7 +169,12 @@ async fn build_snapshot(
         .iter()
         .map(|(id, level)| vec![id.clone(), format!("level:{}", level.as_str())])
         .collect();
-    groups.extend(policy.groups.iter().map(|(id, group)| vec![id.clone(), group.clone()]));
+    groups.extend(
+        policy
+            .groups
+            .iter()
+            .map(|(id, group)| vec![id.clone(), group.clone()]),
+    );
     if !groups.is_empty() {
         enforcer
             .add_named_grouping_policies("g2", groups)
@@ -181,7 +189,11 @@ async fn build_snapshot(
     match probe {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(casbin_error(error)),
-        Err(_) => return Err(PolicyError::Casbin("the model panics when evaluated".into())),
+        Err(_) => {
+            return Err(PolicyError::Casbin(
+                "the model panics when evaluated".into(),
+            ));
+        }
     }
     let rules = policy
         .rules
@@ -208,7 +220,10 @@ async fn build_snapshot(
 impl PolicyEngine {
     /// Loads `model.conf` and `policy.csv` from `dir`, placing each of
     /// `datasets` (id, access level) in its `level:<level>` group.
-    pub async fn load(dir: &Path, datasets: &[(String, AccessLevel)]) -> Result<PolicyEngine, PolicyError> {
+    pub async fn load(
+        dir: &Path,
+        datasets: &[(String, AccessLevel)],
+    ) -> Result<PolicyEngine, PolicyError> {
         let files = read_files(dir).await?;
         let policy = parse_policy(&dir.join(POLICY_FILE), &files.policy)?;
         let snapshot = build_snapshot(dir, &files.model, &policy, datasets, 1).await?;
@@ -254,7 +269,13 @@ impl PolicyEngine {
 
     /// May `roles` do a global `action` (`audit:read`, `admin`)? False for dataset actions.
     pub fn allows_global(&self, roles: &[String], action: Action) -> bool {
-        action.is_global() && self.inner.current.load().decide_global(roles, action).allowed
+        action.is_global()
+            && self
+                .inner
+                .current
+                .load()
+                .decide_global(roles, action)
+                .allowed
     }
 
     /// Re-reads the policy files. On error the previous policy stays in force
@@ -297,7 +318,11 @@ impl PolicyEngine {
         self.install_files(sources, files).await
     }
 
-    async fn install_files(&self, sources: &mut Sources, files: PolicyFiles) -> Result<(), PolicyError> {
+    async fn install_files(
+        &self,
+        sources: &mut Sources,
+        files: PolicyFiles,
+    ) -> Result<(), PolicyError> {
         sources.seen = Some(files.fingerprint);
         let result = async {
             let policy = parse_policy(&self.inner.dir.join(POLICY_FILE), &files.policy)?;
@@ -320,10 +345,16 @@ impl PolicyEngine {
         datasets: Vec<(String, AccessLevel)>,
     ) -> Result<(), PolicyError> {
         let generation = self.generation() + 1;
-        let snapshot = build_snapshot(&self.inner.dir, &model_text, &policy, &datasets, generation).await?;
+        let snapshot =
+            build_snapshot(&self.inner.dir, &model_text, &policy, &datasets, generation).await?;
         // The enforcer and its (empty) cache are swapped together.
         self.inner.current.store(Arc::new(snapshot));
-        tracing::info!(generation, rules = policy.rules.len(), datasets = datasets.len(), "policy swapped in");
+        tracing::info!(
+            generation,
+            rules = policy.rules.len(),
+            datasets = datasets.len(),
+            "policy swapped in"
+        );
         sources.model_text = model_text;
         sources.policy = policy;
         sources.datasets = datasets;
@@ -331,11 +362,16 @@ impl PolicyEngine {
     }
 
     /// Replaces the catalogue datasets and their levels (keeps the loaded files).
-    pub async fn set_datasets(&self, datasets: &[(String, AccessLevel)]) -> Result<(), PolicyError> {
+    pub async fn set_datasets(
+        &self,
+        datasets: &[(String, AccessLevel)],
+    ) -> Result<(), PolicyError> {
         let mut sources = self.inner.sources.lock().await;
         let model_text = sources.model_text.clone();
         let policy = sources.policy.clone();
-        let result = self.install(&mut sources, model_text, policy, datasets.to_vec()).await;
+        let result = self
+            .install(&mut sources, model_text, policy, datasets.to_vec())
+            .await;
         if let Err(error) = &result {
             tracing::error!(%error, "policy not rebuilt for the new catalogue: keeping the previous one");
         }
@@ -434,7 +470,12 @@ impl Snapshot {
         };
         let key = cache_key(
             &roles,
-            &[dataset.id, action.as_str(), dataset.access.as_str(), visibility],
+            &[
+                dataset.id,
+                action.as_str(),
+                dataset.access.as_str(),
+                visibility,
+            ],
         );
         if let Some(decision) = self.cache.get(&key) {
             return decision;
@@ -523,7 +564,12 @@ impl Snapshot {
                     return Outcome::Failed;
                 }
                 Err(_) => {
-                    tracing::error!(role, object, action = action.as_str(), "policy evaluation panicked: refused");
+                    tracing::error!(
+                        role,
+                        object,
+                        action = action.as_str(),
+                        "policy evaluation panicked: refused"
+                    );
                     return Outcome::Failed;
                 }
             };
@@ -535,7 +581,10 @@ impl Snapshot {
                 continue;
             }
             for rule in matched.filter(|rule| rule.effect == Effect::Allow) {
-                if best.as_ref().is_none_or(|current| rule.preference() < current.preference()) {
+                if best
+                    .as_ref()
+                    .is_none_or(|current| rule.preference() < current.preference())
+                {
                     best = Some(Arc::clone(rule));
                 }
             }

@@ -72,7 +72,9 @@ impl Action {
 
     /// The action named `text` (as in [`Action::as_str`]), if any.
     pub fn parse(text: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|action| action.as_str() == text)
+        Action::ALL
+            .into_iter()
+            .find(|action| action.as_str() == text)
     }
 
     /// True for actions that concern the gateway as a whole, not a dataset.
@@ -131,7 +133,8 @@ pub mod reasons {
     pub const PUBLIC_METADATA: &str = "metadata public";
     /// The policy was built for another access level of this dataset (or none):
     /// refused until the catalogue change reaches the policy.
-    pub const OUT_OF_SYNC: &str = "default deny: the policy does not know this dataset's current access level";
+    pub const OUT_OF_SYNC: &str =
+        "default deny: the policy does not know this dataset's current access level";
     /// Casbin failed (or panicked) while evaluating: refused.
     pub const EVALUATION_ERROR: &str = "policy evaluation error";
 }
