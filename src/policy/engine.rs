@@ -181,6 +181,7 @@ async fn build_snapshot(
             .await
             .map_err(casbin_error)?;
     }
+    warn_about_unknown_datasets(policy, &levels);
     // The model passed our checks, but casbin may still fail or panic when it
     // evaluates: find out now, not on the first request.
     let probe = catch_unwind(AssertUnwindSafe(|| {
@@ -217,6 +218,26 @@ async fn build_snapshot(
     })
 }
 
+/// A rule on a dataset id the catalogue lacks is legal (the catalogue may
+/// catch up) but often a typo, which would silently not deny or not grant.
+fn warn_about_unknown_datasets(policy: &PolicyFile, levels: &HashMap<String, AccessLevel>) {
+    let named = policy
+        .rules
+        .iter()
+        .map(|rule| (rule.object.as_str(), rule.line))
+        .chain(policy.groups.iter().map(|(id, _)| (id.as_str(), 0)));
+    for (object, line) in named {
+        let is_dataset = object != "*" && object != GLOBAL_OBJECT && !object.contains(':');
+        if is_dataset && !levels.contains_key(object) {
+            tracing::warn!(
+                dataset = object,
+                line,
+                "the policy names a dataset the catalogue does not have"
+            );
+        }
+    }
+}
+
 impl PolicyEngine {
     /// Loads `model.conf` and `policy.csv` from `dir`, placing each of
     /// `datasets` (id, access level) in its `level:<level>` group.
@@ -250,7 +271,9 @@ impl PolicyEngine {
 
     /// May `roles` do `action` on `dataset`, which rule decided, through which view.
     ///
-    /// `undecided` datasets serve no data whatever the rules say. For
+    /// `roles` are the caller's roles; `anonymous` is added when missing
+    /// (every caller is at least anonymous). Decisions are cached per policy
+    /// generation. `undecided` datasets serve no data whatever the rules say. For
     /// `metadata`, see [`PolicyEngine::may_see`]. A global action
     /// (`audit:read`, `admin`) ignores `dataset`.
     pub fn decide(&self, roles: &[String], dataset: &DatasetRef, action: Action) -> Decision {

@@ -460,6 +460,43 @@ async fn cached_decisions_match_fresh_ones() {
     assert!(first.allowed);
 }
 
+/// Should casbin panic while evaluating (here an invalid regex, which the
+/// model checks keep out of real policies), the request is refused, not crashed.
+#[tokio::test]
+async fn a_panicking_evaluation_refuses() {
+    let model = MODEL.replace("r.obj == p.obj ||", "regexMatch(r.obj, p.obj) ||");
+    let model = casbin::DefaultModel::from_str(&model).await.unwrap();
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+        .await
+        .unwrap();
+    enforcer
+        .add_named_policies(
+            "p",
+            vec![vec![
+                "anonymous".into(),
+                "(".into(),
+                "read".into(),
+                "allow".into(),
+                String::new(),
+            ]],
+        )
+        .await
+        .unwrap();
+    let snapshot = Snapshot {
+        enforcer,
+        rules: HashMap::new(),
+        levels: [("open-ds".to_owned(), AccessLevel::Open)].into(),
+        cache: DecisionCache::new(),
+        generation: 1,
+    };
+    let decision = snapshot.decide(
+        &roles(&[]),
+        &public("open-ds", AccessLevel::Open),
+        Action::Read,
+    );
+    assert_eq!(decision, Decision::deny(reasons::EVALUATION_ERROR));
+}
+
 // --- The shipped policy, with the demo catalogue: what stewards promise.
 
 const DEMO_DATASETS: [(&str, AccessLevel, MetadataVisibility); 10] = [
