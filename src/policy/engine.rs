@@ -17,7 +17,7 @@ use casbin::{CoreApi, Enforcer, MemoryAdapter, MgmtApi};
 use sha2::{Digest, Sha256};
 
 use super::cache::DecisionCache;
-use super::rules::{Effect, PolicyFile, PolicyRule, parse_model, parse_policy};
+use super::rules::{Effect, PolicyFile, PolicyRule, is_valid_role, parse_model, parse_policy};
 use super::{Action, DatasetRef, Decision, PolicyError, reasons};
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 
@@ -464,8 +464,14 @@ async fn next_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// The caller's roles, sorted, without duplicates, always with `anonymous`.
+/// A role no rule could name (odd characters) is dropped: it cannot match any
+/// rule, and it must not forge a cache key.
 fn normalise_roles(roles: &[String]) -> Vec<&str> {
-    let mut normalised: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let mut normalised: Vec<&str> = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|role| is_valid_role(role))
+        .collect();
     normalised.push("anonymous");
     normalised.sort_unstable();
     normalised.dedup();

@@ -497,6 +497,29 @@ async fn a_panicking_evaluation_refuses() {
     assert_eq!(decision, Decision::deny(reasons::EVALUATION_ERROR));
 }
 
+/// Roles with characters no rule can name are ignored; they cannot forge a cache key.
+#[tokio::test]
+async fn odd_role_names_are_ignored() {
+    let (_folder, engine) = engine(LEVEL_POLICY).await;
+    let dataset = public("partners-ds", AccessLevel::Partners);
+    assert!(
+        engine
+            .decide(&roles(&["partner"]), &dataset, Action::Read)
+            .allowed
+    );
+    let forged = format!("partner{KEY_SEPARATOR}");
+    assert!(
+        !engine
+            .decide(&roles(&[&forged]), &dataset, Action::Read)
+            .allowed
+    );
+    assert!(
+        !engine
+            .decide(&roles(&["partner x"]), &dataset, Action::Read)
+            .allowed
+    );
+}
+
 // --- The shipped policy, with the demo catalogue: what stewards promise.
 
 const DEMO_DATASETS: [(&str, AccessLevel, MetadataVisibility); 10] = [

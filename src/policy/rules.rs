@@ -285,12 +285,15 @@ pub(crate) fn parse_level(text: &str) -> Option<AccessLevel> {
 }
 
 /// Role names: letters, digits and `-_.:@` (e.g. `org:ademe`).
-fn check_name(name: &str, what: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
+pub(crate) fn is_valid_role(name: &str) -> bool {
+    !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'));
-    if valid {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+}
+
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    if is_valid_role(name) {
         Ok(())
     } else if name.is_empty() {
         Err(format!("empty {what}"))
