@@ -10,8 +10,13 @@
 //! - deny by default; a matching `deny` rule of any of the caller's roles
 //!   overrides every `allow`;
 //! - `undecided` datasets serve no data to anybody, whatever the rules say
-//!   (checked before casbin); their catalogue entry is shown only to roles
-//!   holding an explicit `metadata` rule (staff);
+//!   (checked before casbin); their catalogue entry follows its visibility
+//!   like any other (public: everybody may know the dataset exists);
+//! - metadata visibility is separate from data access: a public entry is seen
+//!   by all unless a `metadata` deny rule matches; a restricted one only by
+//!   roles that may read/export/aggregate it or hold a `metadata` allow rule;
+//! - among matching allow rules, one without a view (full access) wins, then
+//!   the first in file order;
 //! - the hot path ([`PolicyEngine::decide`]) never takes a write lock on the
 //!   enforcer: an immutable enforcer and its decision cache are swapped
 //!   together with `arc-swap` on reload;
