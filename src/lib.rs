@@ -6,6 +6,7 @@
 //! GeoJSON) → response, with `audit` recording it. `catalog` holds dataset
 //! metadata and ingestion.
 
+pub mod audit;
 pub mod catalog;
 pub mod domain;
 pub mod query;
