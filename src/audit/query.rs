@@ -499,9 +499,10 @@ mod tests {
             hash,
         };
         let line = event_csv_line(&row.into_stored());
+        let text = format!("{header}{line}");
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_reader(format!("{header}{line}").as_bytes().to_vec().as_slice());
+            .from_reader(text.as_bytes());
         let fields: Vec<String> = reader
             .records()
             .next()

@@ -456,3 +456,50 @@ pub async fn head(store: &Store) -> Result<Option<Head>, sqlx::Error> {
         Ok(row.map(|(seq, hash)| Head { seq, hash }))
     })
 }
+
+/// Writes one event row as given, bypassing the chain (tests forge rows with it).
+#[cfg(test)]
+pub async fn insert_raw(
+    store: &Store,
+    seq: i64,
+    record: &EventRecord,
+    prev_hash: &str,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new(format!("INSERT INTO audit_events ({EVENT_COLUMNS}) "));
+        builder.push_values([()], |mut row, ()| {
+            row.push_bind(seq)
+                .push_bind(record.kind.as_str())
+                .push_bind(record.refers_to)
+                .push_bind(record.time_us)
+                .push_bind(record.request_id.clone())
+                .push_bind(record.subject.clone())
+                .push_bind(record.org.clone())
+                .push_bind(serde_json::to_string(&record.roles).unwrap_or_default())
+                .push_bind(record.auth_method.clone())
+                .push_bind(record.client_id.clone())
+                .push_bind(record.token_id.clone())
+                .push_bind(record.ip.clone())
+                .push_bind(record.user_agent.clone())
+                .push_bind(record.method.clone())
+                .push_bind(record.path.clone())
+                .push_bind(record.query.clone())
+                .push_bind(record.dataset.clone())
+                .push_bind(record.action.clone())
+                .push_bind(record.decision.clone())
+                .push_bind(record.rule.clone())
+                .push_bind(record.view.clone())
+                .push_bind(record.status)
+                .push_bind(record.rows)
+                .push_bind(record.bytes)
+                .push_bind(record.duration_ms)
+                .push_bind(record.complete.map(i64::from))
+                .push_bind(record.purpose.clone())
+                .push_bind(record.instance.clone())
+                .push_bind(prev_hash.to_owned())
+                .push_bind(hash.to_owned());
+        });
+        builder.build().execute(pool).await.map(|_| ())
+    })
+}

@@ -87,6 +87,7 @@ pub async fn verify(
 
     let mut problems: Vec<BrokenEntry> = Vec::new();
     let mut checkpoints_checked = 0;
+    let mut forged = std::collections::HashSet::new();
     for statement in &statements {
         let relevant = if statement.kind == "anchor" {
             Some(statement.id) == anchor.map(|a| a.id)
@@ -99,6 +100,7 @@ pub async fn verify(
         checkpoints_checked += 1;
         let signature = hex::decode(&statement.signature).unwrap_or_default();
         if !signer.verify(&statement.key_id, &statement.message(), &signature) {
+            forged.insert(statement.id);
             problems.push(BrokenEntry {
                 seq: statement.seq,
                 reason: BreakReason::Altered,
@@ -107,7 +109,6 @@ pub async fn verify(
                     statement.kind, statement.seq, statement.key_id
                 ),
             });
-            break;
         }
     }
 
@@ -121,7 +122,7 @@ pub async fn verify(
     let first_expected = expected_seq;
     let checkpoints: HashMap<i64, Vec<&CheckpointRow>> = statements
         .iter()
-        .filter(|statement| statement.kind == "checkpoint")
+        .filter(|statement| statement.kind == "checkpoint" && !forged.contains(&statement.id))
         .fold(HashMap::new(), |mut map, checkpoint| {
             map.entry(checkpoint.seq).or_default().push(checkpoint);
             map
@@ -169,7 +170,7 @@ pub async fn verify(
         if let Some(beyond) = statements
             .iter()
             .filter(|statement| {
-                statement.kind == "checkpoint" && statement.seq > end && in_range(statement.seq)
+                statement.kind == "checkpoint" && !forged.contains(&statement.id) && statement.seq > end && in_range(statement.seq)
             })
             .max_by_key(|statement| statement.seq)
         {
