@@ -1,0 +1,358 @@
+//! The tamper-evident audit log: one event per request, durable before the
+//! response starts, hash-chained so that a change, insertion or deletion is
+//! detected by `verify`.
+//!
+//! Invariants:
+//! - `record` answers only after the event's transaction committed
+//!   (group commit: one writer task drains waiting events and writes them in
+//!   one transaction, then answers every caller);
+//! - the chain is one sequence `1, 2, 3…` even with several gateways on one
+//!   PostgreSQL (each batch takes an advisory lock and reads the head inside it);
+//! - rows are never updated: a streamed export's outcome is a separate
+//!   `completion` event referring to the original one;
+//! - signed checkpoints pin the head (periodically, on shutdown, on demand);
+//!   a purge leaves a signed anchor the verification starts from.
+
+mod event;
+mod query;
+mod signer;
+mod store;
+mod verify;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use event::{
+    EventKind, GENESIS_HASH, NewEvent, Outcome, Receipt, StoredEvent, hmac_sha256, redact_query,
+};
+pub use query::{
+    AuditQueryError, Count, EventPage, EventQuery, MAX_LIMIT, Stats, StatsQuery, SubjectCount,
+    event_csv_line, events_csv_header,
+};
+pub use signer::{CheckpointSigner, Es256Signer};
+pub use verify::{BreakReason, BrokenEntry, Verification};
+
+use crate::store::Store;
+use event::EventRecord;
+use writer::Command;
+
+/// Settings of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most events written in one transaction.
+    pub max_batch_size: usize,
+    /// How long the writer waits for more events before committing a batch
+    /// that is not full (0: commit what is waiting at once).
+    pub max_batch_wait_ms: u64,
+    /// Events waiting for the writer before `record` itself waits.
+    pub queue_capacity: usize,
+    /// How often a signed checkpoint of the head is written.
+    pub checkpoint_interval_seconds: u64,
+    /// GDPR: store `hmac-sha256:<hex>` of the client IP instead of the IP.
+    pub hash_client_ip: bool,
+    /// The HMAC key for `hash_client_ip` (required when it is on).
+    pub ip_hash_key: Option<String>,
+    /// The name of this gateway instance, stored with each event.
+    pub instance: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            max_batch_size: 512,
+            max_batch_wait_ms: 2,
+            queue_capacity: 16_384,
+            checkpoint_interval_seconds: 300,
+            hash_client_ip: false,
+            ip_hash_key: None,
+            instance: default_instance(),
+        }
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty());
+    match host {
+        Some(host) => format!("{host}-{}", std::process::id()),
+        None => "gateway".to_owned(),
+    }
+}
+
+/// Why the audit log could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store refused the write: nothing was recorded.
+    #[error("the audit log cannot be written: {0}")]
+    Unavailable(String),
+    /// The writer has stopped (after `shutdown`).
+    #[error("the audit log is shut down")]
+    Stopped,
+    /// Reading the log failed.
+    #[error("cannot read the audit log: {0}")]
+    Read(#[from] sqlx::Error),
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    pub before: String,
+    pub deleted_events: u64,
+    pub deleted_checkpoints: u64,
+    /// The first kept sequence, now pinned by a signed anchor.
+    pub anchor_seq: Option<i64>,
+    pub anchor_hash: Option<String>,
+}
+
+/// The audit log handle: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+struct Shared {
+    store: Store,
+    signer: Arc<dyn CheckpointSigner>,
+    healthy: AtomicBool,
+    instance: String,
+    ip_hash_key: Option<Vec<u8>>,
+}
+
+impl AuditLog {
+    /// Starts the writer task on `store` (whose migrations are applied).
+    pub async fn start(
+        store: Store,
+        config: AuditConfig,
+        signer: Arc<dyn CheckpointSigner>,
+    ) -> anyhow::Result<AuditLog> {
+        let ip_hash_key = match (config.hash_client_ip, &config.ip_hash_key) {
+            (false, _) => None,
+            (true, Some(key)) if key.len() >= 16 => Some(key.as_bytes().to_vec()),
+            (true, _) => anyhow::bail!(
+                "audit.hash_client_ip needs audit.ip_hash_key, at least 16 characters"
+            ),
+        };
+        anyhow::ensure!(
+            config.max_batch_size > 0,
+            "audit.max_batch_size must be at least 1"
+        );
+        let shared = Arc::new(Shared {
+            store,
+            signer,
+            healthy: AtomicBool::new(true),
+            instance: config.instance.clone(),
+            ip_hash_key,
+        });
+        let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        tokio::spawn(writer::run(shared.clone(), config, receiver));
+        Ok(AuditLog {
+            shared,
+            commands: sender,
+        })
+    }
+
+    /// Records `event`; returns once it is committed durably.
+    pub async fn record(&self, event: NewEvent) -> Result<Receipt, AuditError> {
+        let record = EventRecord::from_new(
+            event,
+            &self.shared.instance,
+            self.shared.ip_hash_key.as_deref(),
+        );
+        let sequence = self.append(record.clone()).await?;
+        Ok(Receipt {
+            sequence,
+            event: Box::new(record),
+        })
+    }
+
+    /// Records how a streamed response ended, as a chained `completion` event.
+    pub async fn complete(&self, receipt: Receipt, outcome: Outcome) -> Result<(), AuditError> {
+        let record = EventRecord::completion(
+            &receipt.event,
+            receipt.sequence,
+            outcome,
+            &self.shared.instance,
+        );
+        self.append(record).await.map(|_| ())
+    }
+
+    async fn append(&self, record: EventRecord) -> Result<i64, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Append { record, reply })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// False after a failed write, until a write succeeds again.
+    pub fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Writes what is waiting, a signed checkpoint, and stops the writer.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = answer.await;
+        }
+    }
+
+    /// Writes a signed checkpoint of the head now (after what is waiting).
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Checkpoint { reply })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Verifies the chain for `seq` in `[from, to]` (everything by default).
+    pub async fn verify(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Verification, AuditError> {
+        Ok(verify::verify(&self.shared.store, self.shared.signer.as_ref(), from, to).await?)
+    }
+
+    /// One page of events, newest first.
+    pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
+        Ok(query::list(&self.shared.store, query).await?)
+    }
+
+    /// Every event matching the filters, newest first, read page by page
+    /// (constant memory); `limit` is the page size of the reads, not a cap.
+    pub fn stream(
+        &self,
+        query: EventQuery,
+    ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
+        let store = self.shared.store.clone();
+        async_stream::try_stream! {
+            let mut query = EventQuery { limit: MAX_LIMIT, ..query };
+            loop {
+                let page = query::list(&store, &query).await?;
+                for event in page.events {
+                    yield event;
+                }
+                match page.next_cursor.and_then(|cursor| cursor.parse().ok()) {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Request counts over a period.
+    pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
+        Ok(query::stats(&self.shared.store, query).await?)
+    }
+
+    /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.
+    pub async fn export(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        format: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<()> {
+        let csv = match format {
+            "csv" => true,
+            "ndjson" => false,
+            other => anyhow::bail!("unknown export format `{other}` (expected csv or ndjson)"),
+        };
+        if csv {
+            out.write_all(events_csv_header().as_bytes())?;
+        }
+        let start = match from {
+            Some(from) => {
+                store::first_seq_since(&self.shared.store, from.timestamp_micros()).await?
+            }
+            None => Some(0),
+        };
+        let mut next = start.unwrap_or(i64::MAX);
+        let to_us = to.map(|to| to.timestamp_micros());
+        let from_us = from.map(|from| from.timestamp_micros());
+        loop {
+            let rows = store::events_ascending(&self.shared.store, next, None, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            next = last.seq + 1;
+            for row in rows {
+                let in_period = from_us.is_none_or(|from| row.time_us >= from)
+                    && to_us.is_none_or(|to| row.time_us < to);
+                if !in_period {
+                    continue;
+                }
+                let event = row.into_stored();
+                if csv {
+                    out.write_all(event_csv_line(&event).as_bytes())?;
+                } else {
+                    serde_json::to_writer(&mut *out, &event)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Deletes events older than `before`, keeping the rest verifiable: the
+    /// part deleted is verified first, then a signed anchor pins the first
+    /// kept event's link. Refuses when the part to delete does not verify.
+    pub async fn purge(&self, before: DateTime<Utc>) -> anyhow::Result<PurgeReport> {
+        let store = &self.shared.store;
+        let keep_from = match store::first_seq_since(store, before.timestamp_micros()).await? {
+            Some(seq) => seq,
+            None => store::head(store).await?.map_or(1, |head| head.seq + 1),
+        };
+        let mut report = PurgeReport {
+            before: before.to_rfc3339(),
+            deleted_events: 0,
+            deleted_checkpoints: 0,
+            anchor_seq: None,
+            anchor_hash: None,
+        };
+        let verification = self.verify(None, Some(keep_from - 1)).await?;
+        if let Some(broken) = verification.first_broken {
+            anyhow::bail!(
+                "refusing to purge: the events to delete do not verify (seq {}: {:?}, {})",
+                broken.seq,
+                broken.reason,
+                broken.detail
+            );
+        }
+        let Some(last_hash) = verification
+            .head_hash
+            .filter(|_| verification.to_seq == Some(keep_from - 1))
+        else {
+            return Ok(report);
+        };
+        let purged =
+            store::purge_before(store, self.shared.signer.as_ref(), keep_from, &last_hash).await?;
+        report.deleted_events = purged.events;
+        report.deleted_checkpoints = purged.checkpoints;
+        report.anchor_seq = purged.anchor.as_ref().map(|anchor| anchor.seq);
+        report.anchor_hash = purged.anchor.map(|anchor| anchor.hash);
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,520 @@
+//! Reading the log back: filtered, paginated listings (newest first), the
+//! stream behind CSV exports, and counts for the auditors' dashboard.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::QueryBuilder;
+
+use super::event::StoredEvent;
+use super::store::{EVENT_COLUMNS, EventRow, with_pool};
+use crate::store::Store;
+
+/// Largest page of a listing.
+pub const MAX_LIMIT: u32 = 1000;
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// A query parameter of the audit endpoints that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid parameter `{parameter}`: {message}")]
+pub struct AuditQueryError {
+    pub parameter: String,
+    pub message: String,
+}
+
+/// Filters of a listing. Pages run from the newest event to the oldest:
+/// `cursor` is the `seq` below which the page starts (the previous page's
+/// `next_cursor`). Every filter is an exact match; `from` is inclusive and
+/// `to` exclusive.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    pub subject: Option<String>,
+    pub org: Option<String>,
+    pub dataset: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    pub status: Option<u16>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: u32,
+}
+
+impl EventQuery {
+    /// Parses `subject, org, dataset, decision, status, from, to, cursor,
+    /// limit` (times in RFC 3339 or `YYYY-MM-DD`); other parameters, such as
+    /// `format`, are left to the caller.
+    pub fn from_params(params: &[(String, String)]) -> Result<EventQuery, AuditQueryError> {
+        let mut query = EventQuery {
+            limit: DEFAULT_LIMIT,
+            ..EventQuery::default()
+        };
+        for (name, value) in params {
+            let text = || Some(value.clone());
+            match name.as_str() {
+                "subject" => query.subject = text(),
+                "org" => query.org = text(),
+                "dataset" => query.dataset = text(),
+                "decision" => {
+                    if value != "allow" && value != "deny" {
+                        return Err(invalid(name, "expected `allow` or `deny`"));
+                    }
+                    query.decision = text();
+                }
+                "status" => {
+                    let status = value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|status| (100..=599).contains(status))
+                        .ok_or_else(|| {
+                            invalid(name, "expected an HTTP status between 100 and 599")
+                        })?;
+                    query.status = Some(status);
+                }
+                "from" => query.from = Some(parse_time(name, value)?),
+                "to" => query.to = Some(parse_time(name, value)?),
+                "cursor" => {
+                    let cursor = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|cursor| *cursor > 0)
+                        .ok_or_else(|| {
+                            invalid(name, "expected the `next_cursor` of a previous page")
+                        })?;
+                    query.cursor = Some(cursor);
+                }
+                "limit" => {
+                    query.limit = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or_else(|| {
+                            invalid(name, &format!("expected an integer from 1 to {MAX_LIMIT}"))
+                        })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// The period of a statistics request (`from` inclusive, `to` exclusive).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl StatsQuery {
+    /// Parses `from` and `to`; other parameters are ignored.
+    pub fn from_params(params: &[(String, String)]) -> Result<StatsQuery, AuditQueryError> {
+        let mut query = StatsQuery::default();
+        for (name, value) in params {
+            match name.as_str() {
+                "from" => query.from = Some(parse_time(name, value)?),
+                "to" => query.to = Some(parse_time(name, value)?),
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+fn invalid(parameter: &str, message: &str) -> AuditQueryError {
+    AuditQueryError {
+        parameter: parameter.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn parse_time(parameter: &str, value: &str) -> Result<DateTime<Utc>, AuditQueryError> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|time| time.and_utc())
+        .ok_or_else(|| invalid(parameter, "expected an RFC 3339 time or a YYYY-MM-DD date"))
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A count under a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Count {
+    /// Null for events without this attribute (no dataset, anonymous caller).
+    pub key: Option<String>,
+    pub count: i64,
+}
+
+/// Requests per subject and organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SubjectCount {
+    pub subject: Option<String>,
+    pub org: Option<String>,
+    pub count: i64,
+}
+
+/// Request counts over a period (completion events are not counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub total: i64,
+    pub by_dataset: Vec<Count>,
+    pub by_subject: Vec<SubjectCount>,
+    pub by_decision: Vec<Count>,
+    /// Keys are UTC days, `YYYY-MM-DD`.
+    pub by_day: Vec<Count>,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Adds the query's filters (and the cursor) as `WHERE` conditions.
+macro_rules! push_filters {
+    ($builder:expr, $query:expr) => {{
+        let query = $query;
+        $builder.push(" WHERE 1 = 1");
+        if let Some(subject) = &query.subject {
+            $builder.push(" AND subject = ").push_bind(subject.clone());
+        }
+        if let Some(org) = &query.org {
+            $builder.push(" AND org = ").push_bind(org.clone());
+        }
+        if let Some(dataset) = &query.dataset {
+            $builder.push(" AND dataset = ").push_bind(dataset.clone());
+        }
+        if let Some(decision) = &query.decision {
+            $builder
+                .push(" AND decision = ")
+                .push_bind(decision.clone());
+        }
+        if let Some(status) = query.status {
+            $builder.push(" AND status = ").push_bind(i64::from(status));
+        }
+        if let Some(from) = query.from {
+            $builder
+                .push(" AND time_us >= ")
+                .push_bind(from.timestamp_micros());
+        }
+        if let Some(to) = query.to {
+            $builder
+                .push(" AND time_us < ")
+                .push_bind(to.timestamp_micros());
+        }
+        if let Some(cursor) = query.cursor {
+            $builder.push(" AND seq < ").push_bind(cursor);
+        }
+    }};
+}
+
+/// One page, newest first, of at most `limit` (capped at 1000) events.
+pub async fn list(store: &Store, query: &EventQuery) -> Result<EventPage, sqlx::Error> {
+    let limit = query.limit.clamp(1, MAX_LIMIT);
+    let mut rows: Vec<EventRow> = with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events"));
+        push_filters!(builder, query);
+        builder.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        builder.build_query_as::<EventRow>().fetch_all(pool).await?
+    });
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|row| row.seq.to_string())
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events: rows.into_iter().map(EventRow::into_stored).collect(),
+        next_cursor,
+    })
+}
+
+/// Counts of requests in the period.
+pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Error> {
+    let filter = EventQuery {
+        from: query.from,
+        to: query.to,
+        ..EventQuery::default()
+    };
+    let grouped = |column: &'static str| {
+        let filter = filter.clone();
+        async move {
+            with_pool!(store, pool => {
+                let mut builder = QueryBuilder::<Db>::new(format!("SELECT {column}, COUNT(*) FROM audit_events"));
+                push_filters!(builder, &filter);
+                builder.push(format!(" AND kind = 'access' GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"));
+                builder.build_query_as::<(Option<String>, i64)>().fetch_all(pool).await
+            })
+        }
+    };
+    let to_counts = |rows: Vec<(Option<String>, i64)>| -> Vec<Count> {
+        rows.into_iter()
+            .map(|(key, count)| Count { key, count })
+            .collect()
+    };
+    let by_dataset = to_counts(grouped("dataset").await?);
+    let by_decision = to_counts(grouped("decision").await?);
+    let by_subject: Vec<(Option<String>, Option<String>, i64)> = with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new("SELECT subject, org, COUNT(*) FROM audit_events");
+        push_filters!(builder, &filter);
+        builder.push(" AND kind = 'access' GROUP BY subject, org ORDER BY COUNT(*) DESC, subject, org");
+        builder.build_query_as().fetch_all(pool).await?
+    });
+    let by_day: Vec<(i64, i64)> = with_pool!(store, pool => {
+        // Integer division on both engines; events are after 1970, so it floors.
+        let mut builder = QueryBuilder::<Db>::new(format!(
+            "SELECT time_us / {MICROS_PER_DAY} AS day, COUNT(*) FROM audit_events"
+        ));
+        push_filters!(builder, &filter);
+        builder.push(format!(" AND kind = 'access' GROUP BY time_us / {MICROS_PER_DAY} ORDER BY day"));
+        builder.build_query_as().fetch_all(pool).await?
+    });
+    let total = by_decision.iter().map(|count| count.count).sum();
+    Ok(Stats {
+        from: query.from.map(|time| time.to_rfc3339()),
+        to: query.to.map(|time| time.to_rfc3339()),
+        total,
+        by_dataset,
+        by_subject: by_subject
+            .into_iter()
+            .map(|(subject, org, count)| SubjectCount {
+                subject,
+                org,
+                count,
+            })
+            .collect(),
+        by_decision,
+        by_day: by_day
+            .into_iter()
+            .map(|(day, count)| Count {
+                key: DateTime::from_timestamp_micros(day * MICROS_PER_DAY)
+                    .map(|time| time.format("%Y-%m-%d").to_string()),
+                count,
+            })
+            .collect(),
+    })
+}
+
+/// The CSV header matching `event_csv_line`.
+pub fn events_csv_header() -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(CSV_COLUMNS);
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+const CSV_COLUMNS: [&str; 30] = [
+    "seq",
+    "kind",
+    "refers_to",
+    "time",
+    "request_id",
+    "subject",
+    "org",
+    "roles",
+    "auth_method",
+    "client_id",
+    "token_id",
+    "ip",
+    "user_agent",
+    "method",
+    "path",
+    "query",
+    "dataset",
+    "action",
+    "decision",
+    "rule",
+    "view",
+    "status",
+    "rows",
+    "bytes",
+    "duration_ms",
+    "complete",
+    "purpose",
+    "instance",
+    "prev_hash",
+    "hash",
+];
+
+/// One event as a CSV line (with its line break); roles joined by `;`,
+/// empty cells for nulls.
+pub fn event_csv_line(event: &StoredEvent) -> String {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let number = |value: Option<i64>| value.map(|value| value.to_string()).unwrap_or_default();
+    let record: [String; 30] = [
+        event.seq.to_string(),
+        event.kind.as_str().to_owned(),
+        number(event.refers_to),
+        event.time.clone(),
+        event.request_id.clone(),
+        text(&event.subject),
+        text(&event.org),
+        event.roles.join(";"),
+        event.auth_method.clone(),
+        text(&event.client_id),
+        text(&event.token_id),
+        text(&event.ip),
+        text(&event.user_agent),
+        event.method.clone(),
+        event.path.clone(),
+        text(&event.query),
+        text(&event.dataset),
+        event.action.clone(),
+        event.decision.clone(),
+        text(&event.rule),
+        text(&event.view),
+        event.status.to_string(),
+        number(event.rows),
+        number(event.bytes),
+        event.duration_ms.to_string(),
+        event
+            .complete
+            .map(|value| value.to_string())
+            .unwrap_or_default(),
+        text(&event.purpose),
+        event.instance.clone(),
+        event.prev_hash.clone(),
+        event.hash.clone(),
+    ];
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(&record);
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// Every listing parameter is parsed; unknown ones are left alone.
+    #[test]
+    fn parses_listing_parameters() {
+        let query = EventQuery::from_params(&params(&[
+            ("subject", "alice"),
+            ("org", "ademe"),
+            ("dataset", "energy"),
+            ("decision", "deny"),
+            ("status", "403"),
+            ("from", "2026-11-01"),
+            ("to", "2026-11-29T10:00:00+01:00"),
+            ("cursor", "42"),
+            ("limit", "1000"),
+            ("format", "csv"),
+        ]))
+        .unwrap();
+        assert_eq!(query.subject.as_deref(), Some("alice"));
+        assert_eq!(query.decision.as_deref(), Some("deny"));
+        assert_eq!(query.status, Some(403));
+        assert_eq!(
+            query.from.unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(query.to.unwrap().to_rfc3339(), "2026-11-29T09:00:00+00:00");
+        assert_eq!((query.cursor, query.limit), (Some(42), 1000));
+        assert_eq!(EventQuery::from_params(&[]).unwrap().limit, DEFAULT_LIMIT);
+    }
+
+    /// Bad values name the offending parameter.
+    #[test]
+    fn rejects_bad_parameters() {
+        for (name, value) in [
+            ("decision", "maybe"),
+            ("status", "99"),
+            ("status", "abc"),
+            ("from", "yesterday"),
+            ("to", "2026-13-01"),
+            ("cursor", "-1"),
+            ("limit", "0"),
+            ("limit", "1001"),
+        ] {
+            let error = EventQuery::from_params(&params(&[(name, value)])).unwrap_err();
+            assert_eq!(error.parameter, name, "{name}={value}");
+        }
+        assert_eq!(
+            StatsQuery::from_params(&params(&[("from", "x")]))
+                .unwrap_err()
+                .parameter,
+            "from"
+        );
+    }
+
+    /// CSV lines quote what needs quoting and match the header's width.
+    #[test]
+    fn writes_csv_lines() {
+        let header = events_csv_header();
+        assert!(
+            header.starts_with("seq,kind,refers_to,time,") && header.ends_with("prev_hash,hash\n")
+        );
+        let record = super::super::event::EventRecord::from_new(
+            super::super::event::tests::sample("r1"),
+            "gw",
+            None,
+        );
+        let hash = record.chain_hash(1, super::super::event::GENESIS_HASH);
+        let row = EventRow {
+            seq: 1,
+            kind: "access".to_owned(),
+            refers_to: None,
+            time_us: record.time_us,
+            request_id: "r1".to_owned(),
+            subject: Some("alice".to_owned()),
+            org: None,
+            roles: "[\"a\",\"b\"]".to_owned(),
+            auth_method: "jwt".to_owned(),
+            client_id: None,
+            token_id: None,
+            ip: None,
+            user_agent: Some("agent, \"quoted\"".to_owned()),
+            method: "GET".to_owned(),
+            path: "/x".to_owned(),
+            query: None,
+            dataset: None,
+            action: "read".to_owned(),
+            decision: "allow".to_owned(),
+            rule: None,
+            view_name: None,
+            status: 200,
+            rows_sent: Some(3),
+            bytes_sent: None,
+            duration_ms: 1.5,
+            complete: None,
+            purpose: None,
+            instance: "gw".to_owned(),
+            prev_hash: super::super::event::GENESIS_HASH.to_owned(),
+            hash,
+        };
+        let line = event_csv_line(&row.into_stored());
+        let text = format!("{header}{line}");
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.as_bytes());
+        let fields: Vec<String> = reader
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(fields.len(), 30);
+        assert_eq!(fields[3], "2026-11-29T10:00:00.123456Z");
+        assert_eq!(fields[7], "a;b");
+        assert_eq!(fields[12], "agent, \"quoted\"");
+        assert_eq!(fields[6], "");
+    }
+}
