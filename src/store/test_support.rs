@@ -50,8 +50,7 @@ pub async fn postgres_url() -> Option<(String, TestDatabase)> {
         .await
         .expect("create test database");
     let url = database_url(&admin_url, &name);
-    let store = Store::open(&url, 8).await.expect("open PostgreSQL store");
-    Some((store, TestDatabase::Postgres { admin_url, name }))
+    Some((url, TestDatabase::Postgres { admin_url, name }))
 }
 
 fn database_url(admin_url: &str, name: &str) -> String {

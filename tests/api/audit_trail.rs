@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{StoreKind, TestApp, problem, spawn_app_with};
+use crate::helpers::{StoreKind, problem, spawn_app_with};
 use crate::on_both_stores;
 
 on_both_stores! {

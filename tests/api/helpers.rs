@@ -19,7 +19,6 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub kind: StoreKind,
     _database: TestDatabase,
 }
 
@@ -68,7 +67,6 @@ pub async fn spawn_app_with(kind: StoreKind, adjust: impl FnOnce(&mut Settings))
             .build()
             .expect("client"),
         state,
-        kind,
         _database: database,
     })
 }

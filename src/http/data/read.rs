@@ -21,7 +21,6 @@ use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
-use crate::query::plan::ReadPlan;
 use crate::query::{QueryLimits, parse_read_query};
 use crate::store::datasets::DatasetRead;
 use crate::store::sql::{CellKind, OutputColumn};
