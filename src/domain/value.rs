@@ -115,16 +115,17 @@ fn parse_geopoint(text: &str) -> Result<Value, ValueError> {
 }
 
 fn parse_geojson(text: &str) -> Result<Value, ValueError> {
+    let shown: String = text.chars().take(60).collect();
     let geometry: serde_json::Value = serde_json::from_str(text)
-        .map_err(|error| ValueError(format!("not a GeoJSON geometry: {error}")))?;
+        .map_err(|error| ValueError(format!("`{shown}` is not a GeoJSON geometry: {error}")))?;
     if geometry
         .get("type")
         .and_then(|kind| kind.as_str())
         .is_none()
     {
-        return Err(ValueError(
-            "not a GeoJSON geometry: no \"type\" member".to_owned(),
-        ));
+        return Err(ValueError(format!(
+            "`{shown}` is not a GeoJSON geometry: no \"type\" member"
+        )));
     }
     Ok(Value::Text(geometry.to_string()))
 }
