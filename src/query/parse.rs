@@ -1221,7 +1221,7 @@ mod tests {
         let limits = QueryLimits { max_nesting: 2 };
         let deep = [("and".to_owned(), nested(3))];
         assert!(parse_read_query(&deep, &schema(), &visible(), &limits).is_err());
-        let very_deep = "(or(".repeat(10_000) + &")".repeat(20_000);
+        let very_deep = "(".to_owned() + &"or(".repeat(10_000) + &")".repeat(10_001);
         assert!(matches!(
             parse_pair("or", &very_deep),
             Err(QueryError::TooDeep { .. })
@@ -1304,7 +1304,7 @@ mod tests {
             ("select=sum()", "invalid-query"),
             ("select=id.sum(conso)", "invalid-query"),
             ("select=id,id", "invalid-query"),
-            ("select=id,commune:id", "invalid-query"),
+            ("select=commune,commune:id", "invalid-query"),
             ("select=conso.sum(),id.sum()", "invalid-query"),
             ("select=commune.sum()", "invalid-aggregate"),
             ("select=releve.avg()", "invalid-aggregate"),
