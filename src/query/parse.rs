@@ -363,17 +363,13 @@ fn parse_order(value: &str, columns: &Columns) -> Result<Vec<OrderTerm>, QueryEr
     Ok(terms)
 }
 
-/// A `limit` or `offset`: digits only, within a signed 64-bit integer.
+/// A `limit` or `offset`: digits only, within a signed 64-bit integer
+/// (what both stores bind).
 fn parse_count(parameter: &str, value: &str) -> Result<u64, QueryError> {
-    let number = value
-        .bytes()
-        .all(|byte| byte.is_ascii_digit())
-        .then(|| value.parse::<i64>().ok())
-        .flatten()
-        .filter(|_| !value.is_empty());
-    match number {
-        Some(number) => Ok(number.unsigned_abs()),
-        None => Err(QueryError::malformed(
+    let digits_only = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit());
+    match value.parse::<i64>() {
+        Ok(number) if digits_only => Ok(number.unsigned_abs()),
+        _ => Err(QueryError::malformed(
             parameter,
             format!(
                 "`{}` is not a non-negative integer below 2^63",
@@ -1187,9 +1183,15 @@ mod tests {
                 "{query}: {error}"
             );
         }
+        let error = parse("or=(id.eq.1").unwrap_err();
+        assert_eq!(error.kind_slug(), "invalid-query");
         assert_eq!(
-            parse("or=(id.eq.1").unwrap_err().kind_slug(),
-            "invalid-query"
+            error.to_string(),
+            "parameter `or`: expected `)` but the value ends (character 9 of `(id.eq.1`)"
+        );
+        assert_eq!(
+            parse("or=(id.eq.1)x").unwrap_err().to_string(),
+            "parameter `or`: unexpected text after the closing parenthesis at `x` (character 10 of `(id.eq.1)x`)"
         );
         assert_eq!(
             parse("or=(id.zz.1)").unwrap_err().hint().as_deref(),
