@@ -363,17 +363,13 @@ fn parse_order(value: &str, columns: &Columns) -> Result<Vec<OrderTerm>, QueryEr
     Ok(terms)
 }
 
-/// A `limit` or `offset`: digits only, within a signed 64-bit integer.
+/// A `limit` or `offset`: digits only, within a signed 64-bit integer
+/// (what both stores bind).
 fn parse_count(parameter: &str, value: &str) -> Result<u64, QueryError> {
-    let number = value
-        .bytes()
-        .all(|byte| byte.is_ascii_digit())
-        .then(|| value.parse::<i64>().ok())
-        .flatten()
-        .filter(|_| !value.is_empty());
-    match number {
-        Some(number) => Ok(number.unsigned_abs()),
-        None => Err(QueryError::malformed(
+    let digits_only = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit());
+    match value.parse::<i64>() {
+        Ok(number) if digits_only => Ok(number.unsigned_abs()),
+        _ => Err(QueryError::malformed(
             parameter,
             format!(
                 "`{}` is not a non-negative integer below 2^63",
@@ -847,5 +843,828 @@ impl<'a> Cursor<'a> {
                 excerpt(self.text)
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HIDDEN: ColumnIndex = 5;
+
+    /// id, commune, conso, actif, releve visible; nom_abonne hidden.
+    fn schema() -> Schema {
+        Schema {
+            fields: vec![
+                Field::new("id", FieldType::Integer),
+                Field::new("commune", FieldType::String),
+                Field::new("conso", FieldType::Number),
+                Field::new("actif", FieldType::Boolean),
+                Field::new("releve", FieldType::Date),
+                Field::new("nom_abonne", FieldType::String),
+            ],
+            primary_key: None,
+        }
+    }
+
+    fn visible() -> Vec<bool> {
+        vec![true, true, true, true, true, false]
+    }
+
+    /// Decodes `text` as a browser would send it, then parses it.
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(text.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<ReadPlan, QueryError> {
+        parse_read_query(&pairs(text), &schema(), &visible(), &QueryLimits::default())
+    }
+
+    /// The single raw pair, without form decoding (for `+`, `%`, `\`).
+    fn parse_pair(key: &str, value: &str) -> Result<ReadPlan, QueryError> {
+        parse_read_query(
+            &[(key.to_owned(), value.to_owned())],
+            &schema(),
+            &visible(),
+            &QueryLimits::default(),
+        )
+    }
+
+    fn filter(text: &str) -> Filter {
+        parse(text)
+            .unwrap_or_else(|error| panic!("{text}: {error}"))
+            .filter
+            .expect("a filter")
+    }
+
+    fn condition(column: ColumnIndex, operator: Operator) -> Filter {
+        Filter::Condition(Condition { column, operator })
+    }
+
+    fn not(filter: Filter) -> Filter {
+        Filter::Not(Box::new(filter))
+    }
+
+    fn text(value: &str) -> Value {
+        Value::Text(value.to_owned())
+    }
+
+    /// Every comparison operator types its value for the column.
+    #[test]
+    fn comparison_operators_type_their_values() {
+        let cases = [
+            ("id=eq.3", condition(0, Operator::Eq(Value::Int(3)))),
+            ("id=neq.3", condition(0, Operator::Neq(Value::Int(3)))),
+            (
+                "conso=gt.2.5",
+                condition(2, Operator::Gt(Value::Float(2.5))),
+            ),
+            (
+                "conso=gte.-1",
+                condition(2, Operator::Gte(Value::Float(-1.0))),
+            ),
+            (
+                "releve=lt.2024-01-31",
+                condition(4, Operator::Lt(text("2024-01-31"))),
+            ),
+            ("id=lte.0", condition(0, Operator::Lte(Value::Int(0)))),
+            (
+                "actif=eq.true",
+                condition(3, Operator::Eq(Value::Bool(true))),
+            ),
+            (
+                "commune=eq.Bar.sur.Aube",
+                condition(1, Operator::Eq(text("Bar.sur.Aube"))),
+            ),
+            ("commune=eq.", condition(1, Operator::Eq(text("")))),
+            (
+                "commune=eq.Saint-Andr%C3%A9",
+                condition(1, Operator::Eq(text("Saint-André"))),
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(filter(query), expected, "{query}");
+        }
+    }
+
+    /// `like`/`ilike` turn `*` into `%` and escape literal `%`, `_`, `\`.
+    #[test]
+    fn like_patterns_use_star_and_escape_sql_wildcards() {
+        assert_eq!(
+            filter("commune=like.Saint*"),
+            condition(1, Operator::Like("Saint%".into()))
+        );
+        assert_eq!(
+            filter("commune=ilike.*troyes*"),
+            condition(1, Operator::Ilike("%troyes%".into()))
+        );
+        let plan = parse_pair("commune", r"like.100%_a\b*").unwrap();
+        assert_eq!(
+            plan.filter,
+            Some(condition(1, Operator::Like(r"100\%\_a\\b%".into())))
+        );
+        assert_eq!(
+            filter("releve=like.2024-*"),
+            condition(4, Operator::Like("2024-%".into()))
+        );
+    }
+
+    /// `like` on a number and `is.true` on a text are refused, naming both.
+    #[test]
+    fn operators_that_do_not_fit_the_type_are_refused() {
+        for query in ["id=like.1*", "conso=ilike.*", "actif=like.t*"] {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.kind_slug(), "invalid-operator", "{query}");
+        }
+        let error = parse("commune=is.true").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "parameter `commune`: operator `is.true` does not apply to column `commune` of type string"
+        );
+        assert_eq!(error.postgrest_code(), "42883");
+    }
+
+    /// `is.` takes null on any column and true/false/unknown on booleans.
+    #[test]
+    fn is_tests_null_and_truth_values() {
+        assert_eq!(
+            filter("commune=is.null"),
+            condition(1, Operator::Is(IsValue::Null))
+        );
+        assert_eq!(
+            filter("actif=is.TRUE"),
+            condition(3, Operator::Is(IsValue::True))
+        );
+        assert_eq!(
+            filter("actif=is.false"),
+            condition(3, Operator::Is(IsValue::False))
+        );
+        assert_eq!(
+            filter("actif=is.unknown"),
+            condition(3, Operator::Is(IsValue::Unknown))
+        );
+        assert_eq!(
+            filter("releve=not.is.null"),
+            not(condition(4, Operator::Is(IsValue::Null)))
+        );
+        let error = parse("actif=is.maybe").unwrap_err();
+        assert_eq!(error.kind_slug(), "invalid-query");
+        assert!(error.to_string().contains("is.maybe"), "{error}");
+    }
+
+    /// `not.` negates, and repeated keys are ANDed in order.
+    #[test]
+    fn not_prefix_and_repeated_keys() {
+        assert_eq!(
+            filter("commune=not.eq.Troyes"),
+            not(condition(1, Operator::Eq(text("Troyes"))))
+        );
+        assert_eq!(
+            filter("id=gt.1&id=lt.10&commune=not.like.*x"),
+            Filter::And(vec![
+                condition(0, Operator::Gt(Value::Int(1))),
+                condition(0, Operator::Lt(Value::Int(10))),
+                not(condition(1, Operator::Like("%x".into()))),
+            ])
+        );
+    }
+
+    /// `in.(…)` takes bare and double-quoted items with `\"` and `\\` escapes.
+    #[test]
+    fn in_lists_with_quotes() {
+        let plan = parse_pair(
+            "commune",
+            r#"in.(Troyes,"Bar-sur-Aube, ville","a\"b","c\\d",)"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.filter,
+            Some(condition(
+                1,
+                Operator::In(vec![
+                    text("Troyes"),
+                    text("Bar-sur-Aube, ville"),
+                    text("a\"b"),
+                    text("c\\d"),
+                    text(""),
+                ])
+            ))
+        );
+        assert_eq!(
+            filter("id=in.(1,2,3)"),
+            condition(
+                0,
+                Operator::In(vec![Value::Int(1), Value::Int(2), Value::Int(3)])
+            )
+        );
+        assert_eq!(filter("id=in.()"), condition(0, Operator::In(vec![])));
+        assert_eq!(
+            filter("id=not.in.(4)"),
+            not(condition(0, Operator::In(vec![Value::Int(4)])))
+        );
+        for query in ["id=in.1,2", "id=in.(1,2", "id=in.(1)x", "commune=in.(\"a)"] {
+            assert_eq!(
+                parse(query).unwrap_err().kind_slug(),
+                "invalid-query",
+                "{query}"
+            );
+        }
+        let error = parse("id=in.(1,deux)").unwrap_err();
+        assert_eq!(error.kind_slug(), "invalid-value");
+        assert!(error.to_string().contains("`deux`"), "{error}");
+    }
+
+    /// Values that do not parse for the column's type name the column and type.
+    #[test]
+    fn type_errors_name_column_and_type() {
+        let cases = [
+            (
+                "id=eq.abc",
+                "parameter `id`: `abc` is not a valid integer value for column `id`",
+            ),
+            (
+                "conso=gt.NaN",
+                "parameter `conso`: `NaN` is not a valid number value for column `conso`",
+            ),
+            (
+                "actif=eq.oui",
+                "parameter `actif`: `oui` is not a valid boolean value for column `actif`",
+            ),
+            (
+                "releve=gte.31/01/2024",
+                "parameter `releve`: `31/01/2024` is not a valid date value for column `releve`",
+            ),
+            (
+                "or=(id.eq.x)",
+                "parameter `or`: `x` is not a valid integer value for column `id`",
+            ),
+        ];
+        for (query, message) in cases {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.to_string(), message);
+            assert_eq!(error.kind_slug(), "invalid-value");
+            assert_eq!(error.postgrest_code(), "22P02");
+            assert!(error.hint().is_some());
+        }
+    }
+
+    /// `or`/`and` groups nest, with `not.` on groups and on conditions and
+    /// quoted values holding commas and parentheses.
+    #[test]
+    fn logic_groups_nest() {
+        assert_eq!(
+            filter("or=(id.eq.1,conso.gt.2,and(id.lt.3,releve.is.null))"),
+            Filter::Or(vec![
+                condition(0, Operator::Eq(Value::Int(1))),
+                condition(2, Operator::Gt(Value::Float(2.0))),
+                Filter::And(vec![
+                    condition(0, Operator::Lt(Value::Int(3))),
+                    condition(4, Operator::Is(IsValue::Null)),
+                ]),
+            ])
+        );
+        let plan = parse_pair(
+            "and",
+            r#"(not.or(id.eq.1,id.eq.2),commune.not.eq."x,(y)",commune.in.("a,b",c), commune.like.*z)"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.filter,
+            Some(Filter::And(vec![
+                not(Filter::Or(vec![
+                    condition(0, Operator::Eq(Value::Int(1))),
+                    condition(0, Operator::Eq(Value::Int(2))),
+                ])),
+                not(condition(1, Operator::Eq(text("x,(y)")))),
+                condition(1, Operator::In(vec![text("a,b"), text("c")])),
+                condition(1, Operator::Like("%z".into())),
+            ]))
+        );
+        assert_eq!(
+            filter("not.and=(id.gte.1,id.lte.2)"),
+            not(Filter::And(vec![
+                condition(0, Operator::Gte(Value::Int(1))),
+                condition(0, Operator::Lte(Value::Int(2))),
+            ]))
+        );
+        assert_eq!(
+            filter("not.or=(actif.is.true)&id=eq.1"),
+            Filter::And(vec![
+                not(Filter::Or(vec![condition(3, Operator::Is(IsValue::True))])),
+                condition(0, Operator::Eq(Value::Int(1))),
+            ])
+        );
+    }
+
+    /// Unbalanced parentheses, empty groups and trailing junk are refused,
+    /// naming the parameter.
+    #[test]
+    fn malformed_logic_groups_are_refused() {
+        for query in [
+            "or=(id.eq.1",
+            "or=id.eq.1",
+            "or=(id.eq.1))",
+            "or=(id.eq.1)x",
+            "or=()",
+            "or=(id.eq.1,)",
+            "or=(id.eq)",
+            "or=(id)",
+            "or=(id.zz.1)",
+            "or=(and(id.eq.1)",
+            "or=(commune.eq.\"open)",
+            "and=(not.xor(id.eq.1))",
+        ] {
+            let error = parse(query).unwrap_err();
+            let key = query.split('=').next().unwrap();
+            assert!(
+                error.to_string().starts_with(&format!("parameter `{key}`")),
+                "{query}: {error}"
+            );
+        }
+        let error = parse("or=(id.eq.1").unwrap_err();
+        assert_eq!(error.kind_slug(), "invalid-query");
+        assert_eq!(
+            error.to_string(),
+            "parameter `or`: expected `)` but the value ends (character 9 of `(id.eq.1`)"
+        );
+        assert_eq!(
+            parse("or=(id.eq.1)x").unwrap_err().to_string(),
+            "parameter `or`: unexpected text after the closing parenthesis at `x` (character 10 of `(id.eq.1)x`)"
+        );
+        assert_eq!(
+            parse("or=(id.zz.1)").unwrap_err().hint().as_deref(),
+            Some(OPERATOR_HINT)
+        );
+    }
+
+    fn nested(levels: usize) -> String {
+        let mut value = "id.eq.1".to_owned();
+        for _ in 1..levels {
+            value = format!("and({value})");
+        }
+        format!("({value})")
+    }
+
+    /// Nesting up to the limit parses; one more level, or 10,000, is an error.
+    #[test]
+    fn nesting_is_bounded() {
+        assert!(parse_pair("or", &nested(16)).is_ok());
+        let error = parse_pair("or", &nested(17)).unwrap_err();
+        assert_eq!(
+            error,
+            QueryError::TooDeep {
+                parameter: "or".into(),
+                max: 16
+            }
+        );
+        assert_eq!(error.postgrest_code(), "PGRST100");
+        let limits = QueryLimits { max_nesting: 2 };
+        let deep = [("and".to_owned(), nested(3))];
+        assert!(parse_read_query(&deep, &schema(), &visible(), &limits).is_err());
+        let very_deep = "(".to_owned() + &"or(".repeat(10_000) + &")".repeat(10_001);
+        assert!(matches!(
+            parse_pair("or", &very_deep),
+            Err(QueryError::TooDeep { .. })
+        ));
+        let not_deep = "(not.and(".repeat(10_000);
+        assert!(parse_pair("and", &not_deep).is_err());
+    }
+
+    /// Columns, aliases, every aggregate, `*` and whitespace around items.
+    #[test]
+    fn select_columns_aliases_and_aggregates() {
+        let plan = parse(
+            "select=id, ville:commune,conso.sum(),total:conso.sum(),count(),communes:commune.count(),conso.avg(),releve.min(),id.max(),n:count()",
+        )
+        .unwrap();
+        let aggregate = |function, column, alias: Option<&str>| SelectItem::Aggregate {
+            function,
+            column,
+            alias: alias.map(str::to_owned),
+        };
+        assert_eq!(
+            plan.select,
+            vec![
+                SelectItem::Column {
+                    column: 0,
+                    alias: None
+                },
+                SelectItem::Column {
+                    column: 1,
+                    alias: Some("ville".into())
+                },
+                aggregate(AggregateFunction::Sum, Some(2), None),
+                aggregate(AggregateFunction::Sum, Some(2), Some("total")),
+                aggregate(AggregateFunction::Count, None, None),
+                aggregate(AggregateFunction::Count, Some(1), Some("communes")),
+                aggregate(AggregateFunction::Avg, Some(2), None),
+                aggregate(AggregateFunction::Min, Some(4), None),
+                aggregate(AggregateFunction::Max, Some(0), None),
+                aggregate(AggregateFunction::Count, None, Some("n")),
+            ]
+        );
+    }
+
+    fn column(column: ColumnIndex) -> SelectItem {
+        SelectItem::Column {
+            column,
+            alias: None,
+        }
+    }
+
+    /// `*` alone means every visible column; mixed, it expands to them.
+    #[test]
+    fn select_star() {
+        assert_eq!(parse("select=*").unwrap().select, vec![]);
+        assert_eq!(parse("select= * ").unwrap().select, vec![]);
+        let plan = parse("select=*,count()").unwrap();
+        let mut expected: Vec<SelectItem> = (0..5).map(column).collect();
+        expected.push(SelectItem::Aggregate {
+            function: AggregateFunction::Count,
+            column: None,
+            alias: None,
+        });
+        assert_eq!(plan.select, expected);
+        assert!(plan.is_aggregate());
+    }
+
+    /// Bad select items are refused with the kind that fits.
+    #[test]
+    fn select_errors() {
+        let cases = [
+            ("select=", "invalid-query"),
+            ("select=id,,commune", "invalid-query"),
+            ("select=,", "invalid-query"),
+            ("select=id::text", "invalid-query"),
+            ("select=total:conso.sum()::int", "invalid-query"),
+            ("select=1x:id", "invalid-query"),
+            ("select=a-b:id", "invalid-query"),
+            ("select=:id", "invalid-query"),
+            ("select=id.median()", "invalid-query"),
+            ("select=sum()", "invalid-query"),
+            ("select=id.sum(conso)", "invalid-query"),
+            ("select=id,id", "invalid-query"),
+            ("select=commune,commune:id", "invalid-query"),
+            ("select=conso.sum(),id.sum()", "invalid-query"),
+            ("select=commune.sum()", "invalid-aggregate"),
+            ("select=releve.avg()", "invalid-aggregate"),
+            ("select=actif.sum()", "invalid-aggregate"),
+            ("select=inconnu.max()", "unknown-column"),
+            ("select=inconnu", "unknown-column"),
+            ("select=id&select=commune", "invalid-query"),
+        ];
+        for (query, kind) in cases {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.kind_slug(), kind, "{query}: {error}");
+            assert!(
+                error.to_string().starts_with("parameter `select`"),
+                "{error}"
+            );
+        }
+        let error = parse("select=commune.avg()").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "parameter `select`: avg() needs a numeric column; `commune` is string"
+        );
+        let error = parse("select=id::text").unwrap_err();
+        assert!(error.to_string().contains("`id::text`"), "{error}");
+    }
+
+    /// `order` terms with direction and null placement; bare is ascending.
+    #[test]
+    fn order_terms() {
+        let plan = parse("order=id,commune.desc,conso.asc.nullsfirst, releve.nullslast").unwrap();
+        assert_eq!(
+            plan.order,
+            vec![
+                OrderTerm {
+                    column: 0,
+                    descending: false,
+                    nulls: None
+                },
+                OrderTerm {
+                    column: 1,
+                    descending: true,
+                    nulls: None
+                },
+                OrderTerm {
+                    column: 2,
+                    descending: false,
+                    nulls: Some(NullsOrder::First)
+                },
+                OrderTerm {
+                    column: 4,
+                    descending: false,
+                    nulls: Some(NullsOrder::Last)
+                },
+            ]
+        );
+        for query in [
+            "order=",
+            "order=.desc",
+            "order=id.down",
+            "order=id.desc.asc",
+            "order=id.nullsfirst.desc",
+            "order=id.nullsfirst.nullslast",
+            "order=id,",
+            "order=id&order=commune",
+        ] {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.kind_slug(), "invalid-query", "{query}");
+            assert!(
+                error.to_string().starts_with("parameter `order`"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            parse("order=inconnu.desc").unwrap_err().kind_slug(),
+            "unknown-column"
+        );
+    }
+
+    /// With aggregates, order may only use the grouped (selected) columns.
+    #[test]
+    fn aggregate_order_uses_grouped_columns() {
+        let plan = parse("select=commune,conso.sum()&order=commune.desc").unwrap();
+        assert_eq!(plan.order.len(), 1);
+        let error = parse("select=commune,conso.sum()&order=id").unwrap_err();
+        assert_eq!(error.kind_slug(), "invalid-aggregate");
+        assert!(error.to_string().contains("`id`"), "{error}");
+        assert!(parse("select=commune&order=id").is_ok());
+    }
+
+    /// `limit` and `offset` are non-negative integers that fit an i64.
+    #[test]
+    fn limit_and_offset() {
+        let plan = parse("limit=25&offset=50").unwrap();
+        assert_eq!((plan.limit, plan.offset), (Some(25), 50));
+        let plan = parse("limit=0").unwrap();
+        assert_eq!((plan.limit, plan.offset), (Some(0), 0));
+        assert_eq!(parse("").unwrap(), ReadPlan::default());
+        assert_eq!(
+            parse(&format!("offset={}", i64::MAX)).unwrap().offset,
+            i64::MAX as u64
+        );
+        for query in [
+            "limit=-1",
+            "offset=-5",
+            "limit=",
+            "limit=%2B5",
+            "limit=1.5",
+            "limit=ten",
+            "limit=%205",
+            "limit=9223372036854775808",
+            "offset=99999999999999999999",
+            "limit=1&limit=2",
+        ] {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.kind_slug(), "invalid-query", "{query}");
+        }
+        assert_eq!(
+            parse("limit=-1").unwrap_err().to_string(),
+            "parameter `limit`: `-1` is not a non-negative integer below 2^63"
+        );
+    }
+
+    /// Keys the HTTP layer handles are ignored here.
+    #[test]
+    fn http_keys_are_ignored() {
+        let plan = parse("format=csv&page=2&page_size=10&csv_sep=semicolon&bom=true").unwrap();
+        assert_eq!(plan, ReadPlan::default());
+    }
+
+    /// An unknown column suggests the closest visible one, never a hidden one.
+    #[test]
+    fn unknown_columns_suggest_visible_names() {
+        let error = parse("comune=eq.Troyes").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "parameter `comune`: column `comune` does not exist"
+        );
+        assert_eq!(error.hint().as_deref(), Some("did you mean `commune`?"));
+        assert_eq!(error.postgrest_code(), "42703");
+        assert_eq!(error.title(), "Unknown column");
+        assert_eq!(parse("xyz=eq.1").unwrap_err().hint(), None);
+        assert_eq!(parse("nom_abonn=eq.x").unwrap_err().hint(), None);
+        assert_eq!(
+            parse("order=releves").unwrap_err().hint().as_deref(),
+            Some("did you mean `releve`?")
+        );
+    }
+
+    /// A hidden column gives exactly the error of a column that does not
+    /// exist, wherever it appears.
+    #[test]
+    fn hidden_column_is_reported_as_unknown() {
+        let mut without = schema();
+        without.fields.remove(HIDDEN);
+        let without_visible = vec![true; without.fields.len()];
+        for query in [
+            "select=nom_abonne",
+            "select=id,x:nom_abonne",
+            "select=nom_abonne.count()",
+            "select=nom_abonne.min()",
+            "select=nom_abonne.sum()",
+            "nom_abonne=eq.Dupont",
+            "nom_abonne=not.is.null",
+            "nom_abonne=zz.1",
+            "or=(id.eq.1,nom_abonne.eq.Dupont)",
+            "and=(or(nom_abonne.like.*a))",
+            "not.or=(nom_abonne.is.null)",
+            "order=nom_abonne.desc",
+            "select=commune,count()&order=nom_abonne",
+            "nom_abonn=eq.x",
+        ] {
+            let params = pairs(query);
+            let limits = QueryLimits::default();
+            let hidden = parse_read_query(&params, &schema(), &visible(), &limits).unwrap_err();
+            let missing =
+                parse_read_query(&params, &without, &without_visible, &limits).unwrap_err();
+            assert_eq!(hidden, missing, "{query}");
+            assert_eq!(hidden.to_string(), missing.to_string(), "{query}");
+            assert_eq!(hidden.kind_slug(), "unknown-column", "{query}");
+            assert_eq!(hidden.title(), missing.title());
+            assert_eq!(hidden.hint(), missing.hint(), "{query}");
+        }
+        let everything = vec![true; 6];
+        let plan = parse_read_query(
+            &pairs("select=nom_abonne"),
+            &schema(),
+            &everything,
+            &QueryLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.select, vec![column(HIDDEN)]);
+        // A mask shorter than the schema hides the rest.
+        let error = parse_read_query(
+            &pairs("select=releve"),
+            &schema(),
+            &[true],
+            &QueryLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind_slug(), "unknown-column");
+        // `*` expands to visible columns only.
+        let plan = parse("select=*,n:count()").unwrap();
+        assert!(!plan.select.contains(&column(HIDDEN)));
+    }
+
+    /// `parse_filters` reads only filters, for a view's row filter.
+    #[test]
+    fn filters_only() {
+        let everything = vec![true; 6];
+        let parsed = parse_filters(&pairs("commune=eq.Troyes"), &schema(), &everything).unwrap();
+        assert_eq!(parsed, Some(condition(1, Operator::Eq(text("Troyes")))));
+        assert_eq!(parse_filters(&[], &schema(), &everything).unwrap(), None);
+        let parsed = parse_filters(
+            &pairs("or=(commune.eq.Troyes,commune.eq.Reims)&nom_abonne=not.is.null"),
+            &schema(),
+            &everything,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            Some(Filter::And(vec![
+                Filter::Or(vec![
+                    condition(1, Operator::Eq(text("Troyes"))),
+                    condition(1, Operator::Eq(text("Reims"))),
+                ]),
+                not(condition(HIDDEN, Operator::Is(IsValue::Null))),
+            ]))
+        );
+        for query in [
+            "limit=5",
+            "select=id",
+            "format=csv",
+            "commune=Troyes",
+            "x=eq.1",
+        ] {
+            assert!(
+                parse_filters(&pairs(query), &schema(), &everything).is_err(),
+                "{query}"
+            );
+        }
+        let error = parse_filters(&pairs("nom_abonne=eq.x"), &schema(), &visible()).unwrap_err();
+        assert_eq!(error.kind_slug(), "unknown-column");
+    }
+
+    /// Malformed column filters name the parameter and the offending text.
+    #[test]
+    fn malformed_column_filters() {
+        let cases = [
+            ("id=eq", "parameter `id`: `eq` is not `operator.value`"),
+            ("id=3", "parameter `id`: `3` is not `operator.value`"),
+            ("id=", "parameter `id`: `` is not `operator.value`"),
+            ("id=zz.1", "parameter `id`: unknown operator `zz`"),
+            (
+                "id=not.eq",
+                "parameter `id`: `not.eq` is not `not.operator.value`",
+            ),
+            ("id=not.not.eq.1", "parameter `id`: unknown operator `not`"),
+            ("id=cs.{1}", "parameter `id`: unknown operator `cs`"),
+        ];
+        for (query, message) in cases {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.to_string(), message, "{query}");
+            assert_eq!(error.kind_slug(), "invalid-query");
+        }
+    }
+
+    /// No input panics: a list of malformed strings all fail, and thousands
+    /// of pseudo-random strings over the grammar's alphabet parse or fail.
+    #[test]
+    fn malformed_input_never_panics() {
+        let deep = "(".repeat(10_000);
+        let long = "é".repeat(5_000);
+        let malformed: Vec<(String, String)> = [
+            ("or", "("),
+            ("or", ")"),
+            ("or", ""),
+            ("and", "(("),
+            ("not.or", "(id.eq.1"),
+            ("or", deep.as_str()),
+            ("or", "(id.in.("),
+            ("or", "(id.in.(1,2)"),
+            ("or", r"(\"),
+            ("or", "(commune.eq.\"\\"),
+            ("or", "(é.eq.1)"),
+            ("or", "(commune.é.1)"),
+            ("or", "(commune.eq.é"),
+            ("or", "(not.)"),
+            ("or", "(not.and)"),
+            ("or", "(.)"),
+            ("or", "(..)"),
+            ("or", "(,)"),
+            ("a", "eq"),
+            ("id", "zz.1"),
+            ("id", "in.("),
+            ("id", "in.)"),
+            ("id", "in."),
+            ("id", ""),
+            ("id", "."),
+            ("id", "eq.é"),
+            ("commune", "in.(\"é"),
+            ("actif", "is."),
+            ("select", ","),
+            ("select", ""),
+            ("select", "é"),
+            ("select", "()"),
+            ("select", ".sum()"),
+            ("select", "é:id"),
+            ("select", ":"),
+            ("select", "id:"),
+            ("select", "count(*)"),
+            ("order", ".desc"),
+            ("order", ","),
+            ("order", "é.desc"),
+            ("order", "id."),
+            ("limit", "é"),
+            ("offset", ""),
+            ("", ""),
+            ("", "eq.1"),
+            ("é", "eq.1"),
+            (long.as_str(), long.as_str()),
+            ("commune", long.as_str()),
+            ("select", long.as_str()),
+        ]
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        for pair in malformed {
+            let outcome = parse_read_query(
+                std::slice::from_ref(&pair),
+                &schema(),
+                &visible(),
+                &QueryLimits::default(),
+            );
+            assert!(outcome.is_err(), "{pair:?} was accepted: {outcome:?}");
+            let error = outcome.unwrap_err();
+            assert!(error.to_string().chars().count() < 400, "{error}");
+        }
+
+        // A small linear congruential generator: deterministic, no dependency.
+        let alphabet: Vec<char> = "(),.\"\\:*é idcomneqtlkanrsuvg1-".chars().collect();
+        let keys = [
+            "or", "and", "not.or", "id", "commune", "select", "order", "limit",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize % bound
+        };
+        for _ in 0..5_000 {
+            let key = keys[next(keys.len())];
+            let length = next(40);
+            let value: String = (0..length)
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let params = [(key.to_owned(), value)];
+            let _ = parse_read_query(&params, &schema(), &visible(), &QueryLimits::default());
+            let _ = parse_filters(&params, &schema(), &visible());
+        }
     }
 }
