@@ -394,24 +394,29 @@ impl Authenticator {
         if let Some(caller) = self.inner.api_keys.get(&fingerprint).await {
             return Ok(Caller::clone(&caller));
         }
-        let (key_id, client) = self
-            .inner
-            .clients
-            .verify_api_key(key)
-            .await
-            .map_err(|refusal| {
-                let detail = match &refusal {
-                    ClientRefusal::Revoked => "the API key has been revoked",
-                    ClientRefusal::Expired => "the API key or its client's agreement has expired",
-                    ClientRefusal::Disabled => "the API key's client is disabled",
-                    ClientRefusal::Store(error) => {
-                        tracing::error!(%error, "cannot check an API key");
-                        "API keys cannot be checked right now"
+        let (key_id, client) =
+            self.inner
+                .clients
+                .verify_api_key(key)
+                .await
+                .map_err(|(refusal, client_id)| {
+                    let detail = match &refusal {
+                        ClientRefusal::Revoked => "the API key has been revoked",
+                        ClientRefusal::Expired => {
+                            "the API key or its client's agreement has expired"
+                        }
+                        ClientRefusal::Disabled => "the API key's client is disabled",
+                        ClientRefusal::Store(error) => {
+                            tracing::error!(%error, "cannot check an API key");
+                            "API keys cannot be checked right now"
+                        }
+                        ClientRefusal::Unknown | ClientRefusal::WrongSecret => "unknown API key",
+                    };
+                    AuthFailure {
+                        client_id,
+                        ..AuthFailure::new(refusal.reason(), detail)
                     }
-                    ClientRefusal::Unknown | ClientRefusal::WrongSecret => "unknown API key",
-                };
-                AuthFailure::new(refusal.reason(), detail)
-            })?;
+                })?;
         let caller = Caller {
             subject: client.client_id.clone(),
             org: Some(client.org),

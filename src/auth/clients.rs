@@ -303,40 +303,43 @@ impl ClientRegistry {
         usable(row)
     }
 
-    /// Checks an API key (`pk_<key id>_<secret>`) and its client.
+    /// Checks an API key (`pk_<key id>_<secret>`) and its client. A refusal
+    /// names the client once the key's secret has matched.
     pub(crate) async fn verify_api_key(
         &self,
         key: &str,
-    ) -> Result<(String, VerifiedClient), ClientRefusal> {
-        let (key_id, secret) = split_api_key(key).ok_or(ClientRefusal::Unknown)?;
+    ) -> Result<(String, VerifiedClient), (ClientRefusal, Option<String>)> {
+        let (key_id, secret) = split_api_key(key).ok_or((ClientRefusal::Unknown, None))?;
         let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ApiKeyRow>(
             "SELECT id, client_id, key_hash, created_at, expires_at, revoked_at FROM auth_api_keys WHERE id = $1",
         )
         .bind(key_id)
         .fetch_optional(pool)
         .await)
-        .map_err(|error| ClientRefusal::Store(error.into()))?;
+        .map_err(|error| (ClientRefusal::Store(error.into()), None))?;
         let presented = sha256_hex(secret);
         let Some(row) = row else {
             // Same work as a known key.
             let _ = presented.as_bytes().ct_eq(sha256_hex("").as_bytes());
-            return Err(ClientRefusal::Unknown);
+            return Err((ClientRefusal::Unknown, None));
         };
         if !bool::from(presented.as_bytes().ct_eq(row.key_hash.as_bytes())) {
-            return Err(ClientRefusal::WrongSecret);
+            return Err((ClientRefusal::WrongSecret, None));
         }
+        let owner = Some(row.client_id.clone());
         if row.revoked_at.is_some() {
-            return Err(ClientRefusal::Revoked);
+            return Err((ClientRefusal::Revoked, owner));
         }
         if row.expires_at.is_some_and(|end| end <= Utc::now()) {
-            return Err(ClientRefusal::Expired);
+            return Err((ClientRefusal::Expired, owner));
         }
         let client = self
             .find(&row.client_id)
             .await
-            .map_err(ClientRefusal::Store)?
-            .ok_or(ClientRefusal::Unknown)?;
-        Ok((row.id, usable(client)?))
+            .map_err(|error| (ClientRefusal::Store(error), owner.clone()))?
+            .ok_or((ClientRefusal::Unknown, owner.clone()))?;
+        let client = usable(client).map_err(|refusal| (refusal, owner))?;
+        Ok((row.id, client))
     }
 
     async fn find(&self, id: &str) -> anyhow::Result<Option<ClientRow>> {
@@ -510,7 +513,7 @@ mod tests {
         let wrong = format!("{}x", &key[..key.len() - 1]);
         assert!(matches!(
             registry.verify_api_key(&wrong).await,
-            Err(ClientRefusal::WrongSecret)
+            Err((ClientRefusal::WrongSecret, None))
         ));
         assert_eq!(registry.list().await.unwrap()[0].api_keys.len(), 1);
 
@@ -521,13 +524,13 @@ mod tests {
         ));
         assert!(matches!(
             registry.verify_api_key(&key).await,
-            Err(ClientRefusal::Disabled)
+            Err((ClientRefusal::Disabled, Some(_)))
         ));
         registry.enable(&id).await.unwrap();
         registry.revoke_api_key(&key_id).await.unwrap();
         assert!(matches!(
             registry.verify_api_key(&key).await,
-            Err(ClientRefusal::Revoked)
+            Err((ClientRefusal::Revoked, Some(_)))
         ));
         assert!(
             registry.revoke_api_key(&key_id).await.is_err(),
@@ -548,7 +551,7 @@ mod tests {
         assert!(!expired_key_id.is_empty());
         assert!(matches!(
             registry.verify_api_key(&expired_key).await,
-            Err(ClientRefusal::Expired)
+            Err((ClientRefusal::Expired, Some(_)))
         ));
 
         registry.delete(&id).await.unwrap();

@@ -991,6 +991,7 @@ async fn client_credentials_flow(store: Store) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let failure = authenticator.authenticate(&headers).await.unwrap_err();
     assert_eq!(failure.reason, "revoked");
+    assert_eq!(failure.client_id.as_deref(), Some(client_id.as_str()));
     assert!(!failure.detail.contains(&key));
     let forged = format!("pk_{key_id}_{}", "A".repeat(43));
     assert_eq!(
