@@ -1077,3 +1077,39 @@ async fn failed_attempts_are_limited_per_ip() {
     ));
     assert_eq!(call(&app, request).await.0, StatusCode::UNAUTHORIZED);
 }
+
+/// An EdDSA (Ed25519) provider's keys work like the others.
+#[tokio::test]
+async fn eddsa_provider() {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    // PKCS#8 v1 of an Ed25519 private key: a fixed prefix, then the seed.
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&seed);
+    let signer = EncodingKey::from_ed_der(&der);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": URL_SAFE_NO_PAD.encode(public.as_bytes())});
+    let issuer = "https://ed.example";
+    let config = AuthConfig {
+        issuers: vec![IssuerConfig {
+            jwks: Some(json!({"keys": [jwk]})),
+            algorithms: vec!["EdDSA".into()],
+            ..issuer_config(issuer)
+        }],
+        ..AuthConfig::default()
+    };
+    let (authenticator, _, _guard) = authenticator(config).await;
+    let token = sign(Algorithm::EdDSA, Some("ed-1"), &claims(issuer), &signer);
+    let caller = authenticator
+        .authenticate(&bearer(&token))
+        .await
+        .expect("EdDSA token");
+    assert_eq!(caller.roles, vec!["anonymous", "agent"]);
+    let (ec, _) = ec_key("ed-1");
+    let wrong_family = sign(Algorithm::ES256, Some("ed-1"), &claims(issuer), &ec);
+    assert_eq!(
+        refusal(&authenticator, &wrong_family).await.reason,
+        "alg_not_allowed"
+    );
+}
