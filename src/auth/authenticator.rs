@@ -96,7 +96,10 @@ impl Authenticator {
         }
         futures::future::join_all(issuers.iter().map(|issuer| issuer.keys.refresh_if_due())).await;
         spawn_refresher(
-            issuers.iter().map(|issuer| Arc::downgrade(&issuer.keys)).collect(),
+            issuers
+                .iter()
+                .map(|issuer| Arc::downgrade(&issuer.keys))
+                .collect(),
             Duration::from_secs(config.jwks_refresh_seconds),
             min_refresh,
         );
@@ -108,14 +111,19 @@ impl Authenticator {
             clients: ClientRegistry::new(store),
             keys,
             issuers,
-            verified: Cache::builder().max_capacity(100_000).time_to_live(VERIFIED_TOKEN_TTL).build(),
+            verified: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(VERIFIED_TOKEN_TTL)
+                .build(),
             api_keys: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(config.api_key_cache_seconds.max(1)))
                 .build(),
             config: config.clone(),
         };
-        Ok(Authenticator { inner: Arc::new(inner) })
+        Ok(Authenticator {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Who is asking. No `Authorization` (or only HTTP Basic, used by the
@@ -150,7 +158,10 @@ impl Authenticator {
             (Some(token), None) if token.starts_with(API_KEY_PREFIX) => self.api_key(token).await,
             (Some(token), None) => self.token(token).await,
             (None, Some(key)) if key.starts_with(API_KEY_PREFIX) => self.api_key(key.trim()).await,
-            (None, Some(_)) => Err(AuthFailure::new("malformed", "an API key starts with `pk_`")),
+            (None, Some(_)) => Err(AuthFailure::new(
+                "malformed",
+                "an API key starts with `pk_`",
+            )),
         }
     }
 
@@ -199,7 +210,9 @@ impl Authenticator {
                 .issuers
                 .iter()
                 .find(|candidate| candidate.config.issuer == issuer)
-                .ok_or_else(|| AuthFailure::new("wrong_issuer", "the token's issuer (`iss`) is not trusted"))?;
+                .ok_or_else(|| {
+                    AuthFailure::new("wrong_issuer", "the token's issuer (`iss`) is not trusted")
+                })?;
             self.external_token(token, &unverified, external).await?
         };
         let lifetime = caller
@@ -213,13 +226,23 @@ impl Authenticator {
             let caller = Arc::new(caller.clone());
             self.inner
                 .verified
-                .insert(fingerprint, VerifiedToken { caller, until: Instant::now() + keep })
+                .insert(
+                    fingerprint,
+                    VerifiedToken {
+                        caller,
+                        until: Instant::now() + keep,
+                    },
+                )
                 .await;
         }
         Ok(caller)
     }
 
-    async fn gateway_token(&self, token: &str, unverified: &Unverified) -> Result<Caller, AuthFailure> {
+    async fn gateway_token(
+        &self,
+        token: &str,
+        unverified: &Unverified,
+    ) -> Result<Caller, AuthFailure> {
         let algorithm = unverified.header.alg;
         if algorithm != Algorithm::ES256 {
             return Err(refuse_algorithm(algorithm, false));
@@ -229,12 +252,12 @@ impl Authenticator {
             .kid
             .as_deref()
             .ok_or_else(|| AuthFailure::new("unknown_kid", "the token names no key (`kid`)"))?;
-        let key = self
-            .inner
-            .keys
-            .decoding_key(kid)
-            .await
-            .ok_or_else(|| AuthFailure::new("unknown_kid", "the token's key (`kid`) is not one of the gateway's keys"))?;
+        let key = self.inner.keys.decoding_key(kid).await.ok_or_else(|| {
+            AuthFailure::new(
+                "unknown_kid",
+                "the token's key (`kid`) is not one of the gateway's keys",
+            )
+        })?;
         let config = &self.inner.config;
         let audiences = [config.audience.clone()];
         let claims = jwt::verify(
@@ -252,7 +275,10 @@ impl Authenticator {
         Ok(Caller {
             subject,
             org: jwt::text_claim(&claims, "org"),
-            roles: caller_roles(jwt::roles_at(&claims, "roles", None), &config.authenticated_role),
+            roles: caller_roles(
+                jwt::roles_at(&claims, "roles", None),
+                &config.authenticated_role,
+            ),
             auth_method: AuthMethod::GatewayToken,
             client_id: jwt::text_claim(&claims, "client_id"),
             token_id: jwt::text_claim(&claims, "jti"),
@@ -261,7 +287,12 @@ impl Authenticator {
         })
     }
 
-    async fn external_token(&self, token: &str, unverified: &Unverified, issuer: &ExternalIssuer) -> Result<Caller, AuthFailure> {
+    async fn external_token(
+        &self,
+        token: &str,
+        unverified: &Unverified,
+        issuer: &ExternalIssuer,
+    ) -> Result<Caller, AuthFailure> {
         let algorithm = unverified.header.alg;
         if !issuer.algorithms.contains(&algorithm) {
             return Err(refuse_algorithm(algorithm, issuer.hs256.is_some()));
@@ -270,7 +301,8 @@ impl Authenticator {
             // Only the configured shared secret, never a published key.
             issuer.hs256.iter().cloned().collect()
         } else {
-            self.provider_keys(issuer, unverified.header.kid.as_deref(), algorithm).await?
+            self.provider_keys(issuer, unverified.header.kid.as_deref(), algorithm)
+                .await?
         };
         let claims = jwt::verify(
             token,
@@ -284,12 +316,18 @@ impl Authenticator {
         )?;
         let config = &issuer.config;
         let subject = jwt::text_claim(&claims, &config.subject_claim).ok_or_else(|| {
-            AuthFailure::new("missing_claim", format!("the token has no `{}` claim", config.subject_claim))
+            AuthFailure::new(
+                "missing_claim",
+                format!("the token has no `{}` claim", config.subject_claim),
+            )
         })?;
         let roles = jwt::roles_at(&claims, &config.roles_claim, config.role_prefix.as_deref());
         Ok(Caller {
             subject,
-            org: config.org_claim.as_deref().and_then(|claim| jwt::text_claim(&claims, claim)),
+            org: config
+                .org_claim
+                .as_deref()
+                .and_then(|claim| jwt::text_claim(&claims, claim)),
             roles: caller_roles(roles, &self.inner.config.authenticated_role),
             auth_method: AuthMethod::ExternalJwt,
             client_id: None,
@@ -302,7 +340,12 @@ impl Authenticator {
     /// The provider's keys that may verify this token: by `kid` (refetching
     /// the set, rate-limited, when the `kid` is unknown), or all keys of the
     /// algorithm's family when the token names none.
-    async fn provider_keys(&self, issuer: &ExternalIssuer, kid: Option<&str>, algorithm: Algorithm) -> Result<Vec<DecodingKey>, AuthFailure> {
+    async fn provider_keys(
+        &self,
+        issuer: &ExternalIssuer,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<Vec<DecodingKey>, AuthFailure> {
         let provider = &issuer.keys;
         let mut snapshot = provider.snapshot();
         if !snapshot.loaded {
@@ -324,15 +367,24 @@ impl Authenticator {
             candidates = kid.and_then(|kid| snapshot.keys.get(kid).cloned());
         }
         let candidates = candidates.ok_or_else(|| {
-            AuthFailure::new("unknown_kid", "the token's key (`kid`) is not among the identity provider's keys")
+            AuthFailure::new(
+                "unknown_kid",
+                "the token's key (`kid`) is not among the identity provider's keys",
+            )
         })?;
         let usable: Vec<DecodingKey> = candidates
             .into_iter()
-            .filter(|key| key.family == algorithm.family() && key.algorithm.is_none_or(|declared| declared == algorithm))
+            .filter(|key| {
+                key.family == algorithm.family()
+                    && key.algorithm.is_none_or(|declared| declared == algorithm)
+            })
             .map(|key| key.key)
             .collect();
         if usable.is_empty() {
-            return Err(AuthFailure::new("key_mismatch", "the token's algorithm does not fit the identity provider's key"));
+            return Err(AuthFailure::new(
+                "key_mismatch",
+                "the token's algorithm does not fit the identity provider's key",
+            ));
         }
         Ok(usable)
     }
@@ -342,19 +394,29 @@ impl Authenticator {
         if let Some(caller) = self.inner.api_keys.get(&fingerprint).await {
             return Ok(Caller::clone(&caller));
         }
-        let (key_id, client) = self.inner.clients.verify_api_key(key).await.map_err(|refusal| {
-            let detail = match &refusal {
-                ClientRefusal::Revoked => "the API key has been revoked",
-                ClientRefusal::Expired => "the API key or its client's agreement has expired",
-                ClientRefusal::Disabled => "the API key's client is disabled",
-                ClientRefusal::Store(error) => {
-                    tracing::error!(%error, "cannot check an API key");
-                    "API keys cannot be checked right now"
-                }
-                ClientRefusal::Unknown | ClientRefusal::WrongSecret => "unknown API key",
-            };
-            AuthFailure::new(refusal.reason(), detail)
-        })?;
+        let (key_id, client) =
+            self.inner
+                .clients
+                .verify_api_key(key)
+                .await
+                .map_err(|(refusal, client_id)| {
+                    let detail = match &refusal {
+                        ClientRefusal::Revoked => "the API key has been revoked",
+                        ClientRefusal::Expired => {
+                            "the API key or its client's agreement has expired"
+                        }
+                        ClientRefusal::Disabled => "the API key's client is disabled",
+                        ClientRefusal::Store(error) => {
+                            tracing::error!(%error, "cannot check an API key");
+                            "API keys cannot be checked right now"
+                        }
+                        ClientRefusal::Unknown | ClientRefusal::WrongSecret => "unknown API key",
+                    };
+                    AuthFailure {
+                        client_id,
+                        ..AuthFailure::new(refusal.reason(), detail)
+                    }
+                })?;
         let caller = Caller {
             subject: client.client_id.clone(),
             org: Some(client.org),
@@ -366,7 +428,10 @@ impl Authenticator {
             claims: Map::new(),
         };
         if self.inner.config.api_key_cache_seconds > 0 {
-            self.inner.api_keys.insert(fingerprint, Arc::new(caller.clone())).await;
+            self.inner
+                .api_keys
+                .insert(fingerprint, Arc::new(caller.clone()))
+                .await;
         }
         Ok(caller)
     }
@@ -378,10 +443,15 @@ fn refuse_algorithm(algorithm: Algorithm, issuer_has_secret: bool) -> AuthFailur
     if algorithm.family() == AlgorithmFamily::Hmac && !issuer_has_secret {
         AuthFailure::new(
             "alg_confusion",
-            format!("{algorithm:?} is refused for an issuer whose keys are public (algorithm confusion)"),
+            format!(
+                "{algorithm:?} is refused for an issuer whose keys are public (algorithm confusion)"
+            ),
         )
     } else {
-        AuthFailure::new("alg_not_allowed", format!("{algorithm:?} is not accepted for this issuer"))
+        AuthFailure::new(
+            "alg_not_allowed",
+            format!("{algorithm:?} is not accepted for this issuer"),
+        )
     }
 }
 
@@ -392,7 +462,10 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AuthFailure::new("malformed", format!("several `{name}` headers")));
+        return Err(AuthFailure::new(
+            "malformed",
+            format!("several `{name}` headers"),
+        ));
     }
     value
         .to_str()

@@ -160,7 +160,9 @@ mod tests {
         caller.claims.insert("org".into(), Value::from("ignored"));
         caller.claims.insert("insee".into(), Value::from(10387));
         caller.claims.insert("unit".into(), Value::from("voirie"));
-        caller.claims.insert("groups".into(), serde_json::json!(["a"]));
+        caller
+            .claims
+            .insert("groups".into(), serde_json::json!(["a"]));
         assert_eq!(caller.claim("org").as_deref(), Some("Troyes"));
         assert_eq!(caller.claim("insee").as_deref(), Some("10387"));
         assert_eq!(caller.claim("unit").as_deref(), Some("voirie"));
@@ -172,11 +174,20 @@ mod tests {
     /// Authenticated callers keep `anonymous` and get the default role only when they have none.
     #[test]
     fn roles_always_include_anonymous() {
-        assert_eq!(caller_roles(vec![], "authenticated"), vec!["anonymous", "authenticated"]);
         assert_eq!(
-            caller_roles(vec!["agent".into(), "agent".into(), "".into()], "authenticated"),
+            caller_roles(vec![], "authenticated"),
+            vec!["anonymous", "authenticated"]
+        );
+        assert_eq!(
+            caller_roles(
+                vec!["agent".into(), "agent".into(), "".into()],
+                "authenticated"
+            ),
             vec!["anonymous", "agent"]
         );
-        assert_eq!(caller_roles(vec!["anonymous".into()], "authenticated"), vec!["anonymous", "authenticated"]);
+        assert_eq!(
+            caller_roles(vec!["anonymous".into()], "authenticated"),
+            vec!["anonymous", "authenticated"]
+        );
     }
 }

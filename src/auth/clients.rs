@@ -126,7 +126,9 @@ impl ClientRegistry {
     ) -> anyhow::Result<(String, String)> {
         anyhow::ensure!(!org.trim().is_empty(), "a client needs an organisation");
         anyhow::ensure!(
-            roles.iter().all(|role| !role.trim().is_empty() && role != "anonymous"),
+            roles
+                .iter()
+                .all(|role| !role.trim().is_empty() && role != "anonymous"),
             "roles must be non-empty names other than `anonymous`"
         );
         let client_id = format!("client_{}", uuid::Uuid::new_v4().simple());
@@ -154,8 +156,14 @@ impl ClientRegistry {
     }
 
     /// Issues an API key `pk_<key id>_<secret>` for a client (shown once).
-    pub async fn create_api_key(&self, client_id: &str, expires_at: Option<DateTime<Utc>>) -> anyhow::Result<(String, String)> {
-        self.find(client_id).await?.with_context(|| format!("no client `{client_id}`"))?;
+    pub async fn create_api_key(
+        &self,
+        client_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<(String, String)> {
+        self.find(client_id)
+            .await?
+            .with_context(|| format!("no client `{client_id}`"))?;
         let key_id = uuid::Uuid::new_v4().simple().to_string();
         let secret = random_secret();
         with_pool!(&self.store, pool => sqlx::query(
@@ -202,7 +210,11 @@ impl ClientRegistry {
                     .collect();
                 Ok(ClientInfo {
                     roles: serde_json::from_str(&row.roles)?,
-                    datasets: row.datasets.as_deref().map(serde_json::from_str).transpose()?,
+                    datasets: row
+                        .datasets
+                        .as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()?,
                     client_id: row.id,
                     org: row.org,
                     enabled: row.enabled,
@@ -271,7 +283,11 @@ impl ClientRegistry {
     }
 
     /// Checks a client's secret, then that it is enabled and its agreement runs.
-    pub(crate) async fn verify_secret(&self, client_id: &str, secret: &str) -> Result<VerifiedClient, ClientRefusal> {
+    pub(crate) async fn verify_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<VerifiedClient, ClientRefusal> {
         let row = self.find(client_id).await.map_err(ClientRefusal::Store)?;
         let hash = match &row {
             Some(row) => row.secret_hash.clone(),
@@ -287,37 +303,43 @@ impl ClientRegistry {
         usable(row)
     }
 
-    /// Checks an API key (`pk_<key id>_<secret>`) and its client.
-    pub(crate) async fn verify_api_key(&self, key: &str) -> Result<(String, VerifiedClient), ClientRefusal> {
-        let (key_id, secret) = split_api_key(key).ok_or(ClientRefusal::Unknown)?;
+    /// Checks an API key (`pk_<key id>_<secret>`) and its client. A refusal
+    /// names the client once the key's secret has matched.
+    pub(crate) async fn verify_api_key(
+        &self,
+        key: &str,
+    ) -> Result<(String, VerifiedClient), (ClientRefusal, Option<String>)> {
+        let (key_id, secret) = split_api_key(key).ok_or((ClientRefusal::Unknown, None))?;
         let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ApiKeyRow>(
             "SELECT id, client_id, key_hash, created_at, expires_at, revoked_at FROM auth_api_keys WHERE id = $1",
         )
         .bind(key_id)
         .fetch_optional(pool)
         .await)
-        .map_err(|error| ClientRefusal::Store(error.into()))?;
+        .map_err(|error| (ClientRefusal::Store(error.into()), None))?;
         let presented = sha256_hex(secret);
         let Some(row) = row else {
             // Same work as a known key.
             let _ = presented.as_bytes().ct_eq(sha256_hex("").as_bytes());
-            return Err(ClientRefusal::Unknown);
+            return Err((ClientRefusal::Unknown, None));
         };
         if !bool::from(presented.as_bytes().ct_eq(row.key_hash.as_bytes())) {
-            return Err(ClientRefusal::WrongSecret);
+            return Err((ClientRefusal::WrongSecret, None));
         }
+        let owner = Some(row.client_id.clone());
         if row.revoked_at.is_some() {
-            return Err(ClientRefusal::Revoked);
+            return Err((ClientRefusal::Revoked, owner));
         }
         if row.expires_at.is_some_and(|end| end <= Utc::now()) {
-            return Err(ClientRefusal::Expired);
+            return Err((ClientRefusal::Expired, owner));
         }
         let client = self
             .find(&row.client_id)
             .await
-            .map_err(ClientRefusal::Store)?
-            .ok_or(ClientRefusal::Unknown)?;
-        Ok((row.id, usable(client)?))
+            .map_err(|error| (ClientRefusal::Store(error), owner.clone()))?
+            .ok_or((ClientRefusal::Unknown, owner.clone()))?;
+        let client = usable(client).map_err(|refusal| (refusal, owner))?;
+        Ok((row.id, client))
     }
 
     async fn find(&self, id: &str) -> anyhow::Result<Option<ClientRow>> {
@@ -350,14 +372,20 @@ fn usable(row: ClientRow) -> Result<VerifiedClient, ClientRefusal> {
     if row.expires_at.is_some_and(|end| end <= Utc::now()) {
         return Err(ClientRefusal::Expired);
     }
-    let roles = serde_json::from_str(&row.roles).map_err(|error| ClientRefusal::Store(error.into()))?;
+    let roles =
+        serde_json::from_str(&row.roles).map_err(|error| ClientRefusal::Store(error.into()))?;
     let datasets = row
         .datasets
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
         .map_err(|error| ClientRefusal::Store(error.into()))?;
-    Ok(VerifiedClient { client_id: row.id, org: row.org, roles, datasets })
+    Ok(VerifiedClient {
+        client_id: row.id,
+        org: row.org,
+        roles,
+        datasets,
+    })
 }
 
 /// `pk_<key id>_<secret>` → (key id, secret). The key id is hex, so the first
@@ -391,14 +419,19 @@ fn argon2() -> Argon2<'static> {
     } else {
         Params::new(19 * 1024, 2, 1, None)
     };
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.expect("valid argon2 parameters"))
+    Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params.expect("valid argon2 parameters"),
+    )
 }
 
 async fn hash_secret(secret: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|error| anyhow::anyhow!("salt: {error}"))?;
+        let salt =
+            SaltString::encode_b64(&salt).map_err(|error| anyhow::anyhow!("salt: {error}"))?;
         argon2()
             .hash_password(secret.as_bytes(), &salt)
             .map(|hash| hash.to_string())
@@ -410,7 +443,8 @@ async fn hash_secret(secret: String) -> anyhow::Result<String> {
 /// Verifies with the parameters stored in the hash (constant-time compare inside).
 async fn verify_hash(secret: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| argon2().verify_password(secret.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&hash)
+            .is_ok_and(|parsed| argon2().verify_password(secret.as_bytes(), &parsed).is_ok())
     })
     .await
     .unwrap_or(false)
@@ -447,8 +481,14 @@ mod tests {
         assert_eq!(client.org, "Troyes");
         assert_eq!(client.roles, vec!["partenaire"]);
         assert_eq!(client.datasets, Some(datasets.clone()));
-        assert!(matches!(registry.verify_secret(&id, "nope").await, Err(ClientRefusal::WrongSecret)));
-        assert!(matches!(registry.verify_secret("client_x", &secret).await, Err(ClientRefusal::Unknown)));
+        assert!(matches!(
+            registry.verify_secret(&id, "nope").await,
+            Err(ClientRefusal::WrongSecret)
+        ));
+        assert!(matches!(
+            registry.verify_secret("client_x", &secret).await,
+            Err(ClientRefusal::Unknown)
+        ));
 
         // Listing never shows hashes or secrets.
         let listed = registry.list().await.unwrap();
@@ -457,34 +497,68 @@ mod tests {
         assert!(!text.contains("argon2") && !text.contains(&secret));
 
         let rotated = registry.rotate_secret(&id).await.unwrap();
-        assert!(matches!(registry.verify_secret(&id, &secret).await, Err(ClientRefusal::WrongSecret)));
+        assert!(matches!(
+            registry.verify_secret(&id, &secret).await,
+            Err(ClientRefusal::WrongSecret)
+        ));
         assert!(registry.verify_secret(&id, &rotated).await.is_ok());
 
         let (key_id, key) = registry.create_api_key(&id, None).await.unwrap();
         assert!(key.starts_with(&format!("pk_{key_id}_")));
         let (found_id, client) = registry.verify_api_key(&key).await.unwrap();
-        assert_eq!((found_id.as_str(), client.client_id.as_str()), (key_id.as_str(), id.as_str()));
+        assert_eq!(
+            (found_id.as_str(), client.client_id.as_str()),
+            (key_id.as_str(), id.as_str())
+        );
         let wrong = format!("{}x", &key[..key.len() - 1]);
-        assert!(matches!(registry.verify_api_key(&wrong).await, Err(ClientRefusal::WrongSecret)));
+        assert!(matches!(
+            registry.verify_api_key(&wrong).await,
+            Err((ClientRefusal::WrongSecret, None))
+        ));
         assert_eq!(registry.list().await.unwrap()[0].api_keys.len(), 1);
 
         registry.disable(&id).await.unwrap();
-        assert!(matches!(registry.verify_secret(&id, &rotated).await, Err(ClientRefusal::Disabled)));
-        assert!(matches!(registry.verify_api_key(&key).await, Err(ClientRefusal::Disabled)));
+        assert!(matches!(
+            registry.verify_secret(&id, &rotated).await,
+            Err(ClientRefusal::Disabled)
+        ));
+        assert!(matches!(
+            registry.verify_api_key(&key).await,
+            Err((ClientRefusal::Disabled, Some(_)))
+        ));
         registry.enable(&id).await.unwrap();
         registry.revoke_api_key(&key_id).await.unwrap();
-        assert!(matches!(registry.verify_api_key(&key).await, Err(ClientRefusal::Revoked)));
-        assert!(registry.revoke_api_key(&key_id).await.is_err(), "already revoked");
+        assert!(matches!(
+            registry.verify_api_key(&key).await,
+            Err((ClientRefusal::Revoked, Some(_)))
+        ));
+        assert!(
+            registry.revoke_api_key(&key_id).await.is_err(),
+            "already revoked"
+        );
 
         let yesterday = Utc::now() - chrono::Duration::days(1);
-        let (ended, ended_secret) = registry.create("ADEME", &[], None, Some(yesterday)).await.unwrap();
-        assert!(matches!(registry.verify_secret(&ended, &ended_secret).await, Err(ClientRefusal::Expired)));
-        let (expired_key_id, expired_key) = registry.create_api_key(&id, Some(yesterday)).await.unwrap();
+        let (ended, ended_secret) = registry
+            .create("ADEME", &[], None, Some(yesterday))
+            .await
+            .unwrap();
+        assert!(matches!(
+            registry.verify_secret(&ended, &ended_secret).await,
+            Err(ClientRefusal::Expired)
+        ));
+        let (expired_key_id, expired_key) =
+            registry.create_api_key(&id, Some(yesterday)).await.unwrap();
         assert!(!expired_key_id.is_empty());
-        assert!(matches!(registry.verify_api_key(&expired_key).await, Err(ClientRefusal::Expired)));
+        assert!(matches!(
+            registry.verify_api_key(&expired_key).await,
+            Err((ClientRefusal::Expired, Some(_)))
+        ));
 
         registry.delete(&id).await.unwrap();
-        assert!(matches!(registry.verify_secret(&id, &rotated).await, Err(ClientRefusal::Unknown)));
+        assert!(matches!(
+            registry.verify_secret(&id, &rotated).await,
+            Err(ClientRefusal::Unknown)
+        ));
         assert!(registry.disable(&id).await.is_err());
         assert!(registry.create_api_key(&id, None).await.is_err());
     }
@@ -499,14 +573,19 @@ mod tests {
     /// The same on PostgreSQL.
     #[tokio::test]
     async fn registry_on_postgres() {
-        let Some((store, _guard)) = test_support::postgres().await else { return };
+        let Some((store, _guard)) = test_support::postgres().await else {
+            return;
+        };
         registry_lifecycle(store).await;
     }
 
     /// API keys split at the first `_` after the hex key id.
     #[test]
     fn splits_api_keys() {
-        assert_eq!(split_api_key("pk_abc123_se_cr-et"), Some(("abc123", "se_cr-et")));
+        assert_eq!(
+            split_api_key("pk_abc123_se_cr-et"),
+            Some(("abc123", "se_cr-et"))
+        );
         assert_eq!(split_api_key("pk_abc123_"), None);
         assert_eq!(split_api_key("pk_xyz_secret"), None);
         assert_eq!(split_api_key("sk_abc_secret"), None);

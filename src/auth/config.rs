@@ -132,11 +132,18 @@ impl AuthConfig {
             !self.authenticated_role.is_empty() && self.authenticated_role != "anonymous",
             "auth.authenticated_role must be a role other than `anonymous`"
         );
-        anyhow::ensure!(self.failed_auth_limit > 0, "auth.failed_auth_limit must be at least 1");
+        anyhow::ensure!(
+            self.failed_auth_limit > 0,
+            "auth.failed_auth_limit must be at least 1"
+        );
         let mut names = std::collections::HashSet::new();
         for issuer in &self.issuers {
             issuer.check(&self.issuer)?;
-            anyhow::ensure!(names.insert(issuer.issuer.as_str()), "issuer `{}` is configured twice", issuer.issuer);
+            anyhow::ensure!(
+                names.insert(issuer.issuer.as_str()),
+                "issuer `{}` is configured twice",
+                issuer.issuer
+            );
         }
         Ok(())
     }
@@ -144,40 +151,66 @@ impl AuthConfig {
 
 impl IssuerConfig {
     fn check(&self, gateway_issuer: &str) -> anyhow::Result<()> {
-        let name = if self.name.is_empty() { &self.issuer } else { &self.name };
-        anyhow::ensure!(!self.issuer.is_empty(), "an issuer needs `issuer` (its exact `iss`)");
+        let name = if self.name.is_empty() {
+            &self.issuer
+        } else {
+            &self.name
+        };
+        anyhow::ensure!(
+            !self.issuer.is_empty(),
+            "an issuer needs `issuer` (its exact `iss`)"
+        );
         anyhow::ensure!(
             self.issuer != gateway_issuer,
             "issuer `{name}` uses the gateway's own issuer name"
         );
-        anyhow::ensure!(!self.audiences.is_empty(), "issuer `{name}` needs at least one audience");
-        anyhow::ensure!(!self.algorithms.is_empty(), "issuer `{name}` needs at least one algorithm");
+        anyhow::ensure!(
+            !self.audiences.is_empty(),
+            "issuer `{name}` needs at least one audience"
+        );
+        anyhow::ensure!(
+            !self.algorithms.is_empty(),
+            "issuer `{name}` needs at least one algorithm"
+        );
         for algorithm in &self.algorithms {
             match algorithm.as_str() {
                 "RS256" | "PS256" | "ES256" | "EdDSA" => {}
                 "HS256" => anyhow::ensure!(
-                    self.hs256_secret.as_ref().is_some_and(|secret| secret.len() >= 32),
+                    self.hs256_secret
+                        .as_ref()
+                        .is_some_and(|secret| secret.len() >= 32),
                     "issuer `{name}` allows HS256 without an `hs256_secret` of at least 32 bytes"
                 ),
                 other => anyhow::bail!("issuer `{name}`: algorithm `{other}` is not accepted"),
             }
         }
-        let sources = [self.jwks_url.is_some(), self.discovery_url.is_some(), self.jwks.is_some()]
-            .iter()
-            .filter(|present| **present)
-            .count();
+        let sources = [
+            self.jwks_url.is_some(),
+            self.discovery_url.is_some(),
+            self.jwks.is_some(),
+        ]
+        .iter()
+        .filter(|present| **present)
+        .count();
         let only_hs256 = self.algorithms.iter().all(|algorithm| algorithm == "HS256");
         anyhow::ensure!(
             sources == 1 || (sources == 0 && only_hs256),
             "issuer `{name}` needs exactly one of `jwks_url`, `discovery_url`, `jwks`"
         );
-        anyhow::ensure!(!self.subject_claim.is_empty(), "issuer `{name}`: empty subject_claim");
+        anyhow::ensure!(
+            !self.subject_claim.is_empty(),
+            "issuer `{name}`: empty subject_claim"
+        );
         Ok(())
     }
 
     /// The name used in logs and readiness.
     pub fn display_name(&self) -> &str {
-        if self.name.is_empty() { &self.issuer } else { &self.name }
+        if self.name.is_empty() {
+            &self.issuer
+        } else {
+            &self.name
+        }
     }
 }
 
@@ -212,7 +245,11 @@ mod tests {
         assert!(issuer(&["RS256"], None, &["api"]).check().is_ok());
         assert!(issuer(&["HS256"], None, &["api"]).check().is_err());
         assert!(issuer(&["HS256"], Some("short"), &["api"]).check().is_err());
-        assert!(issuer(&["HS256"], Some(&"s".repeat(32)), &["api"]).check().is_ok());
+        assert!(
+            issuer(&["HS256"], Some(&"s".repeat(32)), &["api"])
+                .check()
+                .is_ok()
+        );
         assert!(issuer(&["none"], None, &["api"]).check().is_err());
         assert!(issuer(&["RS256"], None, &[]).check().is_err());
     }

@@ -60,16 +60,37 @@ struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>, outcome: &'static str) -> Self {
-        OAuthError { status, error, description: description.into(), outcome, retry_after: None }
+    fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+        outcome: &'static str,
+    ) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            outcome,
+            retry_after: None,
+        }
     }
 
     fn invalid_request(description: impl Into<String>) -> Self {
-        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", description, "invalid_request")
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            description,
+            "invalid_request",
+        )
     }
 
     fn invalid_client(outcome: &'static str) -> Self {
-        OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", outcome)
+        OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+            outcome,
+        )
     }
 
     fn into_response(self, client_id: Option<String>) -> Response {
@@ -78,12 +99,18 @@ impl OAuthError {
         let headers = response.headers_mut();
         no_store(headers);
         if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"passerelle\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"passerelle\""),
+            );
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response.extensions_mut().insert(TokenAttempt { client_id, outcome: self.outcome });
+        response.extensions_mut().insert(TokenAttempt {
+            client_id,
+            outcome: self.outcome,
+        });
         response
     }
 }
@@ -109,23 +136,37 @@ async fn token(State(authenticator): State<Authenticator>, request: Request) -> 
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(_) => return OAuthError::invalid_request("the request body is too large").into_response(None),
+        Err(_) => {
+            return OAuthError::invalid_request("the request body is too large")
+                .into_response(None);
+        }
     };
     let parsed = parse_request(&parts.headers, &body);
-    let client_id = parsed.as_ref().ok().and_then(|request| request.client_id.clone());
+    let client_id = parsed
+        .as_ref()
+        .ok()
+        .and_then(|request| request.client_id.clone());
     match issue(&authenticator, parsed, ip).await {
         Ok(response) => response,
         Err(error) => error.into_response(client_id),
     }
 }
 
-async fn issue(authenticator: &Authenticator, request: Result<TokenRequest, OAuthError>, ip: Option<String>) -> Result<Response, OAuthError> {
+async fn issue(
+    authenticator: &Authenticator,
+    request: Result<TokenRequest, OAuthError>,
+    ip: Option<String>,
+) -> Result<Response, OAuthError> {
     let inner = &authenticator.inner;
     let mut limited = Vec::with_capacity(2);
     if let Some(ip) = &ip {
         limited.push(format!("ip:{ip}"));
     }
-    if let Some(client_id) = request.as_ref().ok().and_then(|request| request.client_id.as_ref()) {
+    if let Some(client_id) = request
+        .as_ref()
+        .ok()
+        .and_then(|request| request.client_id.as_ref())
+    {
         limited.push(format!("client:{client_id}"));
     }
     if let Some(seconds) = inner.failures.retry_after(&limited).await {
@@ -158,21 +199,35 @@ async fn issue(authenticator: &Authenticator, request: Result<TokenRequest, OAut
         claims.insert("datasets".into(), json!(datasets));
     }
     let ttl = inner.config.token_ttl_seconds;
-    let access_token = inner.keys.sign(&client.client_id, claims, ttl).map_err(|error| {
-        tracing::error!(%error, "cannot sign a token");
-        OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token cannot be issued right now", "server_error")
-    })?;
+    let access_token = inner
+        .keys
+        .sign(&client.client_id, claims, ttl)
+        .map_err(|error| {
+            tracing::error!(%error, "cannot sign a token");
+            OAuthError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token cannot be issued right now",
+                "server_error",
+            )
+        })?;
     let mut body = json!({"access_token": access_token, "token_type": "Bearer", "expires_in": ttl});
     if request.scope.is_some() {
         body["scope"] = json!(roles.join(" "));
     }
     let mut response = (StatusCode::OK, Json(body)).into_response();
     no_store(response.headers_mut());
-    response.extensions_mut().insert(TokenAttempt { client_id: Some(client.client_id), outcome: "issued" });
+    response.extensions_mut().insert(TokenAttempt {
+        client_id: Some(client.client_id),
+        outcome: "issued",
+    });
     Ok(response)
 }
 
-async fn check(authenticator: &Authenticator, request: Result<TokenRequest, OAuthError>) -> Result<(VerifiedClient, TokenRequest), OAuthError> {
+async fn check(
+    authenticator: &Authenticator,
+    request: Result<TokenRequest, OAuthError>,
+) -> Result<(VerifiedClient, TokenRequest), OAuthError> {
     let request = request?;
     match request.grant_type.as_deref() {
         None => return Err(OAuthError::invalid_request("`grant_type` is required")),
@@ -189,7 +244,12 @@ async fn check(authenticator: &Authenticator, request: Result<TokenRequest, OAut
     let (Some(client_id), Some(secret)) = (&request.client_id, &request.client_secret) else {
         return Err(OAuthError::invalid_client("no_credentials"));
     };
-    match authenticator.inner.clients.verify_secret(client_id, secret).await {
+    match authenticator
+        .inner
+        .clients
+        .verify_secret(client_id, secret)
+        .await
+    {
         Ok(client) => Ok((client, request)),
         Err(ClientRefusal::Store(error)) => {
             tracing::error!(%error, "cannot check a client");
@@ -229,26 +289,42 @@ fn granted_roles(client: &VerifiedClient, scope: Option<&str>) -> Result<Vec<Str
 
 /// Reads the form body and HTTP Basic credentials (RFC 6749 §2.3.1, §4.4.2).
 fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<TokenRequest, OAuthError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
     let mut fields: HashMap<String, String> = HashMap::new();
     for (name, value) in form_urlencoded::parse(body) {
-        if fields.insert(name.clone().into_owned(), value.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter `{name}` is repeated")));
+        if fields
+            .insert(name.clone().into_owned(), value.into_owned())
+            .is_some()
+        {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{name}` is repeated"
+            )));
         }
     }
     let basic = basic_credentials(headers)?;
     let mut client_id = fields.remove("client_id").filter(|id| !id.is_empty());
-    let mut client_secret = fields.remove("client_secret").filter(|secret| !secret.is_empty());
+    let mut client_secret = fields
+        .remove("client_secret")
+        .filter(|secret| !secret.is_empty());
     if let Some((basic_id, basic_secret)) = basic {
         if client_secret.is_some() {
-            return Err(OAuthError::invalid_request("use one client authentication method, not two"));
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
         }
         if client_id.as_ref().is_some_and(|id| *id != basic_id) {
-            return Err(OAuthError::invalid_request("`client_id` differs from the HTTP Basic user"));
+            return Err(OAuthError::invalid_request(
+                "`client_id` differs from the HTTP Basic user",
+            ));
         }
         client_id = Some(basic_id);
         client_secret = Some(basic_secret);
@@ -266,17 +342,23 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
     let (scheme, encoded) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_request("clients authenticate with HTTP Basic or the form body"));
+        return Err(OAuthError::invalid_request(
+            "clients authenticate with HTTP Basic or the form body",
+        ));
     }
     let decoded = STANDARD
         .decode(encoded.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| OAuthError::invalid_client("malformed_basic"))?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed_basic"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| OAuthError::invalid_client("malformed_basic"))?;
     Ok(Some((form_decode(id), form_decode(secret))))
 }
 
@@ -289,9 +371,10 @@ fn form_decode(text: &str) -> String {
 
 async fn jwks(State(authenticator): State<Authenticator>) -> Response {
     let mut response = Json(authenticator.keys().jwks()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -321,7 +404,9 @@ fn request_host(headers: &HeaderMap) -> String {
         .filter(|host| {
             !host.is_empty()
                 && host.len() <= 255
-                && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte))
+                && host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte))
         })
         .unwrap_or("localhost")
         .to_owned()

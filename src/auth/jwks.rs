@@ -62,7 +62,11 @@ pub(crate) struct ProviderKeys {
 }
 
 impl ProviderKeys {
-    pub fn new(config: &IssuerConfig, http: reqwest::Client, min_refresh: Duration) -> ProviderKeys {
+    pub fn new(
+        config: &IssuerConfig,
+        http: reqwest::Client,
+        min_refresh: Duration,
+    ) -> ProviderKeys {
         let source = match (&config.jwks, &config.jwks_url, &config.discovery_url) {
             (Some(inline), _, _) => KeySource::Inline(inline.clone()),
             (None, Some(url), _) => KeySource::Url(url.clone()),
@@ -96,7 +100,9 @@ impl ProviderKeys {
         match (&self.source, snapshot.loaded, &snapshot.error) {
             (KeySource::None, _, _) => Ok(()),
             (_, true, None) => Ok(()),
-            (_, true, Some(error)) => Err(format!("last refresh failed (older keys in use): {error}")),
+            (_, true, Some(error)) => {
+                Err(format!("last refresh failed (older keys in use): {error}"))
+            }
             (_, false, Some(error)) => Err(format!("keys unavailable: {error}")),
             (_, false, None) => Err("keys not fetched yet".to_owned()),
         }
@@ -119,27 +125,44 @@ impl ProviderKeys {
         let result = match &self.source {
             KeySource::None => return,
             KeySource::Inline(value) => parse_inline(value),
-            KeySource::Url(url) => self.fetch_json(url).await.and_then(|document| parse_key_set(&document)),
+            KeySource::Url(url) => self
+                .fetch_json(url)
+                .await
+                .and_then(|document| parse_key_set(&document)),
             KeySource::Discovery(url) => self.fetch_from_discovery(url).await,
         };
         let previous = self.snapshot.load();
         let next = match result {
             Ok(keys) => {
                 tracing::debug!(provider = %self.name, keys = keys.len(), "identity provider keys loaded");
-                KeySnapshot { keys, error: None, loaded: true }
+                KeySnapshot {
+                    keys,
+                    error: None,
+                    loaded: true,
+                }
             }
             Err(error) => {
                 let error = format!("{error:#}");
                 tracing::warn!(provider = %self.name, %error, "cannot fetch the identity provider's keys");
-                KeySnapshot { keys: previous.keys.clone(), error: Some(error), loaded: previous.loaded }
+                KeySnapshot {
+                    keys: previous.keys.clone(),
+                    error: Some(error),
+                    loaded: previous.loaded,
+                }
             }
         };
         self.snapshot.store(Arc::new(next));
     }
 
-    async fn fetch_from_discovery(&self, url: &str) -> anyhow::Result<HashMap<String, Vec<ProviderKey>>> {
+    async fn fetch_from_discovery(
+        &self,
+        url: &str,
+    ) -> anyhow::Result<HashMap<String, Vec<ProviderKey>>> {
         let discovery = self.fetch_json(url).await?;
-        let issuer = discovery.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        let issuer = discovery
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         anyhow::ensure!(
             issuer == self.issuer,
             "the discovery document names issuer `{issuer}`, not the configured `{}`",
@@ -161,11 +184,22 @@ impl ProviderKeys {
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
-        anyhow::ensure!(response.status().is_success(), "GET {url}: status {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {url}: status {}",
+            response.status()
+        );
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.with_context(|| format!("GET {url}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("GET {url}"))?
+        {
             body.extend_from_slice(&chunk);
-            anyhow::ensure!(body.len() <= MAX_DOCUMENT_BYTES, "GET {url}: document larger than 1 MiB");
+            anyhow::ensure!(
+                body.len() <= MAX_DOCUMENT_BYTES,
+                "GET {url}: document larger than 1 MiB"
+            );
         }
         serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
     }
@@ -173,11 +207,17 @@ impl ProviderKeys {
 
 /// Refreshes every remote provider periodically while the providers live.
 /// Providers without keys are retried at the minimum interval.
-pub(crate) fn spawn_refresher(providers: Vec<Weak<ProviderKeys>>, period: Duration, min_refresh: Duration) {
+pub(crate) fn spawn_refresher(
+    providers: Vec<Weak<ProviderKeys>>,
+    period: Duration,
+    min_refresh: Duration,
+) {
     if providers.is_empty() {
         return;
     }
-    let tick = min_refresh.max(Duration::from_secs(1)).min(period.max(Duration::from_secs(1)));
+    let tick = min_refresh
+        .max(Duration::from_secs(1))
+        .min(period.max(Duration::from_secs(1)));
     tokio::spawn(async move {
         let mut last_full = Instant::now();
         loop {
@@ -188,9 +228,13 @@ pub(crate) fn spawn_refresher(providers: Vec<Weak<ProviderKeys>>, period: Durati
             }
             let mut alive = false;
             for provider in &providers {
-                let Some(provider) = provider.upgrade() else { continue };
+                let Some(provider) = provider.upgrade() else {
+                    continue;
+                };
                 alive = true;
-                if provider.is_remote() && (full || !provider.snapshot().loaded || provider.snapshot().error.is_some()) {
+                if provider.is_remote()
+                    && (full || !provider.snapshot().loaded || provider.snapshot().error.is_some())
+                {
                     provider.refresh_if_due().await;
                 }
             }
@@ -204,7 +248,8 @@ pub(crate) fn spawn_refresher(providers: Vec<Weak<ProviderKeys>>, period: Durati
 fn parse_inline(value: &Value) -> anyhow::Result<HashMap<String, Vec<ProviderKey>>> {
     match value {
         Value::String(text) => {
-            let document: Value = serde_json::from_str(text).context("inline `jwks` is not JSON")?;
+            let document: Value =
+                serde_json::from_str(text).context("inline `jwks` is not JSON")?;
             parse_key_set(&document)
         }
         document => parse_key_set(document),
@@ -245,7 +290,11 @@ pub(crate) fn parse_key_set(document: &Value) -> anyhow::Result<HashMap<String, 
             },
         };
         let kid = jwk.common.key_id.clone().unwrap_or_default();
-        keys.entry(kid).or_default().push(ProviderKey { family, algorithm, key });
+        keys.entry(kid).or_default().push(ProviderKey {
+            family,
+            algorithm,
+            key,
+        });
     }
     anyhow::ensure!(!keys.is_empty(), "the key set holds no usable signing key");
     Ok(keys)
@@ -273,7 +322,9 @@ mod tests {
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["ec-1"]);
         assert_eq!(keys["ec-1"][0].family, AlgorithmFamily::Ec);
         assert_eq!(keys["ec-1"][0].algorithm, Some(Algorithm::ES256));
-        assert!(parse_key_set(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
+        assert!(
+            parse_key_set(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err()
+        );
         assert!(parse_key_set(&serde_json::json!({"nokeys": []})).is_err());
         assert!(parse_inline(&Value::String(document.to_string())).is_ok());
     }

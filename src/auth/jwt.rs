@@ -33,38 +33,63 @@ pub(crate) struct Unverified {
 /// Checks the token's shape and header, and reads the unverified issuer.
 pub(crate) fn inspect(token: &str) -> Result<Unverified, AuthFailure> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthFailure::new("token_too_large", "the token is larger than 32 KiB"));
+        return Err(AuthFailure::new(
+            "token_too_large",
+            "the token is larger than 32 KiB",
+        ));
     }
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
-        return Err(AuthFailure::new("malformed", "a JWT has three dot-separated parts"));
+        return Err(AuthFailure::new(
+            "malformed",
+            "a JWT has three dot-separated parts",
+        ));
     }
     if parts[0].len() > MAX_HEADER_BYTES {
-        return Err(AuthFailure::new("header_too_large", "the token header is larger than 8 KiB"));
+        return Err(AuthFailure::new(
+            "header_too_large",
+            "the token header is larger than 8 KiB",
+        ));
     }
-    let header_json = decode_json_part(parts[0]).map_err(|why| AuthFailure::new("malformed", format!("token header: {why}")))?;
+    let header_json = decode_json_part(parts[0])
+        .map_err(|why| AuthFailure::new("malformed", format!("token header: {why}")))?;
     let algorithm = header_json
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthFailure::new("malformed", "the token header has no `alg`"))?;
     if algorithm.eq_ignore_ascii_case("none") {
-        return Err(AuthFailure::new("alg_none", "unsigned tokens (`alg: none`) are refused"));
+        return Err(AuthFailure::new(
+            "alg_none",
+            "unsigned tokens (`alg: none`) are refused",
+        ));
     }
     if header_json.contains_key("crit") {
-        return Err(AuthFailure::new("unsupported_crit", "the token header has critical extensions (`crit`) this gateway does not implement"));
+        return Err(AuthFailure::new(
+            "unsupported_crit",
+            "the token header has critical extensions (`crit`) this gateway does not implement",
+        ));
     }
-    let header: Header = serde_json::from_value(Value::Object(header_json.clone()))
-        .map_err(|_| AuthFailure::new("unsupported_alg", "the token's algorithm is not supported"))?;
+    let header: Header =
+        serde_json::from_value(Value::Object(header_json.clone())).map_err(|_| {
+            AuthFailure::new("unsupported_alg", "the token's algorithm is not supported")
+        })?;
     for name in KEY_LOCATION_HEADERS {
         if header_json.contains_key(name) {
-            tracing::debug!(header = name, "ignoring a key-location header: keys come from the issuer's configuration only");
+            tracing::debug!(
+                header = name,
+                "ignoring a key-location header: keys come from the issuer's configuration only"
+            );
         }
     }
-    let payload = decode_json_part(parts[1]).map_err(|why| AuthFailure::new("malformed", format!("token payload: {why}")))?;
+    let payload = decode_json_part(parts[1])
+        .map_err(|why| AuthFailure::new("malformed", format!("token payload: {why}")))?;
     if parts[2].is_empty() {
         return Err(AuthFailure::new("malformed", "the token has no signature"));
     }
-    let issuer = payload.get("iss").and_then(Value::as_str).map(str::to_owned);
+    let issuer = payload
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(Unverified { header, issuer })
 }
 
@@ -100,9 +125,16 @@ impl Expectations<'_> {
 
 /// Verifies the token with each candidate key in turn; the first key whose
 /// signature matches decides (its claim errors are reported).
-pub(crate) fn verify(token: &str, keys: &[DecodingKey], expect: &Expectations<'_>) -> Result<Map<String, Value>, AuthFailure> {
+pub(crate) fn verify(
+    token: &str,
+    keys: &[DecodingKey],
+    expect: &Expectations<'_>,
+) -> Result<Map<String, Value>, AuthFailure> {
     let validation = expect.validation();
-    let mut failure = AuthFailure::new("bad_signature", "the token's signature does not match the issuer's keys");
+    let mut failure = AuthFailure::new(
+        "bad_signature",
+        "the token's signature does not match the issuer's keys",
+    );
     for key in keys {
         match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
             Ok(data) => return Ok(data.claims),
@@ -124,19 +156,35 @@ pub(crate) fn verify(token: &str, keys: &[DecodingKey], expect: &Expectations<'_
 fn describe(kind: &ErrorKind) -> AuthFailure {
     match kind {
         ErrorKind::ExpiredSignature => AuthFailure::new("expired", "the token has expired (`exp`)"),
-        ErrorKind::ImmatureSignature => AuthFailure::new("not_yet_valid", "the token is not valid yet (`nbf`)"),
-        ErrorKind::InvalidIssuer => AuthFailure::new("wrong_issuer", "the token's issuer (`iss`) is not the expected one"),
-        ErrorKind::InvalidAudience => AuthFailure::new("wrong_audience", "the token is not meant for this gateway (`aud`)"),
+        ErrorKind::ImmatureSignature => {
+            AuthFailure::new("not_yet_valid", "the token is not valid yet (`nbf`)")
+        }
+        ErrorKind::InvalidIssuer => AuthFailure::new(
+            "wrong_issuer",
+            "the token's issuer (`iss`) is not the expected one",
+        ),
+        ErrorKind::InvalidAudience => AuthFailure::new(
+            "wrong_audience",
+            "the token is not meant for this gateway (`aud`)",
+        ),
         ErrorKind::MissingRequiredClaim(claim) => {
             AuthFailure::new("missing_claim", format!("the token has no `{claim}` claim"))
         }
-        ErrorKind::InvalidClaimFormat(claim) => {
-            AuthFailure::new("malformed", format!("the token's `{claim}` claim has the wrong type"))
-        }
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEddsaKey => {
-            AuthFailure::new("key_mismatch", "the token's algorithm does not fit the issuer's key")
-        }
-        ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+        ErrorKind::InvalidClaimFormat(claim) => AuthFailure::new(
+            "malformed",
+            format!("the token's `{claim}` claim has the wrong type"),
+        ),
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidEddsaKey => AuthFailure::new(
+            "key_mismatch",
+            "the token's algorithm does not fit the issuer's key",
+        ),
+        ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_)
+        | ErrorKind::InvalidToken => {
             AuthFailure::new("malformed", "the token is not a well-formed JWT")
         }
         _ => AuthFailure::new("bad_signature", "the token's signature cannot be verified"),
@@ -164,9 +212,17 @@ pub(crate) fn text_claim(claims: &Map<String, Value>, path: &str) -> Option<Stri
 
 /// Roles at `path` (an array of strings or a space-separated string); with a
 /// prefix, only roles carrying it are kept, prefix removed.
-pub(crate) fn roles_at(claims: &Map<String, Value>, path: &str, prefix: Option<&str>) -> Vec<String> {
+pub(crate) fn roles_at(
+    claims: &Map<String, Value>,
+    path: &str,
+    prefix: Option<&str>,
+) -> Vec<String> {
     let raw: Vec<String> = match claim_at(claims, path) {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         Some(Value::String(text)) => text.split_whitespace().map(str::to_owned).collect(),
         _ => Vec::new(),
     };
@@ -181,10 +237,13 @@ pub(crate) fn roles_at(claims: &Map<String, Value>, path: &str, prefix: Option<&
 
 /// A list of strings claim (`datasets`).
 pub(crate) fn string_list(claims: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
-    claims
-        .get(name)?
-        .as_array()
-        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+    claims.get(name)?.as_array().map(|items| {
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -206,13 +265,25 @@ mod tests {
         assert_eq!(reason("a.b.c"), Some("malformed"));
         assert_eq!(reason(&token(json!({"alg": "none"}))), Some("alg_none"));
         assert_eq!(reason(&token(json!({"alg": "NONE"}))), Some("alg_none"));
-        assert_eq!(reason(&token(json!({"alg": "XS999"}))), Some("unsupported_alg"));
-        assert_eq!(reason(&token(json!({"alg": "RS256", "crit": ["exp"]}))), Some("unsupported_crit"));
+        assert_eq!(
+            reason(&token(json!({"alg": "XS999"}))),
+            Some("unsupported_alg")
+        );
+        assert_eq!(
+            reason(&token(json!({"alg": "RS256", "crit": ["exp"]}))),
+            Some("unsupported_crit")
+        );
         assert_eq!(reason(&token(json!({"typ": "JWT"}))), Some("malformed"));
         let huge = json!({"alg": "RS256", "pad": "x".repeat(MAX_HEADER_BYTES)});
         assert_eq!(reason(&token(huge)), Some("header_too_large"));
-        assert_eq!(reason(&format!("{}.{payload}.", part(&json!({"alg": "RS256"})))), Some("malformed"));
-        let fine = inspect(&token(json!({"alg": "RS256", "kid": "k", "jku": "https://evil/jwks"}))).unwrap();
+        assert_eq!(
+            reason(&format!("{}.{payload}.", part(&json!({"alg": "RS256"})))),
+            Some("malformed")
+        );
+        let fine = inspect(&token(
+            json!({"alg": "RS256", "kid": "k", "jku": "https://evil/jwks"}),
+        ))
+        .unwrap();
         assert_eq!(fine.issuer.as_deref(), Some("https://idp"));
         assert_eq!(fine.header.kid.as_deref(), Some("k"));
     }
@@ -227,11 +298,17 @@ mod tests {
             "datasets": ["x", 1, "y"]
         });
         let claims = claims.as_object().unwrap();
-        assert_eq!(roles_at(claims, "realm_access.roles", Some("passerelle-")), vec!["agent"]);
+        assert_eq!(
+            roles_at(claims, "realm_access.roles", Some("passerelle-")),
+            vec!["agent"]
+        );
         assert_eq!(roles_at(claims, "realm_access.roles", None).len(), 3);
         assert_eq!(roles_at(claims, "scope", None), vec!["a", "b"]);
         assert!(roles_at(claims, "missing.path", None).is_empty());
         assert_eq!(text_claim(claims, "n").as_deref(), Some("5"));
-        assert_eq!(string_list(claims, "datasets"), Some(vec!["x".to_owned(), "y".to_owned()]));
+        assert_eq!(
+            string_list(claims, "datasets"),
+            Some(vec!["x".to_owned(), "y".to_owned()])
+        );
     }
 }

@@ -88,7 +88,9 @@ impl KeyRing {
             keys: ArcSwap::from_pointee(KeySet { keys: Vec::new() }),
             last_reload: tokio::sync::Mutex::new(None),
         };
-        let ring = KeyRing { inner: Arc::new(inner) };
+        let ring = KeyRing {
+            inner: Arc::new(inner),
+        };
         let rows = ring.read_rows().await?;
         if !rows.iter().any(|row| row.retired_at.is_none()) {
             ring.insert_new_key().await?;
@@ -99,7 +101,13 @@ impl KeyRing {
 
     /// Signs a token for `subject` with the current key (`ttl_seconds` at most
     /// `max_token_ttl_seconds`).
-    pub async fn mint(&self, subject: &str, org: Option<&str>, roles: &[String], ttl_seconds: u64) -> anyhow::Result<String> {
+    pub async fn mint(
+        &self,
+        subject: &str,
+        org: Option<&str>,
+        roles: &[String],
+        ttl_seconds: u64,
+    ) -> anyhow::Result<String> {
         let mut claims = Map::new();
         claims.insert("roles".into(), json!(roles));
         if let Some(org) = org {
@@ -110,7 +118,12 @@ impl KeyRing {
 
     /// Signs a token with the standard claims (`iss`, `aud`, `sub`, `jti`,
     /// `iat`, `nbf`, `exp`) added to `claims`.
-    pub(crate) fn sign(&self, subject: &str, mut claims: Map<String, Value>, ttl_seconds: u64) -> anyhow::Result<String> {
+    pub(crate) fn sign(
+        &self,
+        subject: &str,
+        mut claims: Map<String, Value>,
+        ttl_seconds: u64,
+    ) -> anyhow::Result<String> {
         anyhow::ensure!(
             ttl_seconds > 0 && ttl_seconds <= self.inner.max_ttl_seconds,
             "a token lives between 1 and {} seconds (auth.max_token_ttl_seconds)",
@@ -152,7 +165,10 @@ impl KeyRing {
     /// Every key in the store, newest first.
     pub async fn list(&self) -> anyhow::Result<Vec<KeyInfo>> {
         let rows = self.read_rows().await?;
-        let current_kid = rows.iter().find(|row| row.retired_at.is_none()).map(|row| row.kid.clone());
+        let current_kid = rows
+            .iter()
+            .find(|row| row.retired_at.is_none())
+            .map(|row| row.kid.clone());
         let now = Utc::now();
         Ok(rows
             .into_iter()
@@ -176,7 +192,10 @@ impl KeyRing {
     /// The public key `kid`, retired ones included (verifies old checkpoints).
     pub fn verifying_key(&self, kid: &str) -> Option<VerifyingKey> {
         let keys = self.inner.keys.load();
-        keys.keys.iter().find(|key| key.kid == kid).map(|key| *key.signing.verifying_key())
+        keys.keys
+            .iter()
+            .find(|key| key.kid == kid)
+            .map(|key| *key.signing.verifying_key())
     }
 
     /// The published keys as a JSON Web Key Set (public parts only).
@@ -232,7 +251,9 @@ impl KeyRing {
     fn is_published(&self, retired_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
         match retired_at {
             None => true,
-            Some(retired) => now < retired + chrono::Duration::seconds(self.inner.max_ttl_seconds as i64),
+            Some(retired) => {
+                now < retired + chrono::Duration::seconds(self.inner.max_ttl_seconds as i64)
+            }
         }
     }
 
@@ -241,8 +262,9 @@ impl KeyRing {
         let now = Utc::now();
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
-            let signing = SigningKey::from_pkcs8_pem(&row.private_key_pem)
-                .map_err(|error| anyhow::anyhow!("signing key {} cannot be read: {error}", row.kid))?;
+            let signing = SigningKey::from_pkcs8_pem(&row.private_key_pem).map_err(|error| {
+                anyhow::anyhow!("signing key {} cannot be read: {error}", row.kid)
+            })?;
             let (encoding, decoding) = jwt_keys(&row.private_key_pem, signing.verifying_key())?;
             keys.push(GatewayKey {
                 published: self.is_published(row.retired_at, now),
@@ -298,17 +320,25 @@ fn current(keys: &KeySet) -> Option<&GatewayKey> {
 }
 
 fn jwt_keys(pem: &str, public: &VerifyingKey) -> anyhow::Result<(EncodingKey, DecodingKey)> {
-    let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).context("signing key unusable for JWT")?;
+    let encoding =
+        EncodingKey::from_ec_pem(pem.as_bytes()).context("signing key unusable for JWT")?;
     let (x, y) = coordinates(public);
-    let decoding = DecodingKey::from_ec_components(&x, &y).context("verifying key unusable for JWT")?;
+    let decoding =
+        DecodingKey::from_ec_components(&x, &y).context("verifying key unusable for JWT")?;
     Ok((encoding, decoding))
 }
 
 /// Base64url `x` and `y` of a P-256 public key.
 fn coordinates(public: &VerifyingKey) -> (String, String) {
     let point = public.to_sec1_point(false);
-    let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x)).unwrap_or_default();
-    let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y)).unwrap_or_default();
+    let x = point
+        .x()
+        .map(|x| URL_SAFE_NO_PAD.encode(x))
+        .unwrap_or_default();
+    let y = point
+        .y()
+        .map(|y| URL_SAFE_NO_PAD.encode(y))
+        .unwrap_or_default();
     (x, y)
 }
 
@@ -327,7 +357,9 @@ mod tests {
         let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
         validation.set_audience(&["passerelle"]);
         validation.set_issuer(&["passerelle"]);
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).expect("valid token").claims
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+            .expect("valid token")
+            .claims
     }
 
     async fn key_ring_lifecycle(store: Store) {
@@ -338,7 +370,10 @@ mod tests {
         let again = KeyRing::load(&store, &config).await.unwrap();
         assert_eq!(again.signing_key().0, first_kid);
 
-        let token = ring.mint("alice", Some("Troyes"), &["agent".to_owned()], 60).await.unwrap();
+        let token = ring
+            .mint("alice", Some("Troyes"), &["agent".to_owned()], 60)
+            .await
+            .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::ES256);
         assert_eq!(header.kid.as_deref(), Some(first_kid.as_str()));
@@ -347,16 +382,31 @@ mod tests {
         assert_eq!(claims["org"], "Troyes");
         assert_eq!(claims["roles"], json!(["agent"]));
         assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() == 60);
-        assert!(ring.mint("alice", None, &[], config.max_token_ttl_seconds + 1).await.is_err());
+        assert!(
+            ring.mint("alice", None, &[], config.max_token_ttl_seconds + 1)
+                .await
+                .is_err()
+        );
 
         let new_kid = ring.rotate().await.unwrap();
         assert_ne!(new_kid, first_kid);
         assert_eq!(ring.signing_key().0, new_kid);
         // The old key stays published and accepted; the other instance learns the new one.
         let jwks = ring.jwks();
-        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
         assert_eq!(kids, vec![new_kid.as_str(), first_kid.as_str()]);
-        assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none() && k["kty"] == "EC"));
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k.get("d").is_none() && k["kty"] == "EC")
+        );
         assert!(again.decoding_key(&new_kid).await.is_some());
         assert!(again.verifying_key(&new_kid).is_some());
         let listed = ring.list().await.unwrap();
@@ -375,7 +425,9 @@ mod tests {
     /// The same on PostgreSQL.
     #[tokio::test]
     async fn key_ring_on_postgres() {
-        let Some((store, _guard)) = test_support::postgres().await else { return };
+        let Some((store, _guard)) = test_support::postgres().await else {
+            return;
+        };
         key_ring_lifecycle(store).await;
     }
 
@@ -383,7 +435,11 @@ mod tests {
     #[tokio::test]
     async fn long_retired_keys_leave_the_jwks() {
         let (store, _guard) = test_support::sqlite().await;
-        let config = AuthConfig { max_token_ttl_seconds: 1, token_ttl_seconds: 1, ..AuthConfig::default() };
+        let config = AuthConfig {
+            max_token_ttl_seconds: 1,
+            token_ttl_seconds: 1,
+            ..AuthConfig::default()
+        };
         let ring = KeyRing::load(&store, &config).await.unwrap();
         let (old_kid, _) = ring.signing_key();
         ring.rotate().await.unwrap();

@@ -24,7 +24,10 @@ impl FailedAttempts {
     pub fn new(limit: u32, window: Duration) -> FailedAttempts {
         FailedAttempts {
             // An entry lives one window from its first failure.
-            windows: Cache::builder().max_capacity(100_000).time_to_live(window).build(),
+            windows: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
             limit,
             window,
         }
@@ -34,12 +37,12 @@ impl FailedAttempts {
     pub async fn retry_after(&self, keys: &[String]) -> Option<u64> {
         let mut wait = None;
         for key in keys {
-            if let Some(window) = self.windows.get(key).await {
-                if window.failures.load(Ordering::Relaxed) >= self.limit {
-                    let left = self.window.saturating_sub(window.started.elapsed());
-                    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                    wait = Some(wait.unwrap_or(0).max(seconds.max(1)));
-                }
+            if let Some(window) = self.windows.get(key).await
+                && window.failures.load(Ordering::Relaxed) >= self.limit
+            {
+                let left = self.window.saturating_sub(window.started.elapsed());
+                let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                wait = Some(wait.unwrap_or(0).max(seconds.max(1)));
             }
         }
         wait
@@ -51,7 +54,10 @@ impl FailedAttempts {
             let window = self
                 .windows
                 .get_with(key.clone(), async {
-                    Arc::new(Window { started: Instant::now(), failures: AtomicU32::new(0) })
+                    Arc::new(Window {
+                        started: Instant::now(),
+                        failures: AtomicU32::new(0),
+                    })
                 })
                 .await;
             window.failures.fetch_add(1, Ordering::Relaxed);

@@ -43,8 +43,13 @@ fn rsa_key() -> &'static RsaKey {
         let private = rsa::PrivateKey::generate();
         let public = private.to_public_key();
         RsaKey {
-            private_pem: private.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string(),
-            public_pem: public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap(),
+            private_pem: private
+                .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap()
+                .to_string(),
+            public_pem: public
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap(),
             n: URL_SAFE_NO_PAD.encode(public.n_bytes()),
             e: URL_SAFE_NO_PAD.encode(public.e_bytes()),
         }
@@ -88,7 +93,12 @@ fn sign(algorithm: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingK
 }
 
 /// A token with a hand-made header (for headers `jsonwebtoken` would not write).
-fn sign_with_header(header: &Value, claims: &Value, key: &EncodingKey, algorithm: Algorithm) -> String {
+fn sign_with_header(
+    header: &Value,
+    claims: &Value,
+    key: &EncodingKey,
+    algorithm: Algorithm,
+) -> String {
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -166,19 +176,30 @@ fn issuer_config(issuer: &str) -> IssuerConfig {
 
 async fn authenticator(config: AuthConfig) -> (Authenticator, Store, test_support::TestDatabase) {
     let (store, guard) = test_support::sqlite().await;
-    let authenticator = Authenticator::new(&config, store.clone()).await.expect("authenticator");
+    let authenticator = Authenticator::new(&config, store.clone())
+        .await
+        .expect("authenticator");
     (authenticator, store, guard)
 }
 
 fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     headers
 }
 
 async fn refusal(authenticator: &Authenticator, token: &str) -> AuthFailure {
-    let failure = authenticator.authenticate(&bearer(token)).await.expect_err("refused");
-    assert!(!failure.detail.contains(token), "the detail never echoes the token");
+    let failure = authenticator
+        .authenticate(&bearer(token))
+        .await
+        .expect_err("refused");
+    assert!(
+        !failure.detail.contains(token),
+        "the detail never echoes the token"
+    );
     failure
 }
 
@@ -206,17 +227,32 @@ const INLINE_ISSUER: &str = "https://idp.example";
 async fn rs256_provider_over_http() {
     let idp = Idp::start(json!({"keys": [rsa_jwk("rsa-1")]})).await;
     let config = AuthConfig {
-        issuers: vec![IssuerConfig { jwks_url: Some(format!("{}/jwks", idp.base)), ..issuer_config(&idp.base) }],
+        issuers: vec![IssuerConfig {
+            jwks_url: Some(format!("{}/jwks", idp.base)),
+            ..issuer_config(&idp.base)
+        }],
         ..AuthConfig::default()
     };
     let (authenticator, _, _guard) = authenticator(config).await;
     assert_eq!(authenticator.readiness(), vec![("idp".to_owned(), Ok(()))]);
 
-    let token = sign(Algorithm::RS256, Some("rsa-1"), &claims(&idp.base), &rsa_signer());
-    let caller = authenticator.authenticate(&bearer(&token)).await.expect("valid token");
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims(&idp.base),
+        &rsa_signer(),
+    );
+    let caller = authenticator
+        .authenticate(&bearer(&token))
+        .await
+        .expect("valid token");
     assert_eq!(caller.subject, "alice");
     assert_eq!(caller.org.as_deref(), Some("Troyes"));
-    assert_eq!(caller.roles, vec!["anonymous", "agent"], "prefix filtered and removed");
+    assert_eq!(
+        caller.roles,
+        vec!["anonymous", "agent"],
+        "prefix filtered and removed"
+    );
     assert_eq!(caller.auth_method, AuthMethod::ExternalJwt);
     assert_eq!(caller.token_id.as_deref(), Some("token-1"));
     assert_eq!(caller.claim("org").as_deref(), Some("Troyes"));
@@ -256,7 +292,10 @@ async fn es256_provider_with_discovery_and_rotation() {
     let mut fresh = claims(&idp.base);
     fresh["jti"] = json!("token-2");
     let rotated = sign(Algorithm::ES256, Some("ec-2"), &fresh, &second);
-    let caller = authenticator.authenticate(&bearer(&rotated)).await.expect("new kid picked up");
+    let caller = authenticator
+        .authenticate(&bearer(&rotated))
+        .await
+        .expect("new kid picked up");
     assert_eq!(caller.token_id.as_deref(), Some("token-2"));
 
     // A new token from the withdrawn key is refused once the set is refreshed.
@@ -274,17 +313,29 @@ async fn unknown_kid_flood_is_rate_limited() {
     let idp = Idp::start(json!({"keys": [jwk]})).await;
     let config = AuthConfig {
         jwks_min_refresh_seconds: 30,
-        issuers: vec![IssuerConfig { jwks_url: Some(format!("{}/jwks", idp.base)), ..issuer_config(&idp.base) }],
+        issuers: vec![IssuerConfig {
+            jwks_url: Some(format!("{}/jwks", idp.base)),
+            ..issuer_config(&idp.base)
+        }],
         ..AuthConfig::default()
     };
     let (authenticator, _, _guard) = authenticator(config).await;
     let initial = idp.hits();
     assert_eq!(initial, 1);
     for index in 0..50 {
-        let token = sign(Algorithm::ES256, Some(&format!("random-{index}")), &claims(&idp.base), &key);
+        let token = sign(
+            Algorithm::ES256,
+            Some(&format!("random-{index}")),
+            &claims(&idp.base),
+            &key,
+        );
         assert_eq!(refusal(&authenticator, &token).await.reason, "unknown_kid");
     }
-    assert_eq!(idp.hits(), initial, "the initial fetch is less than 30 s old: no refetch");
+    assert_eq!(
+        idp.hits(),
+        initial,
+        "the initial fetch is less than 30 s old: no refetch"
+    );
 }
 
 /// A provider down at start: the gateway starts, says why it is not ready,
@@ -297,7 +348,10 @@ async fn provider_down_at_start() {
     let base = format!("http://{address}");
     let config = AuthConfig {
         jwks_min_refresh_seconds: 1,
-        issuers: vec![IssuerConfig { jwks_url: Some(format!("{base}/jwks")), ..issuer_config(&base) }],
+        issuers: vec![IssuerConfig {
+            jwks_url: Some(format!("{base}/jwks")),
+            ..issuer_config(&base)
+        }],
         ..AuthConfig::default()
     };
     let (authenticator, _, _guard) = authenticator(config).await;
@@ -306,7 +360,12 @@ async fn provider_down_at_start() {
     let why = readiness[0].1.clone().unwrap_err();
     assert!(why.contains("keys unavailable"), "{why}");
 
-    let token = sign(Algorithm::RS256, Some("rsa-1"), &claims(&base), &rsa_signer());
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims(&base),
+        &rsa_signer(),
+    );
     let failure = refusal(&authenticator, &token).await;
     assert_eq!(failure.reason, "keys_unavailable");
     assert!(failure.detail.contains("keys are unavailable"));
@@ -341,14 +400,40 @@ async fn discovery_must_name_the_issuer() {
 #[tokio::test]
 async fn no_credentials_is_anonymous() {
     let (authenticator, _guard) = rs256_inline().await;
-    assert_eq!(authenticator.authenticate(&HeaderMap::new()).await.unwrap(), Caller::anonymous());
+    assert_eq!(
+        authenticator.authenticate(&HeaderMap::new()).await.unwrap(),
+        Caller::anonymous()
+    );
     let mut basic = HeaderMap::new();
-    basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
-    assert!(authenticator.authenticate(&basic).await.unwrap().is_anonymous());
+    basic.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Basic YTpi"),
+    );
+    assert!(
+        authenticator
+            .authenticate(&basic)
+            .await
+            .unwrap()
+            .is_anonymous()
+    );
     let mut digest = HeaderMap::new();
     digest.insert(header::AUTHORIZATION, HeaderValue::from_static("Digest x"));
-    assert_eq!(authenticator.authenticate(&digest).await.unwrap_err().reason, "unsupported_scheme");
-    assert_eq!(authenticator.authenticate(&bearer("")).await.unwrap_err().reason, "malformed");
+    assert_eq!(
+        authenticator
+            .authenticate(&digest)
+            .await
+            .unwrap_err()
+            .reason,
+        "unsupported_scheme"
+    );
+    assert_eq!(
+        authenticator
+            .authenticate(&bearer(""))
+            .await
+            .unwrap_err()
+            .reason,
+        "malformed"
+    );
 }
 
 // ---------------------------------------------------------------- one test per refusal
@@ -369,8 +454,16 @@ async fn refuses_alg_none() {
 #[tokio::test]
 async fn refuses_alg_not_allowed() {
     let (authenticator, _guard) = rs256_inline().await;
-    let token = sign(Algorithm::PS256, Some("rsa-1"), &claims(INLINE_ISSUER), &rsa_signer());
-    assert_eq!(refusal(&authenticator, &token).await.reason, "alg_not_allowed");
+    let token = sign(
+        Algorithm::PS256,
+        Some("rsa-1"),
+        &claims(INLINE_ISSUER),
+        &rsa_signer(),
+    );
+    assert_eq!(
+        refusal(&authenticator, &token).await.reason,
+        "alg_not_allowed"
+    );
 }
 
 /// HS256 signed with the issuer's public key (algorithm confusion) is refused.
@@ -378,14 +471,22 @@ async fn refuses_alg_not_allowed() {
 async fn refuses_hs256_with_public_key() {
     let (authenticator, _guard) = rs256_inline().await;
     let public_as_secret = EncodingKey::from_secret(rsa_key().public_pem.as_bytes()).unwrap();
-    let token = sign(Algorithm::HS256, Some("rsa-1"), &claims(INLINE_ISSUER), &public_as_secret);
+    let token = sign(
+        Algorithm::HS256,
+        Some("rsa-1"),
+        &claims(INLINE_ISSUER),
+        &public_as_secret,
+    );
     let failure = refusal(&authenticator, &token).await;
     assert_eq!(failure.reason, "alg_confusion");
     // The same against the gateway's own issuer.
     let mut gateway = claims("passerelle");
     gateway["aud"] = json!("passerelle");
     let token = sign(Algorithm::HS256, None, &gateway, &public_as_secret);
-    assert_eq!(refusal(&authenticator, &token).await.reason, "alg_confusion");
+    assert_eq!(
+        refusal(&authenticator, &token).await.reason,
+        "alg_confusion"
+    );
 }
 
 /// An expired token is refused (beyond the leeway).
@@ -409,14 +510,22 @@ async fn refuses_not_yet_valid() {
     let mut early = claims(INLINE_ISSUER);
     early["nbf"] = json!(now() + 600);
     let token = sign(Algorithm::RS256, Some("rsa-1"), &early, &rsa_signer());
-    assert_eq!(refusal(&authenticator, &token).await.reason, "not_yet_valid");
+    assert_eq!(
+        refusal(&authenticator, &token).await.reason,
+        "not_yet_valid"
+    );
 }
 
 /// A token from an untrusted issuer, or without `iss`, is refused.
 #[tokio::test]
 async fn refuses_wrong_issuer() {
     let (authenticator, _guard) = rs256_inline().await;
-    let token = sign(Algorithm::RS256, Some("rsa-1"), &claims("https://evil.example"), &rsa_signer());
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims("https://evil.example"),
+        &rsa_signer(),
+    );
     assert_eq!(refusal(&authenticator, &token).await.reason, "wrong_issuer");
     let mut no_issuer = claims(INLINE_ISSUER);
     no_issuer.as_object_mut().unwrap().remove("iss");
@@ -431,7 +540,10 @@ async fn refuses_wrong_audience() {
     let mut other = claims(INLINE_ISSUER);
     other["aud"] = json!(["another-api"]);
     let token = sign(Algorithm::RS256, Some("rsa-1"), &other, &rsa_signer());
-    assert_eq!(refusal(&authenticator, &token).await.reason, "wrong_audience");
+    assert_eq!(
+        refusal(&authenticator, &token).await.reason,
+        "wrong_audience"
+    );
     other.as_object_mut().unwrap().remove("aud");
     let token = sign(Algorithm::RS256, Some("rsa-1"), &other, &rsa_signer());
     let failure = refusal(&authenticator, &token).await;
@@ -443,7 +555,12 @@ async fn refuses_wrong_audience() {
 #[tokio::test]
 async fn refuses_unknown_kid() {
     let (authenticator, _guard) = rs256_inline().await;
-    let token = sign(Algorithm::RS256, Some("rsa-404"), &claims(INLINE_ISSUER), &rsa_signer());
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-404"),
+        &claims(INLINE_ISSUER),
+        &rsa_signer(),
+    );
     assert_eq!(refusal(&authenticator, &token).await.reason, "unknown_kid");
 }
 
@@ -453,20 +570,34 @@ async fn refuses_bad_signature() {
     let issuer = "https://ec.example";
     let (real, jwk) = ec_key("ec-1");
     let config = AuthConfig {
-        issuers: vec![IssuerConfig { jwks: Some(json!({"keys": [jwk]})), ..issuer_config(issuer) }],
+        issuers: vec![IssuerConfig {
+            jwks: Some(json!({"keys": [jwk]})),
+            ..issuer_config(issuer)
+        }],
         ..AuthConfig::default()
     };
     let (authenticator, _, _guard) = authenticator(config).await;
     let (forger, _) = ec_key("ec-1");
     let forged = sign(Algorithm::ES256, Some("ec-1"), &claims(issuer), &forger);
-    assert_eq!(refusal(&authenticator, &forged).await.reason, "bad_signature");
+    assert_eq!(
+        refusal(&authenticator, &forged).await.reason,
+        "bad_signature"
+    );
 
     let genuine = sign(Algorithm::ES256, Some("ec-1"), &claims(issuer), &real);
     let parts: Vec<&str> = genuine.split('.').collect();
     let mut elevated = claims(issuer);
     elevated["realm_access"] = json!({"roles": ["passerelle-admin"]});
-    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(elevated.to_string()), parts[2]);
-    assert_eq!(refusal(&authenticator, &tampered).await.reason, "bad_signature");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(elevated.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        refusal(&authenticator, &tampered).await.reason,
+        "bad_signature"
+    );
     assert!(authenticator.authenticate(&bearer(&genuine)).await.is_ok());
 }
 
@@ -474,16 +605,38 @@ async fn refuses_bad_signature() {
 #[tokio::test]
 async fn refuses_truncated_and_garbage() {
     let (authenticator, _guard) = rs256_inline().await;
-    let token = sign(Algorithm::RS256, Some("rsa-1"), &claims(INLINE_ISSUER), &rsa_signer());
-    for bad in ["garbage", "a.b.c", "...", &token[..token.len() / 2], &token[..token.rfind('.').unwrap()]] {
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims(INLINE_ISSUER),
+        &rsa_signer(),
+    );
+    for bad in [
+        "garbage",
+        "a.b.c",
+        "...",
+        &token[..token.len() / 2],
+        &token[..token.rfind('.').unwrap()],
+    ] {
         let failure = refusal(&authenticator, bad).await;
-        assert!(["malformed", "bad_signature"].contains(&failure.reason), "{bad}: {failure}");
+        assert!(
+            ["malformed", "bad_signature"].contains(&failure.reason),
+            "{bad}: {failure}"
+        );
     }
     assert_eq!(refusal(&authenticator, "garbage").await.reason, "malformed");
-    assert_eq!(refusal(&authenticator, &token[..token.len() / 2]).await.reason, "malformed");
+    assert_eq!(
+        refusal(&authenticator, &token[..token.len() / 2])
+            .await
+            .reason,
+        "malformed"
+    );
     // A signature cut short is refused whichever check sees it first.
     let cut = refusal(&authenticator, &token[..token.len() - 10]).await;
-    assert!(["malformed", "bad_signature"].contains(&cut.reason), "{cut}");
+    assert!(
+        ["malformed", "bad_signature"].contains(&cut.reason),
+        "{cut}"
+    );
 }
 
 /// A header larger than 8 KiB is refused before anything else.
@@ -491,8 +644,16 @@ async fn refuses_truncated_and_garbage() {
 async fn refuses_oversized_header() {
     let (authenticator, _guard) = rs256_inline().await;
     let header = json!({"alg": "RS256", "kid": "rsa-1", "padding": "x".repeat(9000)});
-    let token = sign_with_header(&header, &claims(INLINE_ISSUER), &rsa_signer(), Algorithm::RS256);
-    assert_eq!(refusal(&authenticator, &token).await.reason, "header_too_large");
+    let token = sign_with_header(
+        &header,
+        &claims(INLINE_ISSUER),
+        &rsa_signer(),
+        Algorithm::RS256,
+    );
+    assert_eq!(
+        refusal(&authenticator, &token).await.reason,
+        "header_too_large"
+    );
 }
 
 /// `jku`, `x5u` and `jwk` headers are never followed: the key comes from the
@@ -512,8 +673,16 @@ async fn ignores_key_location_headers() {
         ("rsa-1", json!({"jku": jwks_url, "jwk": attacker_rsa})),
     ] {
         let mut header = json!({"alg": "ES256", "kid": kid});
-        header.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let token = sign_with_header(&header, &claims(INLINE_ISSUER), &attacker_key, Algorithm::ES256);
+        header
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let token = sign_with_header(
+            &header,
+            &claims(INLINE_ISSUER),
+            &attacker_key,
+            Algorithm::ES256,
+        );
         let failure = refusal(&authenticator, &token).await;
         // ES256 is not accepted for this RS256-only issuer: refused on the algorithm first.
         assert_eq!(failure.reason, "alg_not_allowed", "{header}");
@@ -522,18 +691,26 @@ async fn ignores_key_location_headers() {
     let issuer = "https://ec.example";
     let (_, real_jwk) = ec_key("ec-1");
     let config = AuthConfig {
-        issuers: vec![IssuerConfig { jwks: Some(json!({"keys": [real_jwk]})), ..issuer_config(issuer) }],
+        issuers: vec![IssuerConfig {
+            jwks: Some(json!({"keys": [real_jwk]})),
+            ..issuer_config(issuer)
+        }],
         ..AuthConfig::default()
     };
     let (ec_authenticator, _, _guard2) = self::authenticator(config).await;
     let mut embedded = attacker_jwk.clone();
     embedded["kid"] = json!("ec-1");
     for (kid, expected) in [("evil", "unknown_kid"), ("ec-1", "bad_signature")] {
-        let header = json!({"alg": "ES256", "kid": kid, "jku": jwks_url, "x5u": jwks_url, "jwk": embedded});
+        let header =
+            json!({"alg": "ES256", "kid": kid, "jku": jwks_url, "x5u": jwks_url, "jwk": embedded});
         let token = sign_with_header(&header, &claims(issuer), &attacker_key, Algorithm::ES256);
         assert_eq!(refusal(&ec_authenticator, &token).await.reason, expected);
     }
-    assert_eq!(attacker.hits(), 0, "the attacker's server was never contacted");
+    assert_eq!(
+        attacker.hits(),
+        0,
+        "the attacker's server was never contacted"
+    );
 }
 
 /// An issuer with a shared secret accepts HS256 with that secret only.
@@ -550,12 +727,22 @@ async fn hs256_only_with_the_configured_secret() {
         ..AuthConfig::default()
     };
     let (authenticator, _, _guard) = authenticator(config).await;
-    let good = sign(Algorithm::HS256, None, &claims(issuer), &EncodingKey::from_secret(secret.as_bytes()).unwrap());
+    let good = sign(
+        Algorithm::HS256,
+        None,
+        &claims(issuer),
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    );
     assert!(authenticator.authenticate(&bearer(&good)).await.is_ok());
     let other = EncodingKey::from_secret(b"another secret of thirty-two bytes!").unwrap();
     let bad = sign(Algorithm::HS256, None, &claims(issuer), &other);
     assert_eq!(refusal(&authenticator, &bad).await.reason, "bad_signature");
-    let rs = sign(Algorithm::RS256, Some("rsa-1"), &claims(issuer), &rsa_signer());
+    let rs = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims(issuer),
+        &rsa_signer(),
+    );
     assert_eq!(refusal(&authenticator, &rs).await.reason, "alg_not_allowed");
 }
 
@@ -566,7 +753,10 @@ async fn hs256_only_with_the_configured_secret() {
 async fn gateway_tokens() {
     let (authenticator, store, _guard) = authenticator(AuthConfig::default()).await;
     let keys = KeyRing::load(&store, &AuthConfig::default()).await.unwrap();
-    let token = keys.mint("bob", Some("Troyes"), &["agent".to_owned()], 60).await.unwrap();
+    let token = keys
+        .mint("bob", Some("Troyes"), &["agent".to_owned()], 60)
+        .await
+        .unwrap();
     let caller = authenticator.authenticate(&bearer(&token)).await.unwrap();
     assert_eq!(caller.subject, "bob");
     assert_eq!(caller.roles, vec!["anonymous", "agent"]);
@@ -581,14 +771,22 @@ async fn gateway_tokens() {
     assert_eq!(caller.roles, vec!["anonymous", "authenticated"]);
 
     let (other_store, _other_guard) = test_support::sqlite().await;
-    let foreign = KeyRing::load(&other_store, &AuthConfig::default()).await.unwrap();
-    let token = foreign.mint("mallory", None, &["admin".to_owned()], 60).await.unwrap();
+    let foreign = KeyRing::load(&other_store, &AuthConfig::default())
+        .await
+        .unwrap();
+    let token = foreign
+        .mint("mallory", None, &["admin".to_owned()], 60)
+        .await
+        .unwrap();
     assert_eq!(refusal(&authenticator, &token).await.reason, "unknown_kid");
 }
 
 // ---------------------------------------------------------------- HTTP
 
-async fn call(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Option<TokenAttempt>, Value) {
+async fn call(
+    app: &Router,
+    request: Request<Body>,
+) -> (StatusCode, HeaderMap, Option<TokenAttempt>, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -599,7 +797,9 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, O
 }
 
 fn token_request(form: &[(&str, &str)]) -> Request<Body> {
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
     Request::post(http::TOKEN_PATH)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(body))
@@ -607,28 +807,47 @@ fn token_request(form: &[(&str, &str)]) -> Request<Body> {
 }
 
 fn credentials<'a>(client_id: &'a str, secret: &'a str) -> Vec<(&'static str, &'a str)> {
-    vec![("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)]
+    vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+    ]
 }
 
 async fn client_credentials_flow(store: Store) {
-    let config = AuthConfig { api_key_cache_seconds: 1, ..AuthConfig::default() };
+    let config = AuthConfig {
+        api_key_cache_seconds: 1,
+        ..AuthConfig::default()
+    };
     let authenticator = Authenticator::new(&config, store.clone()).await.unwrap();
     let app: Router = routes::<Authenticator>().with_state(authenticator.clone());
     let registry = ClientRegistry::new(store);
     let month = chrono::Utc::now() + chrono::Duration::days(30);
     let datasets = vec!["locations-velos".to_owned()];
     let (client_id, secret) = registry
-        .create("Troyes", &["partenaire".to_owned(), "lecteur".to_owned()], Some(&datasets), Some(month))
+        .create(
+            "Troyes",
+            &["partenaire".to_owned(), "lecteur".to_owned()],
+            Some(&datasets),
+            Some(month),
+        )
         .await
         .unwrap();
 
     // Success with the form body.
-    let (status, headers, attempt, body) = call(&app, token_request(&credentials(&client_id, &secret))).await;
+    let (status, headers, attempt, body) =
+        call(&app, token_request(&credentials(&client_id, &secret))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    assert_eq!(attempt, Some(TokenAttempt { client_id: Some(client_id.clone()), outcome: "issued" }));
+    assert_eq!(
+        attempt,
+        Some(TokenAttempt {
+            client_id: Some(client_id.clone()),
+            outcome: "issued"
+        })
+    );
     let token = body["access_token"].as_str().unwrap();
     let caller = authenticator.authenticate(&bearer(token)).await.unwrap();
     assert_eq!(caller.subject, client_id);
@@ -651,21 +870,34 @@ async fn client_credentials_flow(store: Store) {
     let (status, _, _, body) = call(&app, request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "lecteur");
-    let caller = authenticator.authenticate(&bearer(body["access_token"].as_str().unwrap())).await.unwrap();
+    let caller = authenticator
+        .authenticate(&bearer(body["access_token"].as_str().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(caller.roles, vec!["anonymous", "lecteur"]);
 
     // Malformed requests (RFC 6749 §5.2).
     let mut wrong_grant = credentials(&client_id, &secret);
     wrong_grant[0].1 = "password";
     let (status, _, attempt, body) = call(&app, token_request(&wrong_grant)).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
     assert_eq!(attempt.unwrap().outcome, "unsupported_grant_type");
-    let (status, _, _, body) = call(&app, token_request(&credentials(&client_id, &secret)[1..])).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    let (status, _, _, body) =
+        call(&app, token_request(&credentials(&client_id, &secret)[1..])).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
     let mut scoped = credentials(&client_id, &secret);
     scoped.push(("scope", "admin"));
     let (status, _, _, body) = call(&app, token_request(&scoped)).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
     let json_body = Request::post(http::TOKEN_PATH)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{}"))
@@ -673,29 +905,63 @@ async fn client_credentials_flow(store: Store) {
     assert_eq!(call(&app, json_body).await.0, StatusCode::BAD_REQUEST);
 
     // Disabled client and ended agreement.
-    let (disabled, disabled_secret) = registry.create("Sainte-Savine", &[], None, None).await.unwrap();
+    let (disabled, disabled_secret) = registry
+        .create("Sainte-Savine", &[], None, None)
+        .await
+        .unwrap();
     registry.disable(&disabled).await.unwrap();
-    let (status, headers, attempt, body) = call(&app, token_request(&credentials(&disabled, &disabled_secret))).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
-    assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic"));
+    let (status, headers, attempt, body) = call(
+        &app,
+        token_request(&credentials(&disabled, &disabled_secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
     assert_eq!(attempt.unwrap().outcome, "client_disabled");
     let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
-    let (ended, ended_secret) = registry.create("ADEME", &[], None, Some(yesterday)).await.unwrap();
-    let (status, _, attempt, _) = call(&app, token_request(&credentials(&ended, &ended_secret))).await;
+    let (ended, ended_secret) = registry
+        .create("ADEME", &[], None, Some(yesterday))
+        .await
+        .unwrap();
+    let (status, _, attempt, _) =
+        call(&app, token_request(&credentials(&ended, &ended_secret))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(attempt.unwrap().outcome, "expired");
 
     // Wrong secrets: 401 until the limit, then 429 even with the right secret.
     for _ in 0..5 {
-        let (status, _, attempt, body) = call(&app, token_request(&credentials(&client_id, "not-the-secret"))).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+        let (status, _, attempt, body) = call(
+            &app,
+            token_request(&credentials(&client_id, "not-the-secret")),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+        );
         let attempt = attempt.unwrap();
-        assert_eq!((attempt.client_id.as_deref(), attempt.outcome), (Some(client_id.as_str()), "wrong_secret"));
+        assert_eq!(
+            (attempt.client_id.as_deref(), attempt.outcome),
+            (Some(client_id.as_str()), "wrong_secret")
+        );
         assert!(!body.to_string().contains("not-the-secret"));
     }
-    let (status, headers, attempt, _) = call(&app, token_request(&credentials(&client_id, &secret))).await;
+    let (status, headers, attempt, _) =
+        call(&app, token_request(&credentials(&client_id, &secret))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(attempt.unwrap().outcome, "rate_limited");
 
@@ -707,31 +973,66 @@ async fn client_credentials_flow(store: Store) {
     assert_eq!(caller.allowed_datasets, Some(datasets));
     let mut headers = HeaderMap::new();
     headers.insert("x-api-key", HeaderValue::from_str(&key).unwrap());
-    assert_eq!(authenticator.authenticate(&headers).await.unwrap().client_id, Some(client_id.clone()));
+    assert_eq!(
+        authenticator
+            .authenticate(&headers)
+            .await
+            .unwrap()
+            .client_id,
+        Some(client_id.clone())
+    );
     let mut both = bearer(&key);
     both.insert("x-api-key", HeaderValue::from_str(&key).unwrap());
-    assert_eq!(authenticator.authenticate(&both).await.unwrap_err().reason, "ambiguous_credentials");
+    assert_eq!(
+        authenticator.authenticate(&both).await.unwrap_err().reason,
+        "ambiguous_credentials"
+    );
     registry.revoke_api_key(&key_id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let failure = authenticator.authenticate(&headers).await.unwrap_err();
     assert_eq!(failure.reason, "revoked");
+    assert_eq!(failure.client_id.as_deref(), Some(client_id.as_str()));
     assert!(!failure.detail.contains(&key));
     let forged = format!("pk_{key_id}_{}", "A".repeat(43));
-    assert_eq!(authenticator.authenticate(&bearer(&forged)).await.unwrap_err().reason, "wrong_secret");
+    assert_eq!(
+        authenticator
+            .authenticate(&bearer(&forged))
+            .await
+            .unwrap_err()
+            .reason,
+        "wrong_secret"
+    );
 
     // Published keys and metadata.
-    let request = Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap();
+    let request = Request::get("/.well-known/jwks.json")
+        .body(Body::empty())
+        .unwrap();
     let (status, _, _, jwks) = call(&app, request).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(jwks["keys"].as_array().unwrap().iter().all(|key| key["kty"] == "EC" && key.get("d").is_none()));
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|key| key["kty"] == "EC" && key.get("d").is_none())
+    );
     let request = Request::get("/.well-known/oauth-authorization-server")
         .header(header::HOST, "data.example.org")
         .body(Body::empty())
         .unwrap();
     let (_, _, _, metadata) = call(&app, request).await;
-    assert_eq!(metadata["token_endpoint"], "http://data.example.org/api/v1/auth/token");
-    assert_eq!(metadata["jwks_uri"], "http://data.example.org/.well-known/jwks.json");
-    assert_eq!(metadata["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        metadata["token_endpoint"],
+        "http://data.example.org/api/v1/auth/token"
+    );
+    assert_eq!(
+        metadata["jwks_uri"],
+        "http://data.example.org/.well-known/jwks.json"
+    );
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["client_credentials"])
+    );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
@@ -748,7 +1049,9 @@ async fn client_credentials_on_sqlite() {
 /// The same on PostgreSQL.
 #[tokio::test]
 async fn client_credentials_on_postgres() {
-    let Some((store, _guard)) = test_support::postgres().await else { return };
+    let Some((store, _guard)) = test_support::postgres().await else {
+        return;
+    };
     client_credentials_flow(store).await;
 }
 
@@ -761,12 +1064,52 @@ async fn failed_attempts_are_limited_per_ip() {
     let mut last = StatusCode::OK;
     for index in 0..6 {
         let mut request = token_request(&credentials(&format!("client_{index}"), "guess"));
-        request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
         last = call(&app, request).await.0;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
     // Another IP is not affected.
     let mut request = token_request(&credentials("client_9", "guess"));
-    request.extensions_mut().insert(axum::extract::ConnectInfo("192.0.2.8:4000".parse::<std::net::SocketAddr>().unwrap()));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(
+        "192.0.2.8:4000".parse::<std::net::SocketAddr>().unwrap(),
+    ));
     assert_eq!(call(&app, request).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// An EdDSA (Ed25519) provider's keys work like the others.
+#[tokio::test]
+async fn eddsa_provider() {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    // PKCS#8 v1 of an Ed25519 private key: a fixed prefix, then the seed.
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&seed);
+    let signer = EncodingKey::from_ed_der(&der);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": URL_SAFE_NO_PAD.encode(public.as_bytes())});
+    let issuer = "https://ed.example";
+    let config = AuthConfig {
+        issuers: vec![IssuerConfig {
+            jwks: Some(json!({"keys": [jwk]})),
+            algorithms: vec!["EdDSA".into()],
+            ..issuer_config(issuer)
+        }],
+        ..AuthConfig::default()
+    };
+    let (authenticator, _, _guard) = authenticator(config).await;
+    let token = sign(Algorithm::EdDSA, Some("ed-1"), &claims(issuer), &signer);
+    let caller = authenticator
+        .authenticate(&bearer(&token))
+        .await
+        .expect("EdDSA token");
+    assert_eq!(caller.roles, vec!["anonymous", "agent"]);
+    let (ec, _) = ec_key("ed-1");
+    let wrong_family = sign(Algorithm::ES256, Some("ed-1"), &claims(issuer), &ec);
+    assert_eq!(
+        refusal(&authenticator, &wrong_family).await.reason,
+        "alg_not_allowed"
+    );
 }
