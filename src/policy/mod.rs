@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 
-pub use engine::PolicyEngine;
+pub use engine::{MODEL_FILE, POLICY_FILE, PolicyEngine};
 
 /// What a caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
