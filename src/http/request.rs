@@ -174,7 +174,7 @@ fn new_event(
         subject: caller.subject.clone(),
         org: caller.org.clone(),
         roles: caller.roles.clone(),
-        auth_method: caller.auth_method.as_str().to_owned(),
+        auth_method: auth_method_label(caller).to_owned(),
         client_id: caller.client_id.clone(),
         token_id: caller.token_id.clone(),
         ip: facts.ip.clone(),
@@ -195,6 +195,16 @@ fn new_event(
         bytes: None,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         purpose: record.purpose.clone(),
+    }
+}
+
+/// The audit's name for how the caller authenticated: the gateway's own
+/// tokens are `client_credentials` when a partner client obtained them, `jwt`
+/// when minted for a person (development tokens).
+fn auth_method_label(caller: &Caller) -> &'static str {
+    match caller.auth_method {
+        crate::auth::AuthMethod::GatewayToken if caller.client_id.is_none() => "jwt",
+        method => method.as_str(),
     }
 }
 

@@ -949,9 +949,9 @@ mod tests {
         }
     }
 
-    /// `like`/`ilike` turn `*` into `%` and escape literal `%`, `_`, `\`.
+    /// `like`/`ilike` turn `*` into `%` and keep `%`, `_` and `\` as PostgREST does.
     #[test]
-    fn like_patterns_use_star_and_escape_sql_wildcards() {
+    fn like_patterns_follow_postgrest() {
         assert_eq!(
             filter("commune=like.Saint*"),
             condition(1, Operator::Like("Saint%".into()))
@@ -960,10 +960,15 @@ mod tests {
             filter("commune=ilike.*troyes*"),
             condition(1, Operator::Ilike("%troyes%".into()))
         );
-        let plan = parse_pair("commune", r"like.100%_a\b*").unwrap();
+        let plan = parse_pair("commune", r"like.100%_a\_b*").unwrap();
         assert_eq!(
             plan.filter,
-            Some(condition(1, Operator::Like(r"100\%\_a\\b%".into())))
+            Some(condition(1, Operator::Like(r"100%_a\_b%".into())))
+        );
+        let plan = parse_pair("commune", r"like.fin\").unwrap();
+        assert_eq!(
+            plan.filter,
+            Some(condition(1, Operator::Like(r"fin\\".into())))
         );
         assert_eq!(
             filter("releve=like.2024-*"),

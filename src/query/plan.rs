@@ -94,9 +94,10 @@ pub enum Operator {
     Lt(Value),
     Lte(Value),
     /// SQL LIKE pattern, case-sensitive, to be used with `ESCAPE '\'` (one
-    /// backslash). Built by [`Operator::like_pattern`]: PostgREST's `*` became
-    /// `%`, and the user's literal `%`, `_` and `\` are escaped as `\%`, `\_`
-    /// and `\\`, so `*` is the only wildcard a client can write.
+    /// backslash). Built by [`Operator::like_pattern`] as PostgREST does:
+    /// `*` became `%`; `%` and `_` stay wildcards and `\` escapes, so
+    /// clients written for PostgREST (`like.*Alba*`, `like.%Alba%`) match
+    /// the same rows.
     Like(String),
     /// Case-insensitive LIKE (ASCII folding at least); same pattern convention
     /// as [`Operator::Like`].
@@ -107,20 +108,14 @@ pub enum Operator {
 }
 
 impl Operator {
-    /// Turns a PostgREST pattern (`*` = any run of characters) into a SQL
-    /// LIKE pattern for `ESCAPE '\'`: `*` becomes `%`; `%`, `_` and `\` are
-    /// escaped so they match themselves.
+    /// Turns a PostgREST pattern into a SQL LIKE pattern for `ESCAPE '\'`:
+    /// `*` becomes `%`, everything else is kept (PostgREST's behaviour). A
+    /// trailing lone `\`, which PostgreSQL refuses, is made to match itself.
     pub fn like_pattern(text: &str) -> String {
-        let mut pattern = String::with_capacity(text.len());
-        for character in text.chars() {
-            match character {
-                '*' => pattern.push('%'),
-                '%' | '_' | '\\' => {
-                    pattern.push('\\');
-                    pattern.push(character);
-                }
-                other => pattern.push(other),
-            }
+        let mut pattern: String = text.chars().map(|character| if character == '*' { '%' } else { character }).collect();
+        let trailing = pattern.chars().rev().take_while(|character| *character == '\\').count();
+        if trailing % 2 == 1 {
+            pattern.push('\\');
         }
         pattern
     }

@@ -203,7 +203,7 @@ on_both_stores! {
         assert!(report["checked"].as_i64().unwrap() >= 3, "{report}");
         assert!(report["head_hash"].as_str().is_some_and(|hash| hash.len() == 64), "{report}");
         let victim = app.audit_events("dataset=frequentation-musees&limit=1").await[0]["seq"].as_i64().unwrap();
-        crate::helpers::execute(&app, &format!("UPDATE audit_events SET status = 500 WHERE sequence = {victim}")).await;
+        crate::helpers::execute(&app, &format!("UPDATE audit_events SET status = 500 WHERE seq = {victim}")).await;
         let report: Value = app.get_as("/api/v1/audit/verify", &auditor).await.json().await.unwrap();
         assert_eq!(report["ok"], false, "{report}");
         assert_eq!(report["first_broken"]["seq"].as_i64(), Some(victim), "{report}");

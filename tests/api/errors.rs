@@ -15,14 +15,14 @@ on_both_stores! {
             ("order=nope.desc", "/problems/unknown-column", "nope"),
             ("or=(nope.eq.1,id.eq.2)", "/problems/unknown-column", "nope"),
             ("select=nope.sum()", "/problems/unknown-column", "nope"),
-            ("id=zz.1", "/problems/invalid-operator", "zz"),
+            ("id=zz.1", "/problems/invalid-query", "zz"),
             ("id=eq.abc", "/problems/invalid-value", "abc"),
-            ("date=gt.yesterday", "/problems/invalid-value", "yesterday"),
-            ("or=(id.eq.1,id.eq.2", "/problems/syntax-error", ""),
-            ("limit=18446744073709551616", "/problems/invalid-limit", ""),
-            ("limit=-1", "/problems/invalid-limit", ""),
-            ("offset=-1", "/problems/invalid-limit", ""),
-            ("select=commune.sum()", "/problems/invalid-operator", "sum"),
+            ("annee=gt.yesterday", "/problems/invalid-value", "yesterday"),
+            ("or=(id.eq.1,id.eq.2", "/problems/invalid-query", "or"),
+            ("limit=18446744073709551616", "/problems/invalid-query", "limit"),
+            ("limit=-1", "/problems/invalid-query", "limit"),
+            ("offset=-1", "/problems/invalid-query", "offset"),
+            ("select=commune.sum()", "/problems/invalid-aggregate", "sum"),
             ("commune=eq.x'); DROP TABLE datasets; --", "", ""),
         ];
         for (query, kind, culprit) in cases {
@@ -53,7 +53,8 @@ on_both_stores! {
         };
         assert_eq!(app.get(&nest(15)).await.status(), 200);
         let body = problem(app.get(&nest(30)).await, 400).await;
-        assert_eq!(body["type"], "/problems/too-deep");
+        assert_eq!(body["type"], "/problems/invalid-query");
+        assert!(body["detail"].as_str().unwrap().contains("16"), "{body}");
     }
 }
 
