@@ -28,10 +28,11 @@ import bench_util as bu
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-WORK = os.path.join(BENCH, "work")
+WORK = os.path.abspath(os.environ.get("BENCH_WORK") or os.path.join(BENCH, "work"))
 RAW = os.path.join(WORK, "raw")
 CSV = os.path.join(WORK, "consommations.csv")
 SQLITE_DB = os.path.join(WORK, "bench.db")
+RESULTS = os.environ.get("BENCH_RESULTS") or os.path.join(BENCH, "RESULTS.md")
 
 
 def env_int(name, default):
@@ -85,9 +86,9 @@ def psql(sql, db=PEER_DB, timeout=600):
                timeout=timeout).stdout.strip()
 
 
-def start(name, cmd, env=None, log_name=None):
+def start(name, cmd, env=None, log_name=None, cwd=None):
     out = open(os.path.join(RAW, log_name or f"{name}.log"), "w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                             start_new_session=True)
     PROCS.append((name, proc))
     return proc
@@ -183,7 +184,8 @@ def note(msg):
 
 
 def cmd_doc(text):
-    R["commands"].append(text)
+    if text not in R["commands"]:
+        R["commands"].append(text)
 
 
 # ---------------------------------------------------------------- data
@@ -311,7 +313,7 @@ class Gateway:
 
     def serve(self, port=None, name=None):
         name = name or f"passerelle_{self.key}"
-        proc = start(name, [PASSERELLE, "serve"], env=self.env(port=port))
+        proc = start(name, [PASSERELLE, "serve"], env=self.env(port=port), cwd=WORK)
         base = f"http://127.0.0.1:{port or self.port}"
         if not wait_http(base + "/health/live", proc, 180):
             self.fail(f"`passerelle serve` did not answer on {base} within 180 s "
@@ -443,8 +445,8 @@ def wrk_run(key, url, headers, conns, seconds, out_path, pids):
 
 def snap(pids):
     """CPU ticks of the server (and PostgreSQL) trees, like bench_util.snap."""
-    kids, _ = bu._procs()
-    out = {}
+    kids, allp = bu._procs()
+    out = {"_all": allp}
     for name, pid in pids.items():
         seen, stack = {}, [pid]
         while stack:
@@ -542,6 +544,10 @@ def scenarios_http(gws, floor, ds):
             r["db_ms_req"] = 1000 * bu.cpu_delta(s0, s1, "postgres") / n if n and "postgres" in pids else None
             tot = (s1["_stat"]["total"] - s0["_stat"]["total"])
             r["busy"] = (s1["_stat"]["busy"] - s0["_stat"]["busy"]) / tot if tot else None
+            ours = set(s1.get("server", {})) | set(s1.get("postgres", {}))
+            r["foreign_cpu_s"] = sum(
+                max(0, t - s0["_all"].get(p, [c, t])[1]) for p, (c, t) in s1["_all"].items()
+                if p not in ours and c not in ("wrk", "time")) / bu.HZ
             R["wrk"][key].append(r)
             log(f"round {i} {key}: {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
                 f"non-2xx {r['non2xx']}, socket errors {r['sockerr']}")
@@ -771,7 +777,8 @@ def versions():
 def main():
     os.makedirs(RAW, exist_ok=True)
     for f in os.listdir(RAW):
-        os.remove(os.path.join(RAW, f))
+        if f != "gateway_build.log":
+            os.remove(os.path.join(RAW, f))
     for name, port in PORTS.items():
         if not port_free(port):
             sys.exit(f"port {port} ({name}) is busy: stop what listens there first")
@@ -811,8 +818,8 @@ def main():
     R["duration_s"] = time.time() - T0
     json.dump(R, open(os.path.join(RAW, "results.json"), "w"), indent=1, default=str)
     import report
-    report.write(R, os.path.join(BENCH, "RESULTS.md"))
-    log(f"done in {R['duration_s'] / 60:.1f} min: bench/RESULTS.md (raw outputs in bench/work/raw/)")
+    report.write(R, RESULTS)
+    log(f"done in {R['duration_s'] / 60:.1f} min: {RESULTS} (raw outputs in {RAW})")
     return 1 if R["failed"] else 0
 
 

@@ -107,7 +107,7 @@ def write(R, out):
            au.get("events_per_second"), ">=", 10000, unit="ev/s", failed=failed("audit"))
     L.append("## Budgets\n")
     L.append("Ratios of req/s are medians of per-round ratios (each round runs every scenario once, "
-             "back to back). `n/a`: not measured in this run (see the problems above).\n")
+             "back to back). `n/a`: not measured in this run (see the problems listed above, if any).\n")
     L.append("| scenario | measure | value | budget | verdict |")
     L.append("|---|---|---:|---:|---|")
     L += rows
@@ -118,17 +118,21 @@ def write(R, out):
     L.append(f"wrk 4.1 `-t2 -c{cfg['conns']} -d{cfg['duration_s']}s --latency --timeout 30s`, {cfg['reps']} runs "
              "per scenario, interleaved round-robin; medians. Any non-2xx response or socket error fails the "
              "scenario. Server CPU ms/req = CPU of the server process (and PostgreSQL for PG-backed rows) "
-             "during the run / completed requests.\n")
+             "during the run / completed requests. Other processes CPU s = CPU used during the run by processes "
+             "other than the server, PostgreSQL and wrk (wrk itself excluded; other tenants, builds): "
+             f"each run offers {2 * cfg['duration_s']} core-seconds.\n")
     L.append("| scenario | req/s (median) | p50 ms | p99 ms | runs req/s | server CPU ms/req | PostgreSQL CPU ms/req | "
-             "non-2xx / socket errors | bytes/resp | status |")
-    L.append("|---|---:|---:|---:|---|---:|---:|---|---:|---|")
+             "non-2xx / socket errors | bytes/resp | machine busy % | other processes CPU s | status |")
+    L.append("|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---|")
     for key, label, url, conns, nbytes in R["scen"]:
         runs = R["wrk"].get(key) or []
-        L.append("| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |".format(
+        busy = med([x.get("busy") for x in runs])
+        L.append("| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |".format(
             label, fmt(med([x["rps"] for x in runs])), fmt(med([x["p50"] for x in runs]), 2),
             fmt(med([x["p99"] for x in runs]), 2), ", ".join(fmt(x["rps"]) for x in runs),
             fmt(med([x.get("srv_ms_req") for x in runs]), 3), fmt(med([x.get("db_ms_req") for x in runs]), 3),
             sum(x["non2xx"] for x in runs), sum(x["sockerr"] for x in runs), nbytes,
+            fmt(busy * 100 if busy is not None else None, 0), fmt(med([x.get("foreign_cpu_s") for x in runs]), 1),
             "FAILED" if key in R["failed"] else "ok"))
     L.append("")
     L.append("Ratios (median of same-round ratios; rounds in brackets):\n")

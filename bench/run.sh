@@ -17,7 +17,8 @@ ROOT=$(dirname "$BENCH")
 cd "$BENCH"
 T0=$(date +%s)
 log() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*" >&2; }
-mkdir -p work/raw
+WORK=${BENCH_WORK:-$BENCH/work}
+mkdir -p "$WORK/raw"
 
 # ------------------------------------------------------------------ tools
 need=()
@@ -59,13 +60,13 @@ export FLOOR_BIN=$FLOOR_TARGET/release/floor
 export PASSERELLE_BUILD_ERROR=
 if [ -z "${PASSERELLE_BIN:-}" ]; then
   log "cargo build --release (the gateway, at $ROOT)"
-  if (cd "$ROOT" && cargo build --release --bin passerelle) > work/raw/gateway_build.log 2>&1; then
+  if (cd "$ROOT" && cargo build --release --bin passerelle) > "$WORK/raw/gateway_build.log" 2>&1; then
     export PASSERELLE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/passerelle
   else
-    PASSERELLE_BUILD_ERROR="cargo build --release failed (bench/work/raw/gateway_build.log): $(grep -m3 -E '^error' work/raw/gateway_build.log | tr '\n' ' ' | cut -c1-400)"
+    PASSERELLE_BUILD_ERROR="cargo build --release failed ($WORK/raw/gateway_build.log): $(grep -m3 -E '^error' "$WORK/raw/gateway_build.log" | tr '\n' ' ' | cut -c1-400)"
     export PASSERELLE_BUILD_ERROR
     log "the gateway did not build: Passerelle scenarios will be reported as not measured"
-    tail -20 work/raw/gateway_build.log >&2
+    tail -20 "$WORK/raw/gateway_build.log" >&2
   fi
 else
   log "using PASSERELLE_BIN=$PASSERELLE_BIN (no gateway build)"
