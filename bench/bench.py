@@ -52,9 +52,11 @@ PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 PEER_DB = "bench"
 GW_DB = "passerelle_bench"
 PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092}
-PASSERELLE = os.environ.get("PASSERELLE_BIN", "")
+PASSERELLE = os.environ.get("GATEWAY_BIN", "")
 FLOOR = os.environ.get("FLOOR_BIN", "")
-GW_BUILD_ERROR = os.environ.get("PASSERELLE_BUILD_ERROR", "")
+GW_BUILD_ERROR = os.environ.get("GATEWAY_BUILD_ERROR", "")
+# extra settings for the gateway processes, e.g. "RUST_LOG=warn PASSERELLE_SERVER__PAGE_CACHE_BYTES=0"
+GATEWAY_ENV = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_GATEWAY_ENV", "").split() if "=" in kv)
 T0 = time.time()
 
 PROCS = []  # (name, Popen) started here
@@ -278,7 +280,10 @@ class Gateway:
         self.port = PORTS[key]
 
     def env(self, port=None, dev=False):
-        e = dict(os.environ)
+        # The gateway reads every PASSERELLE_* variable as a setting (unknown keys are refused):
+        # pass only the ones set here and in BENCH_GATEWAY_ENV.
+        e = {k: v for k, v in os.environ.items() if not k.startswith("PASSERELLE_")}
+        e.update(GATEWAY_ENV)
         e.update({
             "DATABASE_URL": self.url,
             "PASSERELLE_SERVER__LISTEN": f"127.0.0.1:{port or self.port}",
@@ -332,7 +337,7 @@ def check_binary():
     if GW_BUILD_ERROR:
         return f"the gateway did not build: {GW_BUILD_ERROR}"
     if not PASSERELLE or not os.path.isfile(PASSERELLE):
-        return f"binary not found ({PASSERELLE or 'PASSERELLE_BIN unset'})"
+        return f"binary not found ({PASSERELLE or 'GATEWAY_BIN unset'})"
     proc = run([PASSERELLE, "--help"], check=False, timeout=30)
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -494,6 +499,8 @@ def scenarios_http(gws, floor, ds):
         hdrs = dict(h.split(": ", 1) for h in headers)
         status, rh, body = http(url, hdrs)
         open(os.path.join(RAW, f"resp_{key}.json"), "wb").write(body)
+        open(os.path.join(RAW, f"resp_{key}.headers"), "w").write(
+            f"HTTP {status}\n" + "".join(f"{k}: {v}\n" for k, v in rh.items()))
         if status != 200:
             note(f"{key}: HTTP {status} for {url}: {body[:300].decode(errors='replace')}")
             R["failed"].append(key)
@@ -572,12 +579,12 @@ def scenario_aggregate(gws):
         parts = line.split("|")
         if len(parts) == 3:
             ref[parts[0]] = (float(parts[1]), int(parts[2]))
-    R["agg"]["psql"] = {"label": "psql GROUP BY commune (server time, \\timing)", "times": [m / 1000 for m in ms],
+    R["agg"]["psql"] = {"label": "psql GROUP BY commune (\\timing: query round trip on an open connection)", "times": [m / 1000 for m in ms],
                         "groups": len(ref)}
     script = ".timer on\n" + (AGG_SQL + ";\n") * (AGG_RUNS + 1)
     out = run(["sqlite3", SQLITE_DB], input=script).stdout
     secs = [float(x) for x in re.findall(r"Run Time: real ([\d.]+)", out)][1:]
-    R["agg"]["sqlite3"] = {"label": "sqlite3 GROUP BY commune (.timer real)", "times": secs}
+    R["agg"]["sqlite3"] = {"label": "sqlite3 GROUP BY commune (.timer real, in process)", "times": secs}
     cmd_doc(f"psql: \\timing on; {AGG_SQL}  ({AGG_RUNS} runs after 1 warm-up); same in sqlite3 with .timer on")
     for gw in gws:
         if gw.error or gw.proc is None:
@@ -785,6 +792,8 @@ def main():
     versions()
     prepare_data()
     gws = gateways()
+    R["gateway_env"] = " ".join(f"{k}={v}" for k, v in sorted(gws[1].env().items())
+                                if k.startswith("PASSERELLE_") or k in GATEWAY_ENV and k != "DATABASE_URL")
     problem = check_binary()
     if problem:
         for gw in gws:

@@ -44,6 +44,9 @@ def write(R, out):
              f"(median), BENCH_CONNS={cfg['conns']} connections, BENCH_DS_EXPORT_RUNS={cfg['ds_export_runs']}, "
              f"BENCH_AGG_RUNS={cfg['agg_runs']}, BENCH_AUDIT_EVENTS={cfg['audit_events']}, "
              f"BENCH_AUDIT_CONCURRENCY={cfg['audit_concurrency']}.\n")
+    L.append(f"Gateway processes: `DATABASE_URL` = `sqlite:bench/work/passerelle.db` or "
+             f"`$BENCH_PG_URL/passerelle_bench` (a fresh database per run), `{R.get('gateway_env', '')}`; "
+             "tokens minted with `PASSERELLE_DEV_MODE=true`, the server itself runs without dev mode.\n")
     if R["notes"]:
         L.append("## Problems met during this run\n")
         for n in R["notes"]:
@@ -170,7 +173,7 @@ def write(R, out):
             notes.append("error: " + e["error"][:200])
         L.append(f"| {e['label']} | {fmt(med(e.get('times')), 3)} | "
                  f"{', '.join(f'{t:.3f}' for t in e.get('times', []))} | {'; '.join(notes)} |")
-    L.append("\npsql and sqlite3 times are server-side query times; Passerelle times are client wall "
+    L.append("\npsql and sqlite3 times are query times on an open connection; Passerelle times are client wall "
              "times of a full HTTP request (token check, policy, audit, JSON).\n")
 
     # ------------------------------------------------------------ export

@@ -3,7 +3,8 @@
 #
 #   bench/run.sh                      # everything, defaults (10 s x 3 wrk runs per scenario)
 #   BENCH_DURATION=5 bench/run.sh     # shorter wrk runs
-#   PASSERELLE_BIN=/path/passerelle bench/run.sh   # skip the gateway build, use this binary
+#   GATEWAY_BIN=/path/passerelle bench/run.sh      # skip the gateway build, use this binary
+#   BENCH_GATEWAY_ENV="RUST_LOG=warn" bench/run.sh  # extra settings for the gateway processes
 #
 # Installs wrk and sqlite3 (apt) and Datasette 0.65 (pip) when missing, starts
 # PostgreSQL 15 when it is down, builds bench/floor and the gateway in release,
@@ -57,21 +58,21 @@ log "cargo build --release (bench/floor)"
 cargo build --release --quiet --manifest-path floor/Cargo.toml --target-dir "$FLOOR_TARGET"
 export FLOOR_BIN=$FLOOR_TARGET/release/floor
 
-export PASSERELLE_BUILD_ERROR=
-if [ -z "${PASSERELLE_BIN:-}" ]; then
+export GATEWAY_BUILD_ERROR=
+if [ -z "${GATEWAY_BIN:-}" ]; then
   log "cargo build --release (the gateway, at $ROOT)"
   if (cd "$ROOT" && cargo build --release --bin passerelle) > "$WORK/raw/gateway_build.log" 2>&1; then
-    export PASSERELLE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/passerelle
+    export GATEWAY_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/passerelle
   else
-    PASSERELLE_BUILD_ERROR="cargo build --release failed ($WORK/raw/gateway_build.log): $(grep -m3 -E '^error' "$WORK/raw/gateway_build.log" | tr '\n' ' ' | cut -c1-400)"
-    export PASSERELLE_BUILD_ERROR
+    GATEWAY_BUILD_ERROR="cargo build --release failed ($WORK/raw/gateway_build.log): $(grep -m3 -E '^error' "$WORK/raw/gateway_build.log" | tr '\n' ' ' | cut -c1-400)"
+    export GATEWAY_BUILD_ERROR
     log "the gateway did not build: Passerelle scenarios will be reported as not measured"
     tail -20 "$WORK/raw/gateway_build.log" >&2
   fi
 else
-  log "using PASSERELLE_BIN=$PASSERELLE_BIN (no gateway build)"
+  log "using GATEWAY_BIN=$GATEWAY_BIN (no gateway build)"
 fi
-export PASSERELLE_BIN=${PASSERELLE_BIN:-}
+export GATEWAY_BIN=${GATEWAY_BIN:-}
 
 # ------------------------------------------------------------------ measure
 log "measuring (bench/bench.py)"
