@@ -730,8 +730,8 @@ def scenario_audit(gws):
     pg = [g for g in gws if g.key == "pg"][0]
     entry = {"events": AUDIT_EVENTS, "concurrency": AUDIT_CONCURRENCY}
     R["audit"] = entry
-    if not PASSERELLE or not os.path.isfile(PASSERELLE):
-        entry["status"] = "not available (no gateway binary)"
+    if R.get("binary_problem"):
+        entry["status"] = "not measured (no usable gateway binary, see the problems above)"
         return
     log(f"S6 passerelle bench-audit --events {AUDIT_EVENTS} --concurrency {AUDIT_CONCURRENCY} (PostgreSQL)")
     try:
@@ -795,6 +795,7 @@ def main():
     R["gateway_env"] = " ".join(f"{k}={v}" for k, v in sorted(gws[1].env().items())
                                 if k.startswith("PASSERELLE_") or k in GATEWAY_ENV and k != "DATABASE_URL")
     problem = check_binary()
+    R["binary_problem"] = problem
     if problem:
         for gw in gws:
             gw.error = problem
@@ -829,7 +830,7 @@ def main():
     import report
     report.write(R, RESULTS)
     log(f"done in {R['duration_s'] / 60:.1f} min: {RESULTS} (raw outputs in {RAW})")
-    return 1 if R["failed"] else 0
+    return 1 if R["failed"] or any(gw.error for gw in gws) else 0
 
 
 if __name__ == "__main__":
