@@ -35,11 +35,19 @@ pub enum ClientsCommand {
         api_key: bool,
     },
     List,
-    Disable { client_id: String },
-    RotateSecret { client_id: String },
-    Delete { client_id: String },
+    Disable {
+        client_id: String,
+    },
+    RotateSecret {
+        client_id: String,
+    },
+    Delete {
+        client_id: String,
+    },
     /// Revoke an API key by its visible id.
-    RevokeKey { key_id: String },
+    RevokeKey {
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,8 +96,14 @@ pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Resul
         .iter()
         .map(|extension| settings.catalog_dir.join(format!("{id}.{extension}")))
         .find(|path| path.is_file())
-        .with_context(|| format!("no definition for `{id}` in {}", settings.catalog_dir.display()))?;
-    let definition = read_definition(&definition_path).map_err(|reason| anyhow::anyhow!("{}: {reason}", definition_path.display()))?;
+        .with_context(|| {
+            format!(
+                "no definition for `{id}` in {}",
+                settings.catalog_dir.display()
+            )
+        })?;
+    let definition = read_definition(&definition_path)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", definition_path.display()))?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let store = open_store(settings).await?;
     use sha2::Digest;
@@ -97,11 +111,24 @@ pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Resul
     let definition_hash = hex::encode(sha2::Sha256::digest(definition_json.as_bytes()));
     let source_hash = hex::encode(sha2::Sha256::digest(&bytes));
     let started = std::time::Instant::now();
-    match import_file(&store, &definition, file, bytes, &definition_json, &definition_hash, &source_hash).await {
+    match import_file(
+        &store,
+        &definition,
+        file,
+        bytes,
+        &definition_json,
+        &definition_hash,
+        &source_hash,
+    )
+    .await
+    {
         Ok(version) => {
             let catalog = crate::catalog::CatalogHandle::default();
             catalog.refresh(&store).await?;
-            let count = catalog.current().get(id).map_or(0, |entry| entry.record_count);
+            let count = catalog
+                .current()
+                .get(id)
+                .map_or(0, |entry| entry.record_count);
             println!(
                 "imported {count} rows into `{id}` version {version} in {:.2} s",
                 started.elapsed().as_secs_f64()
@@ -125,7 +152,9 @@ pub async fn token(
     allow_in_production: bool,
 ) -> anyhow::Result<ExitCode> {
     if !settings.dev_mode && !allow_in_production {
-        bail!("`passerelle token` mints tokens without any client: it needs dev mode (PASSERELLE_DEV_MODE=true) or --allow-in-production");
+        bail!(
+            "`passerelle token` mints tokens without any client: it needs dev mode (PASSERELLE_DEV_MODE=true) or --allow-in-production"
+        );
     }
     let store = open_store(settings).await?;
     let keys = KeyRing::load(&store, &settings.auth).await?;
@@ -145,9 +174,14 @@ pub async fn clients(settings: &Settings, command: ClientsCommand) -> anyhow::Re
             expires,
             api_key,
         } => {
-            let expires_at = expires.map(|date| date.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc());
-            let (client_id, secret) = registry.create(&org, &roles, datasets.as_deref(), expires_at).await?;
-            println!("client_id: {client_id}\nclient_secret: {secret}\n(the secret is shown once; store it now)");
+            let expires_at =
+                expires.map(|date| date.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc());
+            let (client_id, secret) = registry
+                .create(&org, &roles, datasets.as_deref(), expires_at)
+                .await?;
+            println!(
+                "client_id: {client_id}\nclient_secret: {secret}\n(the secret is shown once; store it now)"
+            );
             if api_key {
                 let (key_id, key) = registry.create_api_key(&client_id, expires_at).await?;
                 println!("api_key_id: {key_id}\napi_key: {key}");
@@ -187,14 +221,20 @@ pub async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<E
 }
 
 pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Result<ExitCode> {
-    let PolicyCommand::Check { roles, action, dataset } = command;
+    let PolicyCommand::Check {
+        roles,
+        action,
+        dataset,
+    } = command;
     let store = open_store(settings).await?;
     let catalog = crate::catalog::CatalogHandle::default();
     catalog.refresh(&store).await?;
     let engine = PolicyEngine::load(&settings.policies_dir, &dataset_levels(&catalog)).await?;
     let action = Action::parse(&action).with_context(|| format!("unknown action `{action}`"))?;
     let current = catalog.current();
-    let entry = current.get(&dataset).with_context(|| format!("no dataset `{dataset}` in the store"))?;
+    let entry = current
+        .get(&dataset)
+        .with_context(|| format!("no dataset `{dataset}` in the store"))?;
     let mut roles = roles;
     if !roles.iter().any(|role| role == "anonymous") {
         roles.push("anonymous".to_owned());
@@ -212,18 +252,31 @@ pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Resu
         "{}",
         serde_json::json!({"allowed": decision.allowed, "rule": decision.rule, "view": decision.view})
     );
-    Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if decision.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let keys = KeyRing::load(&store, &settings.auth).await?;
-    let log = AuditLog::start(store, settings.audit.log.clone(), crate::startup::checkpoint_signer(&keys)).await?;
+    let log = AuditLog::start(
+        store,
+        settings.audit.log.clone(),
+        crate::startup::checkpoint_signer(&keys),
+    )
+    .await?;
     let code = match command {
         AuditCommand::Verify => {
             let verification = log.verify(None, None).await?;
             println!("{}", serde_json::to_string_pretty(&verification)?);
-            if verification.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if verification.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         AuditCommand::Export { from, to, format } => {
             let mut stdout = std::io::stdout();
@@ -242,10 +295,19 @@ pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result
 
 /// `passerelle bench-audit`: sustained durable audit events per second, with
 /// `concurrency` tasks recording at once (the benchmark's scenario 6).
-pub async fn bench_audit(settings: &Settings, events: u64, concurrency: u64) -> anyhow::Result<ExitCode> {
+pub async fn bench_audit(
+    settings: &Settings,
+    events: u64,
+    concurrency: u64,
+) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     let keys = KeyRing::load(&store, &settings.auth).await?;
-    let log = AuditLog::start(store, settings.audit.log.clone(), crate::startup::checkpoint_signer(&keys)).await?;
+    let log = AuditLog::start(
+        store,
+        settings.audit.log.clone(),
+        crate::startup::checkpoint_signer(&keys),
+    )
+    .await?;
     let concurrency = concurrency.max(1);
     let per_task = events.div_ceil(concurrency);
     let started = std::time::Instant::now();
@@ -265,7 +327,10 @@ pub async fn bench_audit(settings: &Settings, events: u64, concurrency: u64) -> 
     let elapsed = started.elapsed().as_secs_f64();
     let total = per_task * concurrency;
     log.shutdown().await;
-    println!("events={total} seconds={elapsed:.3} events_per_second={:.0}", total as f64 / elapsed);
+    println!(
+        "events={total} seconds={elapsed:.3} events_per_second={:.0}",
+        total as f64 / elapsed
+    );
     Ok(ExitCode::SUCCESS)
 }
 

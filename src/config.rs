@@ -121,10 +121,14 @@ impl Settings {
             return Ok(());
         }
         if !self.server.listen.ip().is_loopback() && self.database_url.starts_with("sqlite:") {
-            tracing::warn!("serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production");
+            tracing::warn!(
+                "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
+            );
         }
         if self.server.max_page_size == 0 {
-            return Err(ConfigError::Unsafe("server.max_page_size must be at least 1".into()));
+            return Err(ConfigError::Unsafe(
+                "server.max_page_size must be at least 1".into(),
+            ));
         }
         Ok(())
     }

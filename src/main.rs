@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use passerelle::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "passerelle", version, about = "One REST gateway for every dataset of a public body")]
+#[command(
+    name = "passerelle",
+    version,
+    about = "One REST gateway for every dataset of a public body"
+)]
 struct Cli {
     /// Configuration file (TOML); `PASSERELLE_*` variables override it.
     #[arg(long, global = true, env = "PASSERELLE_CONFIG")]
@@ -106,7 +110,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::load(cli.config.as_deref()).context("configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => passerelle::startup::serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => passerelle::startup::serve(settings)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Catalog(CatalogCommand::Sync) => {
             let store = passerelle::startup::open_store(&settings).await?;
             let report = passerelle::startup::sync_catalog(&store, &settings).await?;
@@ -121,7 +127,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (path, reason) in &report.failures {
                 println!("  {path}: {reason}");
             }
-            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Import { id, file } => passerelle::cli::import(&settings, &id, &file).await,
         Command::Token {
@@ -130,12 +140,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             org,
             ttl,
             allow_in_production,
-        } => passerelle::cli::token(&settings, &sub, &roles, org.as_deref(), ttl, allow_in_production).await,
+        } => {
+            passerelle::cli::token(
+                &settings,
+                &sub,
+                &roles,
+                org.as_deref(),
+                ttl,
+                allow_in_production,
+            )
+            .await
+        }
         Command::Clients(command) => passerelle::cli::clients(&settings, command).await,
         Command::Keys(command) => passerelle::cli::keys(&settings, command).await,
         Command::Policy(command) => passerelle::cli::policy(&settings, command).await,
         Command::Audit(command) => passerelle::cli::audit(&settings, command).await,
-        Command::BenchAudit { events, concurrency } => passerelle::cli::bench_audit(&settings, events, concurrency).await,
+        Command::BenchAudit {
+            events,
+            concurrency,
+        } => passerelle::cli::bench_audit(&settings, events, concurrency).await,
         Command::Openapi => unreachable!("handled before loading settings"),
     }
 }

@@ -22,8 +22,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         let path = path.trim_start_matches("//");
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() && path != ":memory:" {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create the data folder {}", parent.display()))?;
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the data folder {}", parent.display())
+                })?;
             }
         }
     }
@@ -31,7 +32,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 /// Syncs `catalog_dir` and logs what happened.
-pub async fn sync_catalog(store: &Store, settings: &Settings) -> anyhow::Result<crate::catalog::sync::SyncReport> {
+pub async fn sync_catalog(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<crate::catalog::sync::SyncReport> {
     let report = sync_folder(store, &settings.catalog_dir).await?;
     for (id, version) in &report.imported {
         tracing::info!(dataset = %id, version, "imported");
@@ -56,13 +60,22 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let levels = dataset_levels(&catalog);
     let policy = PolicyEngine::load(&settings.policies_dir, &levels)
         .await
-        .with_context(|| format!("cannot load the policy in {}", settings.policies_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot load the policy in {}",
+                settings.policies_dir.display()
+            )
+        })?;
     let authenticator = Authenticator::new(&settings.auth, store.clone())
         .await
         .context("cannot set up authentication")?;
-    let audit = AuditLog::start(store.clone(), settings.audit.log.clone(), checkpoint_signer(authenticator.keys()))
-        .await
-        .context("cannot start the audit log")?;
+    let audit = AuditLog::start(
+        store.clone(),
+        settings.audit.log.clone(),
+        checkpoint_signer(authenticator.keys()),
+    )
+    .await
+    .context("cannot start the audit log")?;
     Ok(AppState {
         settings: settings.clone(),
         store,
@@ -99,12 +112,15 @@ impl CheckpointSigner for KeyRingSigner {
         let Some(key) = self.0.verifying_key(key_id) else {
             return false;
         };
-        p256::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| key.verify(message, &signature).is_ok())
+        p256::ecdsa::Signature::from_slice(signature)
+            .is_ok_and(|signature| key.verify(message, &signature).is_ok())
     }
 }
 
 /// (id, access level) of every dataset, for the policy's level groups.
-pub fn dataset_levels(catalog: &CatalogHandle) -> Vec<(String, crate::catalog::definition::AccessLevel)> {
+pub fn dataset_levels(
+    catalog: &CatalogHandle,
+) -> Vec<(String, crate::catalog::definition::AccessLevel)> {
     catalog
         .current()
         .entries()
@@ -124,10 +140,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     spawn_background_tasks(&state);
     let audit = state.audit.clone();
     let app = crate::http::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server error")?;
     audit.shutdown().await;
     Ok(())
 }
@@ -163,7 +182,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -8,8 +8,11 @@ pub fn init() {
     // One TLS crypto provider for the whole process (JWKS fetches over HTTPS);
     // a second call finds it installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if std::env::var("PASSERELLE_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()
     } else {

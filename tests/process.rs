@@ -69,7 +69,12 @@ async fn start(database_url: &str) -> Gateway {
 
 /// Sends requests from `workers` tasks until stopped; returns the request ids
 /// whose responses arrived complete.
-async fn load(address: String, workers: usize, prefix: &'static str, stop: tokio::sync::watch::Receiver<bool>) -> HashSet<String> {
+async fn load(
+    address: String,
+    workers: usize,
+    prefix: &'static str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> HashSet<String> {
     let received = Arc::new(Mutex::new(HashSet::new()));
     let mut tasks = Vec::new();
     for worker in 0..workers {
@@ -108,7 +113,11 @@ fn audited_ids(database_url: &str) -> HashSet<String> {
     let output = command(database_url, &["audit", "export", "--format", "ndjson"])
         .output()
         .expect("audit export runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -118,7 +127,9 @@ fn audited_ids(database_url: &str) -> HashSet<String> {
 }
 
 fn verify(database_url: &str) -> serde_json::Value {
-    let output = command(database_url, &["audit", "verify"]).output().expect("audit verify runs");
+    let output = command(database_url, &["audit", "verify"])
+        .output()
+        .expect("audit verify runs");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("verify report: {}", String::from_utf8_lossy(&output.stderr)));
     assert!(output.status.success(), "chain broken: {report}");
@@ -134,7 +145,9 @@ async fn database(postgres: bool) -> Option<(String, TestDatabase)> {
 }
 
 async fn survives_sigkill(postgres: bool) {
-    let Some((url, _database)) = database(postgres).await else { return };
+    let Some((url, _database)) = database(postgres).await else {
+        return;
+    };
     let mut gateway = start(&url).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(load(gateway.address.clone(), 8, "crash", stopped));
@@ -143,14 +156,22 @@ async fn survives_sigkill(postgres: bool) {
     let _ = gateway.child.wait();
     let _ = stop.send(true);
     let received = load.await.unwrap();
-    assert!(received.len() > 20, "the load ran ({} responses)", received.len());
+    assert!(
+        received.len() > 20,
+        "the load ran ({} responses)",
+        received.len()
+    );
     drop(gateway);
     // Restart, then check with the command line as an operator would.
     let restarted = start(&url).await;
     drop(restarted);
     let audited = audited_ids(&url);
     let missing: Vec<&String> = received.difference(&audited).collect();
-    assert!(missing.is_empty(), "{} received responses have no audit event: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} received responses have no audit event: {missing:?}",
+        missing.len()
+    );
     verify(&url);
 }
 
@@ -167,7 +188,9 @@ async fn sigkill_loses_no_audit_event_postgres() {
 /// Two gateways writing to one PostgreSQL at once keep one verifiable chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_one_chain() {
-    let Some((url, _database)) = database(true).await else { return };
+    let Some((url, _database)) = database(true).await else {
+        return;
+    };
     let first = start(&url).await;
     let second = start(&url).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -182,5 +205,8 @@ async fn two_gateways_one_chain() {
     let audited = audited_ids(&url);
     assert!(one.is_subset(&audited) && two.is_subset(&audited));
     let report = verify(&url);
-    assert!(report["checked"].as_i64().unwrap() >= (one.len() + two.len()) as i64, "{report}");
+    assert!(
+        report["checked"].as_i64().unwrap() >= (one.len() + two.len()) as i64,
+        "{report}"
+    );
 }

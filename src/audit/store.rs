@@ -317,9 +317,15 @@ impl InsertEvents for sqlx::Sqlite {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         async move {
             for row in rows {
-                bind_event!(sqlx::query(INSERT_ONE), row.seq, row.record, &row.prev_hash, &row.hash)
-                    .execute(&mut *connection)
-                    .await?;
+                bind_event!(
+                    sqlx::query(INSERT_ONE),
+                    row.seq,
+                    row.record,
+                    &row.prev_hash,
+                    &row.hash
+                )
+                .execute(&mut *connection)
+                .await?;
             }
             Ok(())
         }
@@ -333,8 +339,12 @@ impl InsertEvents for sqlx::Postgres {
         rows: &'a [ChainedRow<'a>],
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         async move {
-            let column = |get: &dyn Fn(&ChainedRow<'_>) -> Option<String>| rows.iter().map(get).collect::<Vec<_>>();
-            let number = |get: &dyn Fn(&ChainedRow<'_>) -> Option<i64>| rows.iter().map(get).collect::<Vec<_>>();
+            let column = |get: &dyn Fn(&ChainedRow<'_>) -> Option<String>| {
+                rows.iter().map(get).collect::<Vec<_>>()
+            };
+            let number = |get: &dyn Fn(&ChainedRow<'_>) -> Option<i64>| {
+                rows.iter().map(get).collect::<Vec<_>>()
+            };
             sqlx::query(INSERT_UNNEST)
                 .bind(rows.iter().map(|row| row.seq).collect::<Vec<i64>>())
                 .bind(column(&|row| Some(row.record.kind.as_str().to_owned())))
@@ -360,7 +370,11 @@ impl InsertEvents for sqlx::Postgres {
                 .bind(number(&|row| Some(row.record.status)))
                 .bind(number(&|row| row.record.rows))
                 .bind(number(&|row| row.record.bytes))
-                .bind(rows.iter().map(|row| row.record.duration_ms).collect::<Vec<f64>>())
+                .bind(
+                    rows.iter()
+                        .map(|row| row.record.duration_ms)
+                        .collect::<Vec<f64>>(),
+                )
                 .bind(number(&|row| row.record.complete.map(i64::from)))
                 .bind(column(&|row| row.record.purpose.clone()))
                 .bind(column(&|row| Some(row.record.instance.clone())))

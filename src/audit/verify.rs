@@ -170,7 +170,10 @@ pub async fn verify(
         if let Some(beyond) = statements
             .iter()
             .filter(|statement| {
-                statement.kind == "checkpoint" && !forged.contains(&statement.id) && statement.seq > end && in_range(statement.seq)
+                statement.kind == "checkpoint"
+                    && !forged.contains(&statement.id)
+                    && statement.seq > end
+                    && in_range(statement.seq)
             })
             .max_by_key(|statement| statement.seq)
         {

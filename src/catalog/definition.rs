@@ -143,11 +143,12 @@ impl DatasetDefinition {
     pub fn check(&self) -> Result<(), String> {
         let slug = !self.id.is_empty()
             && self.id.len() <= 63
-            && self.id.starts_with(|character: char| character.is_ascii_lowercase() || character.is_ascii_digit())
-            && self
-                .id
-                .chars()
-                .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-');
+            && self.id.starts_with(|character: char| {
+                character.is_ascii_lowercase() || character.is_ascii_digit()
+            })
+            && self.id.chars().all(|character| {
+                character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+            });
         if !slug {
             return Err(format!(
                 "id `{}` must be a slug: lowercase letters, digits and dashes, at most 63",
@@ -168,11 +169,17 @@ impl DatasetDefinition {
             if view.name.trim().is_empty() {
                 return Err("a view needs a name".into());
             }
-            if self.views[..position].iter().any(|other| other.name == view.name) {
+            if self.views[..position]
+                .iter()
+                .any(|other| other.name == view.name)
+            {
                 return Err(format!("view `{}` is declared twice", view.name));
             }
             if view.min_group_size == 0 {
-                return Err(format!("view `{}`: min_group_size must be at least 1", view.name));
+                return Err(format!(
+                    "view `{}`: min_group_size must be at least 1",
+                    view.name
+                ));
             }
         }
         if let Some(schema) = &self.schema {
@@ -189,15 +196,24 @@ impl DatasetDefinition {
         for (position, field) in schema.fields.iter().enumerate() {
             let name = &field.name;
             if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
-                return Err(format!("column name `{name}` must be 1 to 63 printable characters"));
+                return Err(format!(
+                    "column name `{name}` must be 1 to 63 printable characters"
+                ));
             }
             if RESERVED_COLUMN_NAMES.contains(&name.as_str()) {
-                return Err(format!("column name `{name}` is a keyword of the query grammar"));
+                return Err(format!(
+                    "column name `{name}` is a keyword of the query grammar"
+                ));
             }
             if name.contains(['.', ',', '(', ')', ':', '"', '&', '=']) {
-                return Err(format!("column name `{name}` contains a character of the query grammar"));
+                return Err(format!(
+                    "column name `{name}` contains a character of the query grammar"
+                ));
             }
-            if schema.fields[..position].iter().any(|other| &other.name == name) {
+            if schema.fields[..position]
+                .iter()
+                .any(|other| &other.name == name)
+            {
                 return Err(format!("column `{name}` is declared twice"));
             }
         }
@@ -209,12 +225,18 @@ impl DatasetDefinition {
         for view in &self.views {
             for column in view.columns.iter().flatten() {
                 if schema.field(column).is_none() {
-                    return Err(format!("view `{}` lists `{column}`, which is not a column", view.name));
+                    return Err(format!(
+                        "view `{}` lists `{column}`, which is not a column",
+                        view.name
+                    ));
                 }
             }
         }
         if let Some(geometry) = &self.geometry {
-            for column in [&geometry.lat, &geometry.lon, &geometry.column].into_iter().flatten() {
+            for column in [&geometry.lat, &geometry.lon, &geometry.column]
+                .into_iter()
+                .flatten()
+            {
                 if schema.field(column).is_none() {
                     return Err(format!("geometry names `{column}`, which is not a column"));
                 }

@@ -35,8 +35,13 @@ pub struct DatasetEntry {
 impl DatasetEntry {
     /// Builds an entry from a row of the catalogue table.
     pub fn from_stored(stored: &StoredDataset) -> Result<DatasetEntry, String> {
-        let definition: DatasetDefinition = serde_json::from_str(&stored.definition)
-            .map_err(|error| format!("dataset {}: stored definition unreadable: {error}", stored.id))?;
+        let definition: DatasetDefinition =
+            serde_json::from_str(&stored.definition).map_err(|error| {
+                format!(
+                    "dataset {}: stored definition unreadable: {error}",
+                    stored.id
+                )
+            })?;
         let schema: Schema = serde_json::from_str(&stored.schema)
             .map_err(|error| format!("dataset {}: stored schema unreadable: {error}", stored.id))?;
         let geometry = geometry_columns(&definition, &schema);
@@ -62,8 +67,15 @@ impl DatasetEntry {
 
 /// Finds the geometry: declared columns, else `lat`/`lon`-named numbers, else
 /// the first geopoint or GeoJSON column.
-pub fn geometry_columns(definition: &DatasetDefinition, schema: &Schema) -> Option<GeometryColumns> {
-    let numeric = |name: &str| schema.position(name).filter(|&index| schema.fields[index].field_type.is_numeric());
+pub fn geometry_columns(
+    definition: &DatasetDefinition,
+    schema: &Schema,
+) -> Option<GeometryColumns> {
+    let numeric = |name: &str| {
+        schema
+            .position(name)
+            .filter(|&index| schema.fields[index].field_type.is_numeric())
+    };
     if let Some(declared) = &definition.geometry {
         if let Some(column) = &declared.column {
             let index = schema.position(column)?;
@@ -81,14 +93,21 @@ pub fn geometry_columns(definition: &DatasetDefinition, schema: &Schema) -> Opti
         }
     }
     let find = |names: &[&str]| names.iter().find_map(|name| numeric(name));
-    if let (Some(lat), Some(lon)) = (find(&["lat", "latitude"]), find(&["lon", "lng", "longitude"])) {
+    if let (Some(lat), Some(lon)) = (
+        find(&["lat", "latitude"]),
+        find(&["lon", "lng", "longitude"]),
+    ) {
         return Some(GeometryColumns::LatLon { lat, lon });
     }
-    schema.fields.iter().enumerate().find_map(|(index, field)| match field.field_type {
-        FieldType::Geopoint => Some(GeometryColumns::Point(index)),
-        FieldType::Geojson => Some(GeometryColumns::GeoJson(index)),
-        _ => None,
-    })
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .find_map(|(index, field)| match field.field_type {
+            FieldType::Geopoint => Some(GeometryColumns::Point(index)),
+            FieldType::Geojson => Some(GeometryColumns::GeoJson(index)),
+            _ => None,
+        })
 }
 
 /// A consistent snapshot of every dataset.
@@ -102,7 +121,10 @@ impl Catalog {
     pub fn new(entries: Vec<DatasetEntry>) -> Catalog {
         let mut ordered: Vec<Arc<DatasetEntry>> = entries.into_iter().map(Arc::new).collect();
         ordered.sort_by(|a, b| a.id().cmp(b.id()));
-        let by_id = ordered.iter().map(|entry| (entry.id().to_owned(), entry.clone())).collect();
+        let by_id = ordered
+            .iter()
+            .map(|entry| (entry.id().to_owned(), entry.clone()))
+            .collect();
         Catalog { by_id, ordered }
     }
 
@@ -119,7 +141,13 @@ impl Catalog {
     pub fn fingerprint(&self) -> Vec<(String, i64, String)> {
         self.ordered
             .iter()
-            .map(|entry| (entry.id().to_owned(), entry.version, entry.definition.title.clone()))
+            .map(|entry| {
+                (
+                    entry.id().to_owned(),
+                    entry.version,
+                    entry.definition.title.clone(),
+                )
+            })
             .collect()
     }
 }

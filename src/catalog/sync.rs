@@ -37,7 +37,10 @@ impl SyncReport {
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("cannot read the catalogue folder {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,7 +72,10 @@ pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, Syn
     for path in files {
         match read_definition(&path) {
             Ok(definition) => {
-                if loaded.iter().any(|other: &LoadedDefinition| other.definition.id == definition.id) {
+                if loaded
+                    .iter()
+                    .any(|other: &LoadedDefinition| other.definition.id == definition.id)
+                {
                     report.failures.push((
                         path.display().to_string(),
                         format!("dataset id `{}` is declared twice", definition.id),
@@ -89,7 +95,9 @@ pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, Syn
             Ok(SyncAction::Imported(version)) => report.imported.push((id, version)),
             Ok(SyncAction::Updated) => report.updated.push(id),
             Ok(SyncAction::Unchanged) => report.unchanged.push(id),
-            Err(reason) => report.failures.push((item.path.display().to_string(), reason)),
+            Err(reason) => report
+                .failures
+                .push((item.path.display().to_string(), reason)),
         }
     }
     // Datasets whose file is gone are removed, but only when every file was
@@ -108,7 +116,10 @@ pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, Syn
 /// Reads and checks one definition file (YAML or TOML).
 pub fn read_definition(path: &Path) -> Result<DatasetDefinition, String> {
     let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))?;
-    let definition: DatasetDefinition = match path.extension().and_then(|extension| extension.to_str()) {
+    let definition: DatasetDefinition = match path
+        .extension()
+        .and_then(|extension| extension.to_str())
+    {
         Some("toml") => toml::from_str(&text).map_err(|error| format!("invalid TOML: {error}"))?,
         _ => serde_yaml::from_str(&text).map_err(|error| format!("invalid YAML: {error}"))?,
     };
@@ -139,7 +150,8 @@ async fn sync_one(
     }
     let file = source.file.as_deref().ok_or("source.file is required")?;
     let source_path = folder.join(file);
-    let bytes = std::fs::read(&source_path).map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
+    let bytes = std::fs::read(&source_path)
+        .map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
     let source_hash = hex::encode(Sha256::digest(&bytes));
     if let Some(previous) = previous {
         if previous.source_hash == source_hash && previous.definition_hash == definition_hash {
@@ -150,9 +162,15 @@ async fn sync_one(
             let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
             if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema) {
                 if same_storage(stored, declared) {
-                    let schema_json = serde_json::to_string(declared).map_err(|error| error.to_string())?;
+                    let schema_json =
+                        serde_json::to_string(declared).map_err(|error| error.to_string())?;
                     store
-                        .update_definition(&definition.id, &definition_json, &definition_hash, &schema_json)
+                        .update_definition(
+                            &definition.id,
+                            &definition_json,
+                            &definition_hash,
+                            &schema_json,
+                        )
                         .await
                         .map_err(|error| error.to_string())?;
                     return Ok(SyncAction::Updated);
@@ -160,7 +178,16 @@ async fn sync_one(
             }
         }
     }
-    let version = import_file(store, definition, &source_path, bytes, &definition_json, &definition_hash, &source_hash).await?;
+    let version = import_file(
+        store,
+        definition,
+        &source_path,
+        bytes,
+        &definition_json,
+        &definition_hash,
+        &source_hash,
+    )
+    .await?;
     Ok(SyncAction::Imported(version))
 }
 
@@ -169,7 +196,10 @@ fn same_storage(stored: &Schema, declared: &Schema) -> bool {
     stored.fields.len() == declared.fields.len()
         && stored.primary_key == declared.primary_key
         && stored.fields.iter().zip(&declared.fields).all(|(a, b)| {
-            a.name == b.name && a.field_type == b.field_type && a.decimal_char == b.decimal_char && a.filterable == b.filterable
+            a.name == b.name
+                && a.field_type == b.field_type
+                && a.decimal_char == b.decimal_char
+                && a.filterable == b.filterable
         })
 }
 
@@ -183,13 +213,27 @@ pub fn source_options(definition: &DatasetDefinition) -> Result<SourceOptions, S
         Some("\t") | Some("tab") => Some(b'\t'),
         Some(other) => return Err(format!("source.delimiter `{other}` is not `,`, `;` or tab")),
     };
-    let encoding = match source.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let encoding = match source
+        .encoding
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None => None,
         Some("utf-8" | "utf8") => Some(SourceEncoding::Utf8),
-        Some("windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1") => Some(SourceEncoding::Windows1252),
-        Some(other) => return Err(format!("source.encoding `{other}` is not utf-8 or windows-1252")),
+        Some("windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1") => {
+            Some(SourceEncoding::Windows1252)
+        }
+        Some(other) => {
+            return Err(format!(
+                "source.encoding `{other}` is not utf-8 or windows-1252"
+            ));
+        }
     };
-    Ok(SourceOptions { delimiter, encoding })
+    Ok(SourceOptions {
+        delimiter,
+        encoding,
+    })
 }
 
 /// Imports `bytes` (the file at `path`) as the new version of `definition`.
@@ -209,7 +253,8 @@ pub async fn import_file(
             .and_then(|extension| extension.to_str())
             .map(str::to_ascii_lowercase)
     });
-    let source = Source::from_bytes(bytes, format_of(format.as_deref())?, &options).map_err(|error| error.to_string())?;
+    let source = Source::from_bytes(bytes, format_of(format.as_deref())?, &options)
+        .map_err(|error| error.to_string())?;
     let schema = match &definition.schema {
         Some(schema) => schema.clone(),
         None => source.infer_schema().map_err(|error| error.to_string())?,

@@ -95,9 +95,18 @@ mod tests {
     fn encodes_csv() {
         let keys = vec!["commune".to_owned(), "conso".to_owned()];
         let mut out = Vec::new();
-        let mut encoder = CsvEncoder::new(&keys, CsvOptions { separator: b';', bom: true });
+        let mut encoder = CsvEncoder::new(
+            &keys,
+            CsvOptions {
+                separator: b';',
+                bom: true,
+            },
+        );
         encoder.begin(&mut out);
-        encoder.row(&mut out, &[Value::Text("Troyes; \"centre\"".into()), Value::Float(1.5)]);
+        encoder.row(
+            &mut out,
+            &[Value::Text("Troyes; \"centre\"".into()), Value::Float(1.5)],
+        );
         encoder.row(&mut out, &[Value::Null, Value::Int(2)]);
         encoder.end(&mut out);
         assert_eq!(

@@ -7,7 +7,10 @@ use crate::domain::Value;
 /// Where a row's geometry is, as positions in the output row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Geometry {
-    LatLon { lat: usize, lon: usize },
+    LatLon {
+        lat: usize,
+        lon: usize,
+    },
     /// `"lat,lon"` text.
     Point(usize),
     /// GeoJSON geometry text.
@@ -24,7 +27,10 @@ impl GeoJsonEncoder {
     /// `geometry: None` when the selected columns carry no geometry: features get `null`.
     pub fn new(keys: &[String], geometry: Option<Geometry>) -> Self {
         GeoJsonEncoder {
-            keys: keys.iter().map(|key| serde_json::to_vec(key).unwrap_or_default()).collect(),
+            keys: keys
+                .iter()
+                .map(|key| serde_json::to_vec(key).unwrap_or_default())
+                .collect(),
             geometry,
             first: true,
         }
@@ -37,10 +43,12 @@ impl GeoJsonEncoder {
             _ => None,
         };
         match self.geometry {
-            Some(Geometry::LatLon { lat, lon }) => match (number(cells.get(lat)), number(cells.get(lon))) {
-                (Some(lat), Some(lon)) => write_point(out, lat, lon),
-                _ => out.extend_from_slice(b"null"),
-            },
+            Some(Geometry::LatLon { lat, lon }) => {
+                match (number(cells.get(lat)), number(cells.get(lon))) {
+                    (Some(lat), Some(lon)) => write_point(out, lat, lon),
+                    _ => out.extend_from_slice(b"null"),
+                }
+            }
             Some(Geometry::Point(position)) => {
                 let point = match cells.get(position) {
                     Some(Value::Text(text)) => text
@@ -101,7 +109,6 @@ impl RowEncoder for GeoJsonEncoder {
             write_json_value(out, value, false);
         }
         out.extend_from_slice(b"}}");
-        
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
@@ -120,11 +127,24 @@ mod tests {
         let mut out = Vec::new();
         let mut encoder = GeoJsonEncoder::new(&keys, Some(Geometry::LatLon { lat: 1, lon: 2 }));
         encoder.begin(&mut out);
-        encoder.row(&mut out, &[Value::Text("Mairie".into()), Value::Float(48.3), Value::Float(4.07)]);
-        encoder.row(&mut out, &[Value::Text("?".into()), Value::Null, Value::Float(4.0)]);
+        encoder.row(
+            &mut out,
+            &[
+                Value::Text("Mairie".into()),
+                Value::Float(48.3),
+                Value::Float(4.07),
+            ],
+        );
+        encoder.row(
+            &mut out,
+            &[Value::Text("?".into()), Value::Null, Value::Float(4.0)],
+        );
         encoder.end(&mut out);
         let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(parsed["features"][0]["geometry"]["coordinates"], serde_json::json!([4.07, 48.3]));
+        assert_eq!(
+            parsed["features"][0]["geometry"]["coordinates"],
+            serde_json::json!([4.07, 48.3])
+        );
         assert_eq!(parsed["features"][0]["properties"]["nom"], "Mairie");
         assert!(parsed["features"][1]["geometry"].is_null());
     }
@@ -135,10 +155,23 @@ mod tests {
         let mut out = Vec::new();
         let mut encoder = GeoJsonEncoder::new(&["p".to_owned()], Some(Geometry::Point(0)));
         encoder.row(&mut out, &[Value::Text("48.3,4.07".into())]);
-        assert!(String::from_utf8(out).unwrap().contains("\"coordinates\":[4.07,48.3]"));
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("\"coordinates\":[4.07,48.3]")
+        );
         let mut out = Vec::new();
-        let mut encoder = GeoJsonEncoder::new(&["g".to_owned(), "n".to_owned()], Some(Geometry::GeoJson(0)));
-        encoder.row(&mut out, &[Value::Text("{\"type\":\"Point\",\"coordinates\":[1,2]}".into()), Value::Int(3)]);
+        let mut encoder = GeoJsonEncoder::new(
+            &["g".to_owned(), "n".to_owned()],
+            Some(Geometry::GeoJson(0)),
+        );
+        encoder.row(
+            &mut out,
+            &[
+                Value::Text("{\"type\":\"Point\",\"coordinates\":[1,2]}".into()),
+                Value::Int(3),
+            ],
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[1,2]},\"properties\":{\"n\":3}}"

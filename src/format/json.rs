@@ -89,10 +89,18 @@ mod tests {
     /// Rows become objects with escaped keys and typed values.
     #[test]
     fn encodes_arrays_and_lines() {
-        let keys = vec!["id".to_owned(), "nom \"x\"".to_owned(), "geometry".to_owned()];
+        let keys = vec![
+            "id".to_owned(),
+            "nom \"x\"".to_owned(),
+            "geometry".to_owned(),
+        ];
         let raw = [false, false, true];
         let rows = [
-            vec![Value::Int(1), Value::Text("é\n".into()), Value::Text("{\"type\":\"Point\"}".into())],
+            vec![
+                Value::Int(1),
+                Value::Text("é\n".into()),
+                Value::Text("{\"type\":\"Point\"}".into()),
+            ],
             vec![Value::Float(2.5), Value::Null, Value::Null],
         ];
         let mut out = Vec::new();

@@ -77,7 +77,9 @@ impl OutputFormat {
             let format = match media.as_str() {
                 "application/json" | "application/*" | "*/*" => Some(OutputFormat::Json),
                 "text/csv" | "text/*" => Some(OutputFormat::Csv),
-                "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Some(OutputFormat::Ndjson),
+                "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+                    Some(OutputFormat::Ndjson)
+                }
                 "application/geo+json" => Some(OutputFormat::GeoJson),
                 _ => None,
             };
@@ -130,15 +132,35 @@ mod tests {
             (None, None, Some(OutputFormat::Json)),
             (None, Some("*/*"), Some(OutputFormat::Json)),
             (None, Some("text/csv"), Some(OutputFormat::Csv)),
-            (None, Some("application/geo+json"), Some(OutputFormat::GeoJson)),
-            (None, Some("application/x-ndjson"), Some(OutputFormat::Ndjson)),
+            (
+                None,
+                Some("application/geo+json"),
+                Some(OutputFormat::GeoJson),
+            ),
+            (
+                None,
+                Some("application/x-ndjson"),
+                Some(OutputFormat::Ndjson),
+            ),
             (None, Some("image/png"), None),
-            (None, Some("text/csv;q=0, application/json"), Some(OutputFormat::Json)),
-            (Some("csv"), Some("application/json"), Some(OutputFormat::Csv)),
+            (
+                None,
+                Some("text/csv;q=0, application/json"),
+                Some(OutputFormat::Json),
+            ),
+            (
+                Some("csv"),
+                Some("application/json"),
+                Some(OutputFormat::Csv),
+            ),
             (Some("xml"), None, None),
         ];
         for (parameter, accept, expected) in cases {
-            assert_eq!(OutputFormat::negotiate(parameter, accept), expected, "{parameter:?} {accept:?}");
+            assert_eq!(
+                OutputFormat::negotiate(parameter, accept),
+                expected,
+                "{parameter:?} {accept:?}"
+            );
         }
     }
 }

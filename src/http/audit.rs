@@ -11,7 +11,9 @@ use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::audit::{AuditError, AuditQueryError, EventQuery, StatsQuery, event_csv_line, events_csv_header};
+use crate::audit::{
+    AuditError, AuditQueryError, EventQuery, StatsQuery, event_csv_line, events_csv_header,
+};
 use crate::http::context::RequestContext;
 use crate::http::guard::require;
 use crate::http::problem::{AppResult, Problem};
@@ -26,8 +28,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|query| form_urlencoded::parse(query.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+    raw.map(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 impl From<AuditQueryError> for Problem {
@@ -114,13 +120,13 @@ pub async fn events(
     }
     let header_line = events_csv_header();
     let events = state.audit.stream(query);
-    let body = futures::stream::once(async move { Ok::<_, AuditError>(header_line.into_bytes()) }).chain(
-        events.map(|event| event.map(|event| event_csv_line(&event).into_bytes())),
-    );
+    let body = futures::stream::once(async move { Ok::<_, AuditError>(header_line.into_bytes()) })
+        .chain(events.map(|event| event.map(|event| event_csv_line(&event).into_bytes())));
     let mut response = Response::new(Body::from_stream(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"audit-events.csv\""),
@@ -214,7 +220,10 @@ pub async fn verify(
         }
     };
     let (from, to) = (bound("from")?, bound("to")?);
-    if let Some((name, _)) = pairs.iter().find(|(name, _)| name != "from" && name != "to") {
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(name, _)| name != "from" && name != "to")
+    {
         return Err(Problem::bad_request(
             "invalid-query",
             "Malformed query",

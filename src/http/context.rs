@@ -39,9 +39,9 @@ pub fn request_id_from(headers: &HeaderMap) -> String {
         .filter(|value| {
             !value.is_empty()
                 && value.len() <= 128
-                && value
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
+                && value.bytes().all(|byte| {
+                    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':')
+                })
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -92,7 +92,10 @@ impl RequestContext {
     }
 
     pub fn record(&self) -> AccessRecord {
-        self.record.lock().map(|record| record.clone()).unwrap_or_default()
+        self.record
+            .lock()
+            .map(|record| record.clone())
+            .unwrap_or_default()
     }
 
     /// A counter of rows sent, registered in the record.

@@ -16,7 +16,11 @@ pub fn require(state: &AppState, context: &RequestContext, action: Action) -> Re
         record.decision = Some(allowed);
         record.rule = Some(format!(
             "{} {} globally",
-            if allowed { "roles grant" } else { "no role grants" },
+            if allowed {
+                "roles grant"
+            } else {
+                "no role grants"
+            },
             action.as_str()
         ));
         // Administration and the audit log are closed: no answer without a record.

@@ -47,7 +47,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             .authenticator
             .readiness()
             .into_iter()
-            .filter_map(|(issuer, status)| status.err().map(|why| format!("identity provider `{issuer}`: {why}"))),
+            .filter_map(|(issuer, status)| {
+                status
+                    .err()
+                    .map(|why| format!("identity provider `{issuer}`: {why}"))
+            }),
     );
     let ready = store && audit;
     let body = Readiness {
@@ -57,6 +61,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         datasets: state.catalog.current().entries().len(),
         problems,
     };
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }

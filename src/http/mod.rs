@@ -5,8 +5,8 @@ pub mod auth_doc;
 pub mod context;
 pub mod data;
 pub mod datasets;
-pub mod health;
 pub mod guard;
+pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
@@ -39,7 +39,10 @@ pub fn router(state: AppState) -> Router {
         .merge(policy::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), request::track));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::track,
+        ));
     Router::new()
         .merge(api)
         .route("/health/live", get(health::live))
@@ -55,7 +58,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such resource").with_code("PGRST125")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such resource",
+    )
+    .with_code("PGRST125")
 }
 
 async fn method_not_allowed() -> Problem {

@@ -74,8 +74,12 @@ pub async fn check(
 ) -> AppResult<Json<PolicyCheckResponse>> {
     require(&state, &context, Action::Admin)?;
     let request: PolicyCheckRequest = serde_json::from_slice(&body).map_err(|error| {
-        Problem::bad_request("invalid-body", "Malformed request body", format!("the body is not a policy check: {error}"))
-            .with_hint(r#"{"roles": ["partenaire"], "action": "read", "dataset": "locations-velos"}"#)
+        Problem::bad_request(
+            "invalid-body",
+            "Malformed request body",
+            format!("the body is not a policy check: {error}"),
+        )
+        .with_hint(r#"{"roles": ["partenaire"], "action": "read", "dataset": "locations-velos"}"#)
     })?;
     let action = Action::parse(&request.action).ok_or_else(|| {
         Problem::bad_request(

@@ -48,7 +48,12 @@ pub struct Problem {
 pub type AppResult<T> = Result<T, Problem>;
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &'static str, title: impl Into<String>, detail: impl Into<String>) -> Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Problem {
         Problem {
             status,
             slug,
@@ -92,8 +97,13 @@ impl Problem {
 
     /// 401 for a dataset that needs an identity the request does not carry.
     pub fn authentication_required(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::UNAUTHORIZED, "authentication-required", "Authentication required", detail)
-            .with_header(header::WWW_AUTHENTICATE, "Bearer")
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication-required",
+            "Authentication required",
+            detail,
+        )
+        .with_header(header::WWW_AUTHENTICATE, "Bearer")
     }
 
     /// 403 for an identity the policy does not allow.
@@ -107,7 +117,9 @@ impl Problem {
 
     /// A 500 that reveals nothing; the cause is logged with the request id.
     pub fn internal(error: impl std::fmt::Display) -> Problem {
-        let request_id = current_request().map(|request| request.request_id).unwrap_or_default();
+        let request_id = current_request()
+            .map(|request| request.request_id)
+            .unwrap_or_default();
         tracing::error!(%request_id, %error, "internal error");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,8 +131,13 @@ impl Problem {
 
     /// 503 when the service cannot answer safely (audit log down).
     pub fn unavailable(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable", detail)
-            .with_header(header::RETRY_AFTER, "5")
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            "Service unavailable",
+            detail,
+        )
+        .with_header(header::RETRY_AFTER, "5")
     }
 }
 
@@ -142,8 +159,13 @@ impl IntoResponse for Problem {
             status: self.status.as_u16(),
             message: self.detail.clone(),
             detail: self.detail,
-            instance: request.as_ref().map(|request| request.path.clone()).unwrap_or_default(),
-            request_id: request.map(|request| request.request_id).unwrap_or_default(),
+            instance: request
+                .as_ref()
+                .map(|request| request.path.clone())
+                .unwrap_or_default(),
+            request_id: request
+                .map(|request| request.request_id)
+                .unwrap_or_default(),
             code: self.code,
             details: self.details,
             hint: self.hint,

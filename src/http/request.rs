@@ -37,12 +37,22 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-async fn serve(state: AppState, mut request: Request, request_id: String, started: Instant, next: Next) -> Response {
+async fn serve(
+    state: AppState,
+    mut request: Request,
+    request_id: String,
+    started: Instant,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
-    let ip = client_ip(peer, request.headers(), &state.settings.server.trusted_proxies);
+    let ip = client_ip(
+        peer,
+        request.headers(),
+        &state.settings.server.trusted_proxies,
+    );
     let facts = RequestFacts {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
@@ -89,13 +99,25 @@ async fn serve(state: AppState, mut request: Request, request_id: String, starte
         }
     };
     let mut record = context.record();
-    let mut event = new_event(&request_id, &context.caller, &facts, &record, response.status().as_u16(), started);
+    let mut event = new_event(
+        &request_id,
+        &context.caller,
+        &facts,
+        &record,
+        response.status().as_u16(),
+        started,
+    );
     if let Some(attempt) = response.extensions().get::<crate::auth::TokenAttempt>() {
         // The token endpoint: which client asked, and what came of it (never its secret).
         event.action = "token".to_owned();
         event.client_id = attempt.client_id.clone().or(event.client_id);
         event.rule = Some(attempt.outcome.to_owned());
-        event.decision = if response.status().is_success() { "allow" } else { "deny" }.to_owned();
+        event.decision = if response.status().is_success() {
+            "allow"
+        } else {
+            "deny"
+        }
+        .to_owned();
         record.closed_data = true;
     }
     let receipt = match state.audit.record(event).await {
@@ -183,12 +205,17 @@ fn new_event(
         path: facts.path.clone(),
         query: facts.query.clone(),
         dataset: record.dataset.clone(),
-        action: record.action.clone().unwrap_or_else(|| "request".to_owned()),
-        decision: if record.decision.unwrap_or(status < 400) { "allow" } else { "deny" }.to_owned(),
-        rule: record
-            .rule
+        action: record
+            .action
             .clone()
-            .or_else(|| record.auth_failure.clone()),
+            .unwrap_or_else(|| "request".to_owned()),
+        decision: if record.decision.unwrap_or(status < 400) {
+            "allow"
+        } else {
+            "deny"
+        }
+        .to_owned(),
+        rule: record.rule.clone().or_else(|| record.auth_failure.clone()),
         view: record.view.clone(),
         status,
         rows: rows_sent(record),
@@ -241,13 +268,23 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().unwrap());
-        assert_eq!(client_ip(Some(client), &headers, &[proxy]), Some(client), "untrusted peer");
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(Some(client), &headers, &[proxy]),
+            Some(client),
+            "untrusted peer"
+        );
         assert_eq!(
             client_ip(Some(proxy), &headers, &[proxy]),
             Some("203.0.113.7".parse().unwrap()),
             "nearest untrusted hop"
         );
-        assert_eq!(client_ip(Some(proxy), &HeaderMap::new(), &[proxy]), Some(proxy));
+        assert_eq!(
+            client_ip(Some(proxy), &HeaderMap::new(), &[proxy]),
+            Some(proxy)
+        );
     }
 }

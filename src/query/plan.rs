@@ -112,8 +112,15 @@ impl Operator {
     /// `*` becomes `%`, everything else is kept (PostgREST's behaviour). A
     /// trailing lone `\`, which PostgreSQL refuses, is made to match itself.
     pub fn like_pattern(text: &str) -> String {
-        let mut pattern: String = text.chars().map(|character| if character == '*' { '%' } else { character }).collect();
-        let trailing = pattern.chars().rev().take_while(|character| *character == '\\').count();
+        let mut pattern: String = text
+            .chars()
+            .map(|character| if character == '*' { '%' } else { character })
+            .collect();
+        let trailing = pattern
+            .chars()
+            .rev()
+            .take_while(|character| *character == '\\')
+            .count();
         if trailing % 2 == 1 {
             pattern.push('\\');
         }

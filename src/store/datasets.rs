@@ -71,7 +71,11 @@ pub type RowStream = BoxStream<'static, Result<Vec<Value>, StoreError>>;
 impl Store {
     /// Streams the rows of `read`, at most `limit` of them.
     pub fn stream_rows(&self, read: Arc<DatasetRead>, limit: Option<u64>) -> RowStream {
-        let kinds: Vec<CellKind> = read.output_columns().iter().map(|column| column.kind).collect();
+        let kinds: Vec<CellKind> = read
+            .output_columns()
+            .iter()
+            .map(|column| column.kind)
+            .collect();
         with_backend!(self.clone(), pool, DB => {
             async_stream::try_stream! {
                 let mut builder = build_select::<DB>(&read.as_query(), limit);
@@ -122,7 +126,11 @@ impl Store {
         let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
         let statement = sqlx::AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) {inner}"));
         let plan: serde_json::Value = match arguments {
-            Some(arguments) => sqlx::query_scalar_with(statement, arguments).fetch_one(pool).await?,
+            Some(arguments) => {
+                sqlx::query_scalar_with(statement, arguments)
+                    .fetch_one(pool)
+                    .await?
+            }
             None => sqlx::query_scalar(statement).fetch_one(pool).await?,
         };
         Ok(plan
@@ -168,8 +176,12 @@ impl Store {
         schema: &str,
     ) -> Result<(), StoreError> {
         let sql = match self.backend() {
-            Backend::Sqlite => "UPDATE datasets SET definition = ?, definition_hash = ?, schema = ? WHERE id = ?",
-            Backend::Postgres => "UPDATE datasets SET definition = $1, definition_hash = $2, schema = $3 WHERE id = $4",
+            Backend::Sqlite => {
+                "UPDATE datasets SET definition = ?, definition_hash = ?, schema = ? WHERE id = ?"
+            }
+            Backend::Postgres => {
+                "UPDATE datasets SET definition = $1, definition_hash = $2, schema = $3 WHERE id = $4"
+            }
         };
         with_backend!(self, pool, DB => {
             sqlx::query::<DB>(sql)
@@ -185,7 +197,10 @@ impl Store {
 
     /// Removes a dataset and its rows.
     pub async fn delete_dataset(&self, id: &str, table_name: &str) -> Result<(), StoreError> {
-        let drop = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", quote_identifier(table_name)));
+        let drop = sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_identifier(table_name)
+        ));
         let sql = match self.backend() {
             Backend::Sqlite => "DELETE FROM datasets WHERE id = ?",
             Backend::Postgres => "DELETE FROM datasets WHERE id = $1",
@@ -233,7 +248,11 @@ pub struct NewVersion<'a> {
 /// The result of an import.
 #[derive(Debug)]
 pub enum ImportOutcome<E> {
-    Imported { table_name: String, version: i64, record_count: i64 },
+    Imported {
+        table_name: String,
+        version: i64,
+        record_count: i64,
+    },
     /// Invalid rows: nothing was changed.
     Rejected(Vec<E>),
 }
@@ -241,7 +260,13 @@ pub enum ImportOutcome<E> {
 fn table_name_for(id: &str, version: i64) -> String {
     let slug: String = id
         .chars()
-        .map(|character| if character.is_ascii_alphanumeric() { character } else { '_' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() {
+                character
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{TABLE_PREFIX}{slug}_v{version}")
 }
@@ -263,9 +288,19 @@ fn create_table_sql(backend: Backend, table: &str, schema: &Schema) -> String {
     let columns: Vec<String> = schema
         .fields
         .iter()
-        .map(|field| format!("{} {}", quote_identifier(&field.name), column_type(backend, field.field_type)))
+        .map(|field| {
+            format!(
+                "{} {}",
+                quote_identifier(&field.name),
+                column_type(backend, field.field_type)
+            )
+        })
         .collect();
-    format!("CREATE TABLE {} ({})", quote_identifier(table), columns.join(", "))
+    format!(
+        "CREATE TABLE {} ({})",
+        quote_identifier(table),
+        columns.join(", ")
+    )
 }
 
 fn index_sql(table: &str, schema: &Schema) -> Vec<String> {
@@ -309,12 +344,19 @@ where
             .await?;
     let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
     let table = table_name_for(new.id, version);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", quote_identifier(&table))))
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(Backend::Sqlite, &table, new.schema)))
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {}",
+        quote_identifier(&table)
+    )))
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(
+        Backend::Sqlite,
+        &table,
+        new.schema,
+    )))
+    .execute(&mut *transaction)
+    .await?;
 
     let width = new.schema.fields.len().max(1);
     // SQLite allows 32,766 bound parameters per statement.
@@ -356,7 +398,9 @@ where
     }
     insert_batch_sqlite(&mut transaction, &insert_head, &mut batch).await?;
     for statement in index_sql(&table, new.schema) {
-        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *transaction).await?;
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await?;
     }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     sqlx::query(
@@ -379,9 +423,12 @@ where
     .await?;
     if let Some((_, old_table)) = previous {
         if old_table != table && old_table.starts_with(TABLE_PREFIX) {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", quote_identifier(&old_table))))
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS {}",
+                quote_identifier(&old_table)
+            )))
+            .execute(&mut *transaction)
+            .await?;
         }
     }
     transaction.commit().await?;
@@ -438,12 +485,19 @@ where
             .await?;
     let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
     let table = table_name_for(new.id, version);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", quote_identifier(&table))))
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(Backend::Postgres, &table, new.schema)))
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {}",
+        quote_identifier(&table)
+    )))
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(
+        Backend::Postgres,
+        &table,
+        new.schema,
+    )))
+    .execute(&mut *transaction)
+    .await?;
     let columns = new
         .schema
         .fields
@@ -488,11 +542,16 @@ where
     }
     copy.finish().await?;
     for statement in index_sql(&table, new.schema) {
-        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *transaction).await?;
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await?;
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {}", quote_identifier(&table))))
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ANALYZE {}",
+        quote_identifier(&table)
+    )))
+    .execute(&mut *transaction)
+    .await?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     sqlx::query(
         "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated) \
@@ -514,9 +573,12 @@ where
     .await?;
     if let Some((_, old_table)) = previous {
         if old_table != table && old_table.starts_with(TABLE_PREFIX) {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", quote_identifier(&old_table))))
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS {}",
+                quote_identifier(&old_table)
+            )))
+            .execute(&mut *transaction)
+            .await?;
         }
     }
     transaction.commit().await?;
@@ -573,7 +635,10 @@ mod tests {
                 Value::Float(0.5),
             ],
         );
-        assert_eq!(String::from_utf8(buffer).unwrap(), "1,,\"\",\"a \"\"b\"\",\nc\",t,0.5\n");
+        assert_eq!(
+            String::from_utf8(buffer).unwrap(),
+            "1,,\"\",\"a \"\"b\"\",\nc\",t,0.5\n"
+        );
     }
 
     /// Table names are derived from the slug and version only.

@@ -176,7 +176,9 @@ where
     for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(match kind {
-        CellKind::Int => row.try_get::<Option<i64>, _>(index)?.map_or(Value::Null, Value::Int),
+        CellKind::Int => row
+            .try_get::<Option<i64>, _>(index)?
+            .map_or(Value::Null, Value::Int),
         CellKind::Float => row
             .try_get::<Option<f64>, _>(index)?
             .map_or(Value::Null, Value::Float),
@@ -191,7 +193,10 @@ where
 
 /// `SELECT … FROM … WHERE … GROUP BY … HAVING … ORDER BY … LIMIT … OFFSET …`.
 /// `limit` is the effective one (after the server's page cap), if any.
-pub fn build_select<DB: DatasetBackend>(query: &TableQuery<'_>, limit: Option<u64>) -> QueryBuilder<DB> {
+pub fn build_select<DB: DatasetBackend>(
+    query: &TableQuery<'_>,
+    limit: Option<u64>,
+) -> QueryBuilder<DB> {
     let mut builder = QueryBuilder::new("SELECT ");
     push_select_list(&mut builder, query);
     push_from_where(&mut builder, query);
@@ -199,14 +204,20 @@ pub fn build_select<DB: DatasetBackend>(query: &TableQuery<'_>, limit: Option<u6
     push_order(&mut builder, query);
     if let Some(limit) = limit {
         builder.push(" LIMIT ");
-        DB::push_value(&mut builder, &Value::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+        DB::push_value(
+            &mut builder,
+            &Value::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+        );
     } else if query.plan.offset > 0 && DB::BACKEND == Backend::Sqlite {
         // SQLite needs a LIMIT before OFFSET; -1 means none.
         builder.push(" LIMIT -1");
     }
     if query.plan.offset > 0 {
         builder.push(" OFFSET ");
-        DB::push_value(&mut builder, &Value::Int(i64::try_from(query.plan.offset).unwrap_or(i64::MAX)));
+        DB::push_value(
+            &mut builder,
+            &Value::Int(i64::try_from(query.plan.offset).unwrap_or(i64::MAX)),
+        );
     }
     builder
 }
@@ -233,7 +244,10 @@ pub fn build_suppressed_count<DB: DatasetBackend>(query: &TableQuery<'_>) -> Que
     builder
 }
 
-fn push_group_columns_as_select<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &TableQuery<'_>) {
+fn push_group_columns_as_select<DB: DatasetBackend>(
+    builder: &mut QueryBuilder<DB>,
+    query: &TableQuery<'_>,
+) {
     for column in group_columns(query.plan) {
         builder.push(", ");
         builder.push(quote_identifier(&query.schema.fields[column].name));
@@ -313,7 +327,11 @@ fn push_aggregate<DB: DatasetBackend>(
 fn push_from_where<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &TableQuery<'_>) {
     builder.push(" FROM ");
     builder.push(quote_identifier(query.table));
-    let filters: Vec<&Filter> = query.row_filter.into_iter().chain(query.plan.filter.as_ref()).collect();
+    let filters: Vec<&Filter> = query
+        .row_filter
+        .into_iter()
+        .chain(query.plan.filter.as_ref())
+        .collect();
     if filters.is_empty() {
         return;
     }
@@ -393,14 +411,26 @@ fn push_order<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &TableQ
     }
 }
 
-fn push_filter<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, schema: &Schema, filter: &Filter) {
+fn push_filter<DB: DatasetBackend>(
+    builder: &mut QueryBuilder<DB>,
+    schema: &Schema,
+    filter: &Filter,
+) {
     match filter {
         Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
             // An empty and() is true, an empty or() is false (PostgreSQL's reading).
-            builder.push(if matches!(filter, Filter::And(_)) { "1=1" } else { "1=0" });
+            builder.push(if matches!(filter, Filter::And(_)) {
+                "1=1"
+            } else {
+                "1=0"
+            });
         }
         Filter::And(parts) | Filter::Or(parts) => {
-            let joiner = if matches!(filter, Filter::And(_)) { " AND " } else { " OR " };
+            let joiner = if matches!(filter, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
             builder.push("(");
             for (position, part) in parts.iter().enumerate() {
                 if position > 0 {
@@ -419,7 +449,11 @@ fn push_filter<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, schema: &Sche
     }
 }
 
-fn push_condition<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, schema: &Schema, condition: &Condition) {
+fn push_condition<DB: DatasetBackend>(
+    builder: &mut QueryBuilder<DB>,
+    schema: &Schema,
+    condition: &Condition,
+) {
     let column = quote_identifier(&schema.fields[condition.column].name);
     let comparison = |builder: &mut QueryBuilder<DB>, operator: &str, value: &Value| {
         builder.push(format!("{column} {operator} "));

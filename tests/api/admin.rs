@@ -44,23 +44,62 @@ async fn reload_keeps_policy_on_error(kind: StoreKind) {
     let folder = tempfile::tempdir().unwrap();
     copy_policies(folder.path());
     let path = folder.path().to_path_buf();
-    let Some(app) = spawn_app_with(kind, |settings| settings.policies_dir = path.clone()).await else { return };
+    let Some(app) = spawn_app_with(kind, |settings| settings.policies_dir = path.clone()).await
+    else {
+        return;
+    };
     let admin = app.token("admin", &["admin"], None).await;
     let agent = app.token("agent", &["agent"], None).await;
-    assert_eq!(app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await.status(), 200);
+    assert_eq!(
+        app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+            .await
+            .status(),
+        200
+    );
 
     let policy_file = folder.path().join("policy.csv");
     let original = std::fs::read_to_string(&policy_file).unwrap();
-    std::fs::write(&policy_file, format!("{original}\np, agent, level:internal, fly, allow, \n")).unwrap();
-    let refused = app.client.post(app.url("/api/v1/policy/reload")).bearer_auth(&admin).send().await.unwrap();
+    std::fs::write(
+        &policy_file,
+        format!("{original}\np, agent, level:internal, fly, allow, \n"),
+    )
+    .unwrap();
+    let refused = app
+        .client
+        .post(app.url("/api/v1/policy/reload"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     let body = problem(refused, 422).await;
     assert!(body["detail"].as_str().unwrap().contains("fly"), "{body}");
-    assert_eq!(app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await.status(), 200, "old policy in force");
+    assert_eq!(
+        app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+            .await
+            .status(),
+        200,
+        "old policy in force"
+    );
 
-    std::fs::write(&policy_file, format!("{original}\np, agent, infractions-videoprotection, read, deny, \n")).unwrap();
-    let reloaded = app.client.post(app.url("/api/v1/policy/reload")).bearer_auth(&admin).send().await.unwrap();
+    std::fs::write(
+        &policy_file,
+        format!("{original}\np, agent, infractions-videoprotection, read, deny, \n"),
+    )
+    .unwrap();
+    let reloaded = app
+        .client
+        .post(app.url("/api/v1/policy/reload"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reloaded.status(), 200);
-    problem(app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await, 403).await;
+    problem(
+        app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+            .await,
+        403,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

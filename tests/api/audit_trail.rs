@@ -214,23 +214,56 @@ on_both_stores! {
 /// With the audit table gone, closed data is refused (503) and readiness says so;
 /// open data is refused too unless the operator allowed it.
 async fn fails_closed(kind: StoreKind) {
-    let Some(app) = spawn_app_with(kind, |_| {}).await else { return };
+    let Some(app) = spawn_app_with(kind, |_| {}).await else {
+        return;
+    };
     let agent = app.token("agent", &["agent"], None).await;
-    assert_eq!(app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await.status(), 200);
+    assert_eq!(
+        app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+            .await
+            .status(),
+        200
+    );
     crate::helpers::execute(&app, "DROP TABLE audit_events").await;
-    let refused = app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await;
+    let refused = app
+        .get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+        .await;
     let body = problem(refused, 503).await;
-    assert!(!body.to_string().contains("motif"), "no data in the refusal");
-    problem(app.get("/api/v1/data/consommations-energie-batiments?limit=1").await, 503).await;
+    assert!(
+        !body.to_string().contains("motif"),
+        "no data in the refusal"
+    );
+    problem(
+        app.get("/api/v1/data/consommations-energie-batiments?limit=1")
+            .await,
+        503,
+    )
+    .await;
     assert_eq!(app.get("/health/ready").await.status(), 503);
 
-    let Some(lenient) = spawn_app_with(kind, |settings| settings.audit.serve_open_data_without_audit = true).await else {
+    let Some(lenient) = spawn_app_with(kind, |settings| {
+        settings.audit.serve_open_data_without_audit = true
+    })
+    .await
+    else {
         return;
     };
     crate::helpers::execute(&lenient, "DROP TABLE audit_events").await;
-    assert_eq!(lenient.get("/api/v1/data/consommations-energie-batiments?limit=1").await.status(), 200);
+    assert_eq!(
+        lenient
+            .get("/api/v1/data/consommations-energie-batiments?limit=1")
+            .await
+            .status(),
+        200
+    );
     let agent = lenient.token("agent", &["agent"], None).await;
-    problem(lenient.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent).await, 503).await;
+    problem(
+        lenient
+            .get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
+            .await,
+        503,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

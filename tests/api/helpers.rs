@@ -43,7 +43,10 @@ pub async fn spawn_app(kind: StoreKind) -> Option<TestApp> {
 }
 
 /// Starts the gateway with adjusted settings.
-pub async fn spawn_app_with(kind: StoreKind, adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+pub async fn spawn_app_with(
+    kind: StoreKind,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     passerelle::telemetry::init();
     let (url, database) = match kind {
         StoreKind::Sqlite => test_support::sqlite_url(),
@@ -51,14 +54,21 @@ pub async fn spawn_app_with(kind: StoreKind, adjust: impl FnOnce(&mut Settings))
     };
     let mut settings = test_settings(url);
     adjust(&mut settings);
-    let state = passerelle::startup::build_state(settings).await.expect("gateway starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let state = passerelle::startup::build_state(settings)
+        .await
+        .expect("gateway starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let app = passerelle::http::router(state.clone());
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .expect("server");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("server");
     });
     Some(TestApp {
         address,
@@ -77,11 +87,20 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// A token from the gateway's own key, as `passerelle token` mints it.
@@ -125,7 +144,10 @@ macro_rules! on_both_stores {
 pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
     assert_eq!(
-        response.headers().get("content-type").and_then(|value| value.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok()),
         Some("application/problem+json")
     );
     let request_id = response
@@ -135,8 +157,19 @@ pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Va
         .map(str::to_owned)
         .expect("X-Request-Id");
     let body: serde_json::Value = response.json().await.expect("problem JSON");
-    for member in ["type", "title", "status", "detail", "instance", "request_id", "message"] {
-        assert!(body.get(member).is_some(), "problem lacks `{member}`: {body}");
+    for member in [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "instance",
+        "request_id",
+        "message",
+    ] {
+        assert!(
+            body.get(member).is_some(),
+            "problem lacks `{member}`: {body}"
+        );
     }
     assert_eq!(body["status"], status);
     assert_eq!(body["request_id"], request_id.as_str());
@@ -147,15 +180,24 @@ impl TestApp {
     /// Audit events matching `filters` (a query string), newest first, as an auditor reads them.
     pub async fn audit_events(&self, filters: &str) -> Vec<serde_json::Value> {
         let auditor = self.token("test-auditor", &["auditor"], None).await;
-        let response = self.get_as(&format!("/api/v1/audit/events?{filters}"), &auditor).await;
-        assert_eq!(response.status(), 200, "audit events readable by an auditor");
+        let response = self
+            .get_as(&format!("/api/v1/audit/events?{filters}"), &auditor)
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "audit events readable by an auditor"
+        );
         let page: serde_json::Value = response.json().await.expect("event page");
         page["events"].as_array().cloned().expect("events array")
     }
 
     /// The audit event of one request, by its `X-Request-Id`.
     pub async fn audit_event_of(&self, response: &reqwest::Response) -> serde_json::Value {
-        let request_id = response.headers()["x-request-id"].to_str().expect("request id").to_owned();
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("request id")
+            .to_owned();
         let events = self.audit_events("limit=1000").await;
         events
             .into_iter()

@@ -19,7 +19,11 @@ async fn partner(app: &TestApp, expires_in_days: i64) -> (String, String) {
 async fn request_token(app: &TestApp, client_id: &str, secret: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/auth/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
         .send()
         .await
         .unwrap()

@@ -5,24 +5,39 @@
 #[test]
 fn committed_description_is_current() {
     let generated = passerelle::http::openapi::document_json();
-    let committed = std::fs::read_to_string(crate::helpers::repository_path("openapi/openapi.json")).unwrap_or_default();
+    let committed =
+        std::fs::read_to_string(crate::helpers::repository_path("openapi/openapi.json"))
+            .unwrap_or_default();
     assert!(
         committed == generated,
         "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
     );
     let document: serde_json::Value = serde_json::from_str(&generated).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/api/v1/datasets", "/api/v1/data/{id}", "/api/v1/auth/token", "/api/v1/audit/events", "/api/v1/audit/verify", "/api/v1/policy/check"] {
-        assert!(document["paths"].get(path).is_some(), "{path} is not described");
+    for path in [
+        "/api/v1/datasets",
+        "/api/v1/data/{id}",
+        "/api/v1/auth/token",
+        "/api/v1/audit/events",
+        "/api/v1/audit/verify",
+        "/api/v1/policy/check",
+    ] {
+        assert!(
+            document["paths"].get(path).is_some(),
+            "{path} is not described"
+        );
     }
 }
 
 /// `/openapi.json` and the embedded `/docs` page are served without internet.
 #[tokio::test]
 async fn served_description_and_docs() {
-    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Sqlite).await.unwrap();
+    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Sqlite)
+        .await
+        .unwrap();
     let served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
-    let generated: serde_json::Value = serde_json::from_str(&passerelle::http::openapi::document_json()).unwrap();
+    let generated: serde_json::Value =
+        serde_json::from_str(&passerelle::http::openapi::document_json()).unwrap();
     assert_eq!(served, generated);
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status(), 200);

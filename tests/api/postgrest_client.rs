@@ -10,11 +10,17 @@ async fn python_postgrest_client() {
         .status()
         .is_ok_and(|status| status.success());
     if !available {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must install the postgrest package");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install the postgrest package"
+        );
         eprintln!("skipping: python3 -m pip install postgrest to run this test");
         return;
     }
-    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Sqlite).await.unwrap();
+    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Sqlite)
+        .await
+        .unwrap();
     let script = crate::helpers::repository_path("tests/clients/postgrest_py.py");
     let output = tokio::process::Command::new("python3")
         .arg(script)

@@ -8,7 +8,11 @@ const CONSO: &str = "/api/v1/data/consommations-energie-batiments";
 
 async fn rows(app: &crate::helpers::TestApp, query: &str) -> Vec<Value> {
     let response = app.get(&format!("{CONSO}?{query}")).await;
-    assert!(response.status().is_success(), "{query}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{query}: {}",
+        response.status()
+    );
     response.json::<Vec<Value>>().await.unwrap()
 }
 
@@ -146,14 +150,30 @@ on_both_stores! {
 /// The server's page cap applies to JSON and Content-Range tells the truth.
 #[tokio::test]
 async fn page_cap() {
-    let app = crate::helpers::spawn_app_with(crate::helpers::StoreKind::Sqlite, |settings| settings.server.max_page_size = 4)
+    let app = crate::helpers::spawn_app_with(crate::helpers::StoreKind::Sqlite, |settings| {
+        settings.server.max_page_size = 4
+    })
+    .await
+    .unwrap();
+    let response = app
+        .client
+        .get(app.url(&format!("{CONSO}?select=id")))
+        .header("Prefer", "count=exact")
+        .send()
         .await
         .unwrap();
-    let response = app.client.get(app.url(&format!("{CONSO}?select=id"))).header("Prefer", "count=exact").send().await.unwrap();
     assert_eq!(response.status(), 206);
-    let range = response.headers()["content-range"].to_str().unwrap().to_owned();
+    let range = response.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(range.starts_with("0-3/"), "{range}");
     assert_eq!(response.json::<Vec<Value>>().await.unwrap().len(), 4);
-    let csv = app.get(&format!("{CONSO}?select=id&format=csv")).await.text().await.unwrap();
+    let csv = app
+        .get(&format!("{CONSO}?select=id&format=csv"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(csv.lines().count() > 5, "exports are not capped");
 }

@@ -91,7 +91,10 @@ pub fn authorize(
                 entry.id()
             ))
         } else {
-            Problem::forbidden(format!("your roles do not allow reading dataset `{}`", entry.id()))
+            Problem::forbidden(format!(
+                "your roles do not allow reading dataset `{}`",
+                entry.id()
+            ))
         });
     }
     if entry.definition.personal_data && purpose(headers).is_none() {
@@ -182,7 +185,9 @@ fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter
     while let Some(start) = rest.find("${claims.") {
         text.push_str(&rest[..start]);
         let after = &rest[start + "${claims.".len()..];
-        let end = after.find('}').ok_or_else(|| misconfigured_view(template))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| misconfigured_view(template))?;
         let name = &after[..end];
         let value = caller.claim(name).ok_or_else(|| {
             Problem::forbidden(format!(
@@ -202,7 +207,9 @@ fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter
         rest = &after[end + 1..];
     }
     text.push_str(rest);
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect();
     let everything = vec![true; schema.fields.len()];
     match parse_filters(&pairs, schema, &everything) {
         Ok(Some(filter)) => Ok(filter),

@@ -37,7 +37,9 @@ impl PageCache {
         PageCache {
             pages: moka::sync::Cache::builder()
                 .max_capacity(capacity_bytes)
-                .weigher(|_, page: &Arc<CachedPage>| u32::try_from(page.body.len() + 256).unwrap_or(u32::MAX))
+                .weigher(|_, page: &Arc<CachedPage>| {
+                    u32::try_from(page.body.len() + 256).unwrap_or(u32::MAX)
+                })
                 .build(),
         }
     }
@@ -97,7 +99,10 @@ mod tests {
         assert_eq!(base, PageCache::key(&read("ds_a_v1", Some(5)), None, 100));
         assert_ne!(base, PageCache::key(&read("ds_a_v2", Some(5)), None, 100));
         assert_ne!(base, PageCache::key(&read("ds_a_v1", Some(6)), None, 100));
-        assert_ne!(base, PageCache::key(&read("ds_a_v1", Some(5)), Some("count=exact"), 100));
+        assert_ne!(
+            base,
+            PageCache::key(&read("ds_a_v1", Some(5)), Some("count=exact"), 100)
+        );
         let mut hidden = read("ds_a_v1", Some(5));
         hidden.visible = vec![false];
         assert_ne!(base, PageCache::key(&hidden, None, 100));

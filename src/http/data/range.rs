@@ -86,13 +86,22 @@ mod tests {
             (0, 0, None, StatusCode::OK, "*/*"),
             (0, 0, Some(0), StatusCode::OK, "*/0"),
             (0, 10, Some(10), StatusCode::OK, "0-9/10"),
-            (0, 100, Some(12345), StatusCode::PARTIAL_CONTENT, "0-99/12345"),
+            (
+                0,
+                100,
+                Some(12345),
+                StatusCode::PARTIAL_CONTENT,
+                "0-99/12345",
+            ),
             (10, 5, Some(15), StatusCode::PARTIAL_CONTENT, "10-14/15"),
             (20, 0, Some(15), StatusCode::RANGE_NOT_SATISFIABLE, "*/15"),
             (20, 0, None, StatusCode::OK, "*/*"),
         ];
         for (offset, returned, total, status, range) in cases {
-            assert_eq!(content_range(offset, returned, total), (status, range.to_owned()));
+            assert_eq!(
+                content_range(offset, returned, total),
+                (status, range.to_owned())
+            );
         }
     }
 
@@ -117,6 +126,9 @@ mod tests {
     fn reads_count_preference() {
         let mut headers = HeaderMap::new();
         headers.insert("prefer", "return=minimal, count=exact".parse().unwrap());
-        assert_eq!(CountPreference::from_headers(&headers), Some(CountPreference::Exact));
+        assert_eq!(
+            CountPreference::from_headers(&headers),
+            Some(CountPreference::Exact)
+        );
     }
 }

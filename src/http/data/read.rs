@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use futures::StreamExt;
 
 use super::access::authorize;
@@ -15,7 +15,8 @@ use super::cache::{CachedPage, PageCache};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::format::{
-    CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat, RowEncoder,
+    CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat,
+    RowEncoder,
 };
 use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
@@ -89,10 +90,21 @@ pub async fn read_dataset(
     };
     let pairs: Vec<(String, String)> = raw_query
         .as_deref()
-        .map(|query| form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        .map(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let parameter = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
-    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let parameter = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
     let format = OutputFormat::negotiate(parameter("format"), accept);
     let action = match format {
         Some(format) if format.is_export() => Action::Export,
@@ -139,14 +151,27 @@ pub async fn read_dataset(
             StatusCode::NOT_ACCEPTABLE,
             "not-acceptable",
             "Not acceptable",
-            format!("dataset `{}` has no geometry: ask for JSON or CSV", entry.id()),
+            format!(
+                "dataset `{}` has no geometry: ask for JSON or CSV",
+                entry.id()
+            ),
         ));
     }
     let count_preference = CountPreference::from_headers(&headers);
     let counter = context.row_counter();
     if format.is_export() {
         let suppressed = suppressed_groups(&state, &read).await?;
-        let mut response = export(&state, &context, entry, read, columns, geometry, format, csv_options, counter);
+        let mut response = export(
+            &state,
+            &context,
+            entry,
+            read,
+            columns,
+            geometry,
+            format,
+            csv_options,
+            counter,
+        );
         response
             .headers_mut()
             .extend(answer_headers(None, suppressed, grant.view.as_deref()));
@@ -164,8 +189,11 @@ pub async fn read_dataset(
     };
     let suppressed = suppressed_groups(&state, &read).await?;
     let mut page = json_page(&state, read, columns, total).await?;
-    page.headers
-        .extend(answer_headers(count_preference, suppressed, grant.view.as_deref()));
+    page.headers.extend(answer_headers(
+        count_preference,
+        suppressed,
+        grant.view.as_deref(),
+    ));
     counter.store(page.rows, Ordering::Relaxed);
     let response = page_response(&page, &headers);
     state.pages.insert(key, page);
@@ -176,7 +204,11 @@ pub async fn read_dataset(
 async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Option<u64>> {
     match read.min_group_size {
         Some(_) => Ok(Some(
-            state.store.count_suppressed_groups(read).await.map_err(Problem::internal)?,
+            state
+                .store
+                .count_suppressed_groups(read)
+                .await
+                .map_err(Problem::internal)?,
         )),
         None => Ok(None),
     }
@@ -184,10 +216,17 @@ async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Op
 
 /// Headers that describe the answer: the count preference applied, groups
 /// suppressed, the view applied.
-fn answer_headers(count: Option<CountPreference>, suppressed: Option<u64>, view: Option<&str>) -> HeaderMap {
+fn answer_headers(
+    count: Option<CountPreference>,
+    suppressed: Option<u64>,
+    view: Option<&str>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(preference) = count {
-        headers.insert("preference-applied", HeaderValue::from_static(preference.as_str()));
+        headers.insert(
+            "preference-applied",
+            HeaderValue::from_static(preference.as_str()),
+        );
     }
     if let Some(suppressed) = suppressed {
         headers.insert("x-suppressed-groups", HeaderValue::from(suppressed));
@@ -206,7 +245,8 @@ async fn count(
     preference: CountPreference,
     entry: &DatasetEntry,
 ) -> AppResult<u64> {
-    let unfiltered = read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
+    let unfiltered =
+        read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
     let store = &state.store;
     if preference == CountPreference::Exact {
         return store.count_rows(read).await.map_err(Problem::internal);
@@ -254,7 +294,11 @@ fn csv_options(separator: Option<&str>, bom: Option<&str>) -> AppResult<CsvOptio
 
 /// Positions of the geometry among the output columns, when they are all selected.
 fn geometry_in_output(entry: &DatasetEntry, columns: &[OutputColumn]) -> Option<Geometry> {
-    let position = |schema_index: usize| columns.iter().position(|column| column.source == Some(schema_index));
+    let position = |schema_index: usize| {
+        columns
+            .iter()
+            .position(|column| column.source == Some(schema_index))
+    };
     match entry.geometry? {
         GeometryColumns::LatLon { lat, lon } => Some(Geometry::LatLon {
             lat: position(lat)?,
@@ -270,9 +314,9 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
         .iter()
         .map(|column| {
             column.kind == CellKind::Text
-                && column
-                    .source
-                    .is_some_and(|index| entry_schema.fields[index].field_type == crate::domain::FieldType::Geojson)
+                && column.source.is_some_and(|index| {
+                    entry_schema.fields[index].field_type == crate::domain::FieldType::Geojson
+                })
         })
         .collect()
 }
@@ -307,7 +351,10 @@ async fn json_page(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "range-not-satisfiable",
             "Range not satisfiable",
-            format!("offset {offset} is past the end of the {} matching rows", total.unwrap_or(0)),
+            format!(
+                "offset {offset} is past the end of the {} matching rows",
+                total.unwrap_or(0)
+            ),
         )
         .with_code("PGRST103")
         .with_header(header::CONTENT_RANGE, &range));
@@ -334,12 +381,19 @@ async fn json_page(
 
 /// The response for a page: 304 when the client's `If-None-Match` names its ETag.
 fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
-    let etag = page.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
+    let etag = page
+        .headers
+        .get(header::ETAG)
+        .and_then(|value| value.to_str().ok());
     let not_modified = etag.is_some_and(|etag| {
         request
             .get(header::IF_NONE_MATCH)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+            .is_some_and(|value| {
+                value
+                    .split(',')
+                    .any(|tag| tag.trim() == etag || tag.trim() == "*")
+            })
     });
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
@@ -414,8 +468,15 @@ fn export(
     };
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    let disposition = format!("attachment; filename=\"{}.{}\"", entry.id(), format.extension());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    let disposition = format!(
+        "attachment; filename=\"{}.{}\"",
+        entry.id(),
+        format.extension()
+    );
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }

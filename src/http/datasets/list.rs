@@ -55,7 +55,11 @@ pub async fn list_datasets(
         record.rule = Some("catalogue listing".to_owned());
     });
     let Query(parameters) = query.map_err(|rejection| {
-        Problem::bad_request("invalid-parameter", "Invalid parameter", rejection.body_text())
+        Problem::bad_request(
+            "invalid-parameter",
+            "Invalid parameter",
+            rejection.body_text(),
+        )
     })?;
     let page = parameters.page.unwrap_or(1);
     let page_size = parameters.page_size.unwrap_or(20);
@@ -79,21 +83,39 @@ pub async fn list_datasets(
         .iter()
         .filter(|entry| {
             let definition = &entry.definition;
-            parameters.theme.as_ref().is_none_or(|theme| &definition.theme == theme)
-                && parameters.access.is_none_or(|access| definition.access == access)
-                && parameters.publisher.as_ref().is_none_or(|publisher| &definition.publisher == publisher)
+            parameters
+                .theme
+                .as_ref()
+                .is_none_or(|theme| &definition.theme == theme)
+                && parameters
+                    .access
+                    .is_none_or(|access| definition.access == access)
+                && parameters
+                    .publisher
+                    .as_ref()
+                    .is_none_or(|publisher| &definition.publisher == publisher)
                 && words.iter().all(|word| {
                     definition.id.contains(word.as_str())
                         || definition.title.to_lowercase().contains(word.as_str())
-                        || definition.description.to_lowercase().contains(word.as_str())
-                        || definition.keywords.iter().any(|keyword| keyword.to_lowercase().contains(word.as_str()))
+                        || definition
+                            .description
+                            .to_lowercase()
+                            .contains(word.as_str())
+                        || definition
+                            .keywords
+                            .iter()
+                            .any(|keyword| keyword.to_lowercase().contains(word.as_str()))
                 })
         })
         .filter_map(|entry| summarize(&state.policy, &context.caller, entry))
         .collect();
     let total = matching.len();
     let start = ((page - 1) as usize).saturating_mul(page_size as usize);
-    let datasets = matching.into_iter().skip(start).take(page_size as usize).collect();
+    let datasets = matching
+        .into_iter()
+        .skip(start)
+        .take(page_size as usize)
+        .collect();
     Ok(Json(DatasetList {
         datasets,
         total,

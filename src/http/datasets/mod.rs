@@ -47,7 +47,11 @@ pub struct DatasetLinks {
 }
 
 /// Describes `entry` for `caller`; `None` when the caller may not know it exists.
-pub fn summarize(policy: &PolicyEngine, caller: &Caller, entry: &DatasetEntry) -> Option<DatasetSummary> {
+pub fn summarize(
+    policy: &PolicyEngine,
+    caller: &Caller,
+    entry: &DatasetEntry,
+) -> Option<DatasetSummary> {
     let dataset = dataset_ref(entry);
     if !policy.may_see(&caller.roles, &dataset) {
         return None;
@@ -91,7 +95,11 @@ pub fn summarize(policy: &PolicyEngine, caller: &Caller, entry: &DatasetEntry) -
         record_count: entry.record_count,
         schema,
         can_read: decision.allowed,
-        view: if decision.allowed { decision.view } else { None },
+        view: if decision.allowed {
+            decision.view
+        } else {
+            None
+        },
         links: DatasetLinks {
             self_link: format!("/api/v1/datasets/{id}"),
             data: format!("/api/v1/data/{id}"),

@@ -33,7 +33,16 @@ pub async fn show_dataset(
         record.dataset = Some(id.clone());
         record.action = Some("metadata".to_owned());
         record.decision = Some(summary.is_some());
-        record.rule = Some(if summary.is_some() { "metadata visible" } else { "not visible" }.to_owned());
+        record.rule = Some(
+            if summary.is_some() {
+                "metadata visible"
+            } else {
+                "not visible"
+            }
+            .to_owned(),
+        );
     });
-    summary.map(Json).ok_or_else(|| Problem::dataset_not_found(&id))
+    summary
+        .map(Json)
+        .ok_or_else(|| Problem::dataset_not_found(&id))
 }
