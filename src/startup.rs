@@ -20,12 +20,12 @@ use crate::store::Store;
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     if let Some(path) = settings.database_url.strip_prefix("sqlite:") {
         let path = path.trim_start_matches("//");
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() && path != ":memory:" {
-                std::fs::create_dir_all(parent).with_context(|| {
-                    format!("cannot create the data folder {}", parent.display())
-                })?;
-            }
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+            && path != ":memory:"
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the data folder {}", parent.display()))?;
         }
     }
     Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)

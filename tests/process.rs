@@ -57,10 +57,10 @@ async fn start(database_url: &str) -> Gateway {
     let address = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        if let Ok(response) = client.get(format!("{address}/health/ready")).send().await {
-            if response.status().is_success() {
-                return Gateway { child, address };
-            }
+        if let Ok(response) = client.get(format!("{address}/health/ready")).send().await
+            && response.status().is_success()
+        {
+            return Gateway { child, address };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -104,8 +104,8 @@ async fn load(
     for task in tasks {
         let _ = task.await;
     }
-    let ids = received.lock().unwrap().clone();
-    ids
+
+    received.lock().unwrap().clone()
 }
 
 /// Request ids in the audit log, through `passerelle audit export`.

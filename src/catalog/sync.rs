@@ -160,21 +160,21 @@ async fn sync_one(
         if previous.source_hash == source_hash {
             // Same rows; if the declared schema did not change the table, only metadata moves.
             let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
-            if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema) {
-                if same_storage(stored, declared) {
-                    let schema_json =
-                        serde_json::to_string(declared).map_err(|error| error.to_string())?;
-                    store
-                        .update_definition(
-                            &definition.id,
-                            &definition_json,
-                            &definition_hash,
-                            &schema_json,
-                        )
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    return Ok(SyncAction::Updated);
-                }
+            if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema)
+                && same_storage(stored, declared)
+            {
+                let schema_json =
+                    serde_json::to_string(declared).map_err(|error| error.to_string())?;
+                store
+                    .update_definition(
+                        &definition.id,
+                        &definition_json,
+                        &definition_hash,
+                        &schema_json,
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                return Ok(SyncAction::Updated);
             }
         }
     }

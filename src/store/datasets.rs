@@ -421,15 +421,16 @@ where
     .bind(now)
     .execute(&mut *transaction)
     .await?;
-    if let Some((_, old_table)) = previous {
-        if old_table != table && old_table.starts_with(TABLE_PREFIX) {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP TABLE IF EXISTS {}",
-                quote_identifier(&old_table)
-            )))
-            .execute(&mut *transaction)
-            .await?;
-        }
+    if let Some((_, old_table)) = previous
+        && old_table != table
+        && old_table.starts_with(TABLE_PREFIX)
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_identifier(&old_table)
+        )))
+        .execute(&mut *transaction)
+        .await?;
     }
     transaction.commit().await?;
     Ok(ImportOutcome::Imported {
@@ -571,15 +572,16 @@ where
     .bind(now)
     .execute(&mut *transaction)
     .await?;
-    if let Some((_, old_table)) = previous {
-        if old_table != table && old_table.starts_with(TABLE_PREFIX) {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP TABLE IF EXISTS {}",
-                quote_identifier(&old_table)
-            )))
-            .execute(&mut *transaction)
-            .await?;
-        }
+    if let Some((_, old_table)) = previous
+        && old_table != table
+        && old_table.starts_with(TABLE_PREFIX)
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_identifier(&old_table)
+        )))
+        .execute(&mut *transaction)
+        .await?;
     }
     transaction.commit().await?;
     Ok(ImportOutcome::Imported {

@@ -358,10 +358,10 @@ pub fn group_columns(plan: &ReadPlan) -> Vec<usize> {
     }
     let mut columns = Vec::new();
     for item in &plan.select {
-        if let SelectItem::Column { column, .. } = item {
-            if !columns.contains(column) {
-                columns.push(*column);
-            }
+        if let SelectItem::Column { column, .. } = item
+            && !columns.contains(column)
+        {
+            columns.push(*column);
         }
     }
     columns

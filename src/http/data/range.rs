@@ -59,10 +59,11 @@ pub fn requested_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 pub fn content_range(offset: u64, returned: u64, total: Option<u64>) -> (StatusCode, String) {
     let total_text = total.map_or_else(|| "*".to_owned(), |total| total.to_string());
     if returned == 0 {
-        if let Some(total) = total {
-            if offset > 0 && offset >= total {
-                return (StatusCode::RANGE_NOT_SATISFIABLE, format!("*/{total}"));
-            }
+        if let Some(total) = total
+            && offset > 0
+            && offset >= total
+        {
+            return (StatusCode::RANGE_NOT_SATISFIABLE, format!("*/{total}"));
         }
         return (StatusCode::OK, format!("*/{total_text}"));
     }
