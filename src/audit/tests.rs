@@ -20,11 +20,16 @@ async fn stores() -> Vec<(Store, TestDatabase)> {
 }
 
 fn config(instance: &str) -> AuditConfig {
-    AuditConfig { instance: instance.to_owned(), ..AuditConfig::default() }
+    AuditConfig {
+        instance: instance.to_owned(),
+        ..AuditConfig::default()
+    }
 }
 
 async fn start(store: &Store, instance: &str) -> AuditLog {
-    AuditLog::start(store.clone(), config(instance), Arc::new(test_signer(7))).await.expect("start")
+    AuditLog::start(store.clone(), config(instance), Arc::new(test_signer(7)))
+        .await
+        .expect("start")
 }
 
 /// Records `count` events (subjects alternate alice/bob, datasets energy/water).
@@ -44,10 +49,20 @@ async fn record_many(log: &AuditLog, count: usize) -> Vec<Receipt> {
 }
 
 async fn execute(store: &Store, sql: &str) {
-    for statement in sql.split(';').map(str::trim).filter(|statement| !statement.is_empty()) {
+    for statement in sql
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+    {
         let result = match store {
-            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await.map(|_| ()),
-            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await.map(|_| ()),
+            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(pool)
+                .await
+                .map(|_| ()),
         };
         result.unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
@@ -75,9 +90,22 @@ async fn records_a_verifiable_chain() {
 
         let verification = log.verify(None, None).await.unwrap();
         assert!(verification.ok, "{verification:?}");
-        assert_eq!((verification.checked, verification.from_seq, verification.to_seq), (6, Some(1), Some(6)));
+        assert_eq!(
+            (
+                verification.checked,
+                verification.from_seq,
+                verification.to_seq
+            ),
+            (6, Some(1), Some(6))
+        );
 
-        let page = log.list(&EventQuery { limit: 100, ..EventQuery::default() }).await.unwrap();
+        let page = log
+            .list(&EventQuery {
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(page.events.len(), 6);
         let newest = &page.events[0];
         assert_eq!((newest.seq, newest.subject.clone()), (6, None));
@@ -85,8 +113,14 @@ async fn records_a_verifiable_chain() {
         assert_eq!(first.prev_hash, GENESIS_HASH);
         assert_eq!(first.query.as_deref(), Some("select=a&api_key=REDACTED"));
         assert_eq!(first.time, "2026-11-29T10:00:00.123456Z");
-        assert_eq!(page.events[4].prev_hash, first.hash, "each event links to the previous one");
-        assert_eq!(verification.head_hash.as_deref(), Some(newest.hash.as_str()));
+        assert_eq!(
+            page.events[4].prev_hash, first.hash,
+            "each event links to the previous one"
+        );
+        assert_eq!(
+            verification.head_hash.as_deref(),
+            Some(newest.hash.as_str())
+        );
         assert!(log.healthy());
         log.shutdown().await;
     }
@@ -99,24 +133,85 @@ async fn lists_with_filters_and_cursor() {
         let log = start(&store, "gw").await;
         record_many(&log, 7).await;
         let query = |params: &[(&str, &str)]| {
-            let params: Vec<(String, String)> = params.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let params: Vec<(String, String)> = params
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
             EventQuery::from_params(&params).unwrap()
         };
         let bob = log.list(&query(&[("subject", "bob")])).await.unwrap();
-        assert_eq!(bob.events.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![6, 4, 2]);
-        let denied_water = log.list(&query(&[("decision", "deny"), ("dataset", "water"), ("status", "403")])).await.unwrap();
+        assert_eq!(
+            bob.events.iter().map(|event| event.seq).collect::<Vec<_>>(),
+            vec![6, 4, 2]
+        );
+        let denied_water = log
+            .list(&query(&[
+                ("decision", "deny"),
+                ("dataset", "water"),
+                ("status", "403"),
+            ]))
+            .await
+            .unwrap();
         assert_eq!(denied_water.events.len(), 3);
-        assert!(log.list(&query(&[("org", "nobody")])).await.unwrap().events.is_empty());
-        assert!(log.list(&query(&[("from", "2026-11-30")])).await.unwrap().events.is_empty());
-        assert_eq!(log.list(&query(&[("to", "2026-11-30")])).await.unwrap().events.len(), 7);
+        assert!(
+            log.list(&query(&[("org", "nobody")]))
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        assert!(
+            log.list(&query(&[("from", "2026-11-30")]))
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        assert_eq!(
+            log.list(&query(&[("to", "2026-11-30")]))
+                .await
+                .unwrap()
+                .events
+                .len(),
+            7
+        );
 
         let first = log.list(&query(&[("limit", "3")])).await.unwrap();
-        assert_eq!(first.events.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![7, 6, 5]);
+        assert_eq!(
+            first
+                .events
+                .iter()
+                .map(|event| event.seq)
+                .collect::<Vec<_>>(),
+            vec![7, 6, 5]
+        );
         let cursor = first.next_cursor.clone().expect("more pages");
-        let second = log.list(&query(&[("limit", "3"), ("cursor", &cursor)])).await.unwrap();
-        assert_eq!(second.events.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![4, 3, 2]);
-        let last = log.list(&query(&[("limit", "3"), ("cursor", &second.next_cursor.unwrap())])).await.unwrap();
-        assert_eq!(last.events.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![1]);
+        let second = log
+            .list(&query(&[("limit", "3"), ("cursor", &cursor)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            second
+                .events
+                .iter()
+                .map(|event| event.seq)
+                .collect::<Vec<_>>(),
+            vec![4, 3, 2]
+        );
+        let last = log
+            .list(&query(&[
+                ("limit", "3"),
+                ("cursor", &second.next_cursor.unwrap()),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(
+            last.events
+                .iter()
+                .map(|event| event.seq)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         assert_eq!(last.next_cursor, None);
 
         use futures::StreamExt;
@@ -135,15 +230,38 @@ async fn completes_streamed_exports() {
     for (store, _guard) in stores().await {
         let log = start(&store, "gw").await;
         let receipt = log.record(sample("export")).await.unwrap();
-        let before = log.list(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap().events;
-        let outcome = Outcome { status: 200, rows: Some(1234), bytes: Some(99_999), duration_ms: 812.5, complete: false };
+        let before = log
+            .list(&EventQuery {
+                limit: 10,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap()
+            .events;
+        let outcome = Outcome {
+            status: 200,
+            rows: Some(1234),
+            bytes: Some(99_999),
+            duration_ms: 812.5,
+            complete: false,
+        };
         log.complete(receipt, outcome).await.unwrap();
-        let events = log.list(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap().events;
+        let events = log
+            .list(&EventQuery {
+                limit: 10,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap()
+            .events;
         assert_eq!(events.len(), 2);
         let completion = &events[0];
         assert_eq!(completion.kind, EventKind::Completion);
         assert_eq!(completion.refers_to, Some(1));
-        assert_eq!((completion.rows, completion.bytes, completion.complete), (Some(1234), Some(99_999), Some(false)));
+        assert_eq!(
+            (completion.rows, completion.bytes, completion.complete),
+            (Some(1234), Some(99_999), Some(false))
+        );
         assert_eq!(completion.request_id, "export");
         assert_eq!(completion.prev_hash, before[0].hash);
         assert_eq!(events[1], before[0], "the original event is unchanged");
@@ -155,9 +273,24 @@ async fn completes_streamed_exports() {
 #[tokio::test]
 async fn detects_tampering() {
     let cases: &[(&str, &str, i64, BreakReason)] = &[
-        ("altered field", "UPDATE audit_events SET rows_sent = 999 WHERE seq = 5", 5, BreakReason::Altered),
-        ("altered subject", "UPDATE audit_events SET subject = 'mallory' WHERE seq = 3", 3, BreakReason::Altered),
-        ("deleted row", "DELETE FROM audit_events WHERE seq = 5", 5, BreakReason::Deleted),
+        (
+            "altered field",
+            "UPDATE audit_events SET rows_sent = 999 WHERE seq = 5",
+            5,
+            BreakReason::Altered,
+        ),
+        (
+            "altered subject",
+            "UPDATE audit_events SET subject = 'mallory' WHERE seq = 3",
+            3,
+            BreakReason::Altered,
+        ),
+        (
+            "deleted row",
+            "DELETE FROM audit_events WHERE seq = 5",
+            5,
+            BreakReason::Deleted,
+        ),
         (
             "deleted and renumbered",
             "DELETE FROM audit_events WHERE seq = 5; UPDATE audit_events SET seq = seq + 1000 WHERE seq > 5; \
@@ -165,24 +298,60 @@ async fn detects_tampering() {
             5,
             BreakReason::Deleted,
         ),
-        ("deleted first", "DELETE FROM audit_events WHERE seq = 1", 1, BreakReason::Deleted),
-        ("truncated tail", "DELETE FROM audit_events WHERE seq > 8", 9, BreakReason::Truncated),
-        ("forged checkpoint", "UPDATE audit_checkpoints SET seq = 12", 12, BreakReason::Altered),
-        ("re-signed nothing", "UPDATE audit_checkpoints SET time_us = time_us + 1", 10, BreakReason::Altered),
+        (
+            "deleted first",
+            "DELETE FROM audit_events WHERE seq = 1",
+            1,
+            BreakReason::Deleted,
+        ),
+        (
+            "truncated tail",
+            "DELETE FROM audit_events WHERE seq > 8",
+            9,
+            BreakReason::Truncated,
+        ),
+        (
+            "forged checkpoint",
+            "UPDATE audit_checkpoints SET seq = 12",
+            12,
+            BreakReason::Altered,
+        ),
+        (
+            "re-signed nothing",
+            "UPDATE audit_checkpoints SET time_us = time_us + 1",
+            10,
+            BreakReason::Altered,
+        ),
     ];
     for (store, _guard) in stores().await {
         for (name, sql, seq, reason) in cases {
             // Fresh tables for each case.
-            execute(&store, "DELETE FROM audit_events; DELETE FROM audit_checkpoints").await;
+            execute(
+                &store,
+                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
+            )
+            .await;
             let log = start(&store, "gw").await;
             record_many(&log, 10).await;
             log.checkpoint().await.unwrap();
-            assert!(log.verify(None, None).await.unwrap().ok, "{name}: clean log");
+            assert!(
+                log.verify(None, None).await.unwrap().ok,
+                "{name}: clean log"
+            );
             execute(&store, sql).await;
             let verification = log.verify(None, None).await.unwrap();
-            let broken = verification.first_broken.clone().unwrap_or_else(|| panic!("{name}: not detected"));
+            let broken = verification
+                .first_broken
+                .clone()
+                .unwrap_or_else(|| panic!("{name}: not detected"));
             assert!(!verification.ok);
-            assert_eq!((broken.seq, broken.reason), (*seq, *reason), "{} {name}: {}", backend(&store), broken.detail);
+            assert_eq!(
+                (broken.seq, broken.reason),
+                (*seq, *reason),
+                "{} {name}: {}",
+                backend(&store),
+                broken.detail
+            );
             log.shutdown().await;
         }
     }
@@ -194,16 +363,37 @@ async fn detects_tampering() {
 async fn detects_inserted_rows() {
     for (store, _guard) in stores().await {
         for correct_hash in [true, false] {
-            execute(&store, "DELETE FROM audit_events; DELETE FROM audit_checkpoints").await;
+            execute(
+                &store,
+                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
+            )
+            .await;
             let log = start(&store, "gw").await;
             record_many(&log, 10).await;
             let previous = store::hash_of(&store, 5).await.unwrap().unwrap();
             execute(&store, "UPDATE audit_events SET seq = seq + 1000 WHERE seq > 5; UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000").await;
             let forged = event::EventRecord::from_new(sample("forged"), "gw", None);
-            let hash = if correct_hash { forged.chain_hash(6, &previous) } else { "ab".repeat(32) };
-            store::insert_raw(&store, 6, &forged, &previous, &hash).await.unwrap();
-            let broken = log.verify(None, None).await.unwrap().first_broken.expect("detected");
-            assert_eq!((broken.seq, broken.reason), (6, BreakReason::Inserted), "{}: {}", backend(&store), broken.detail);
+            let hash = if correct_hash {
+                forged.chain_hash(6, &previous)
+            } else {
+                "ab".repeat(32)
+            };
+            store::insert_raw(&store, 6, &forged, &previous, &hash)
+                .await
+                .unwrap();
+            let broken = log
+                .verify(None, None)
+                .await
+                .unwrap()
+                .first_broken
+                .expect("detected");
+            assert_eq!(
+                (broken.seq, broken.reason),
+                (6, BreakReason::Inserted),
+                "{}: {}",
+                backend(&store),
+                broken.detail
+            );
             log.shutdown().await;
         }
     }
@@ -218,8 +408,18 @@ async fn detects_rewritten_tail() {
         log.checkpoint().await.unwrap();
         execute(&store, "DELETE FROM audit_events WHERE seq > 8").await;
         record_many(&log, 2).await;
-        let broken = log.verify(None, None).await.unwrap().first_broken.expect("detected");
-        assert_eq!((broken.seq, broken.reason), (10, BreakReason::Truncated), "{}", broken.detail);
+        let broken = log
+            .verify(None, None)
+            .await
+            .unwrap()
+            .first_broken
+            .expect("detected");
+        assert_eq!(
+            (broken.seq, broken.reason),
+            (10, BreakReason::Truncated),
+            "{}",
+            broken.detail
+        );
     }
 }
 
@@ -229,10 +429,17 @@ async fn verifies_a_range() {
     let (store, _guard) = test_support::sqlite().await;
     let log = start(&store, "gw").await;
     record_many(&log, 10).await;
-    execute(&store, "UPDATE audit_events SET rows_sent = 1 WHERE seq = 9").await;
+    execute(
+        &store,
+        "UPDATE audit_events SET rows_sent = 1 WHERE seq = 9",
+    )
+    .await;
     let partial = log.verify(Some(3), Some(7)).await.unwrap();
     assert!(partial.ok, "{partial:?}");
-    assert_eq!((partial.checked, partial.from_seq, partial.to_seq), (5, Some(3), Some(7)));
+    assert_eq!(
+        (partial.checked, partial.from_seq, partial.to_seq),
+        (5, Some(3), Some(7))
+    );
     let tail = log.verify(Some(8), None).await.unwrap();
     assert_eq!(tail.first_broken.map(|broken| broken.seq), Some(9));
 }
@@ -240,15 +447,23 @@ async fn verifies_a_range() {
 /// Two gateways on one PostgreSQL append to one valid chain.
 #[tokio::test]
 async fn two_instances_share_one_chain() {
-    let Some((store, _guard)) = test_support::postgres().await else { return };
+    let Some((store, _guard)) = test_support::postgres().await else {
+        return;
+    };
     let first = start(&store, "gw-1").await;
     let second = start(&store, "gw-2").await;
     let mut tasks = Vec::new();
     for task in 0..40 {
-        let log = if task % 2 == 0 { first.clone() } else { second.clone() };
+        let log = if task % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
         tasks.push(tokio::spawn(async move {
             for index in 0..25 {
-                log.record(sample(&format!("t{task}-{index}"))).await.unwrap();
+                log.record(sample(&format!("t{task}-{index}")))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -258,11 +473,17 @@ async fn two_instances_share_one_chain() {
     first.checkpoint().await.unwrap();
     let verification = second.verify(None, None).await.unwrap();
     assert!(verification.ok, "{verification:?}");
-    assert_eq!((verification.checked, verification.to_seq), (1000, Some(1000)));
+    assert_eq!(
+        (verification.checked, verification.to_seq),
+        (1000, Some(1000))
+    );
     let instances = first.stats(&StatsQuery::default()).await.unwrap();
     assert_eq!(instances.total, 1000);
     let from_second = first
-        .list(&EventQuery { limit: 1000, ..EventQuery::default() })
+        .list(&EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
         .await
         .unwrap()
         .events
@@ -284,7 +505,9 @@ async fn group_commit_throughput() {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for index in 0..per_task {
-                        log.record(sample(&format!("{task}-{index}"))).await.unwrap();
+                        log.record(sample(&format!("{task}-{index}")))
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -324,10 +547,24 @@ async fn purges_and_stays_verifiable() {
             log.record(event).await.unwrap();
         }
         let report = log.purge(Utc::now() - Duration::days(365)).await.unwrap();
-        assert_eq!((report.deleted_events, report.deleted_checkpoints, report.anchor_seq), (4, 1, Some(5)));
+        assert_eq!(
+            (
+                report.deleted_events,
+                report.deleted_checkpoints,
+                report.anchor_seq
+            ),
+            (4, 1, Some(5))
+        );
         let verification = log.verify(None, None).await.unwrap();
         assert!(verification.ok, "{verification:?}");
-        assert_eq!((verification.anchored_at, verification.from_seq, verification.checked), (Some(5), Some(5), 3));
+        assert_eq!(
+            (
+                verification.anchored_at,
+                verification.from_seq,
+                verification.checked
+            ),
+            (Some(5), Some(5), 3)
+        );
         assert_eq!(log.record(sample("after")).await.unwrap().sequence, 8);
         assert!(log.verify(None, None).await.unwrap().ok);
 
@@ -339,8 +576,17 @@ async fn purges_and_stays_verifiable() {
         assert!(log.verify(None, None).await.unwrap().ok);
 
         // A forged anchor is refused.
-        execute(&store, "UPDATE audit_checkpoints SET hash = 'ff' WHERE kind = 'anchor'").await;
-        let broken = log.verify(None, None).await.unwrap().first_broken.expect("detected");
+        execute(
+            &store,
+            "UPDATE audit_checkpoints SET hash = 'ff' WHERE kind = 'anchor'",
+        )
+        .await;
+        let broken = log
+            .verify(None, None)
+            .await
+            .unwrap()
+            .first_broken
+            .expect("detected");
         assert_eq!(broken.reason, BreakReason::Altered, "{}", broken.detail);
     }
 }
@@ -353,7 +599,17 @@ async fn purge_refuses_a_broken_chain() {
     record_many(&log, 3).await;
     execute(&store, "UPDATE audit_events SET status = 200 WHERE seq = 2").await;
     assert!(log.purge(Utc::now() + Duration::days(1)).await.is_err());
-    assert_eq!(log.list(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap().events.len(), 3);
+    assert_eq!(
+        log.list(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .events
+        .len(),
+        3
+    );
 }
 
 /// When the store cannot be written, record fails and health turns false until a write succeeds.
@@ -362,10 +618,21 @@ async fn fails_closed_and_recovers() {
     for (store, _guard) in stores().await {
         let log = start(&store, "gw").await;
         record_many(&log, 2).await;
-        execute(&store, "ALTER TABLE audit_events RENAME TO audit_events_away").await;
-        assert!(matches!(log.record(sample("lost")).await, Err(AuditError::Unavailable(_))));
+        execute(
+            &store,
+            "ALTER TABLE audit_events RENAME TO audit_events_away",
+        )
+        .await;
+        assert!(matches!(
+            log.record(sample("lost")).await,
+            Err(AuditError::Unavailable(_))
+        ));
         assert!(!log.healthy());
-        execute(&store, "ALTER TABLE audit_events_away RENAME TO audit_events").await;
+        execute(
+            &store,
+            "ALTER TABLE audit_events_away RENAME TO audit_events",
+        )
+        .await;
         assert_eq!(log.record(sample("back")).await.unwrap().sequence, 3);
         assert!(log.healthy());
         assert!(log.verify(None, None).await.unwrap().ok);
@@ -379,9 +646,18 @@ async fn shutdown_checkpoints() {
     let log = start(&store, "gw").await;
     record_many(&log, 3).await;
     log.shutdown().await;
-    assert!(matches!(log.record(sample("late")).await, Err(AuditError::Stopped)));
+    assert!(matches!(
+        log.record(sample("late")).await,
+        Err(AuditError::Stopped)
+    ));
     let statements = store::statements(&store).await.unwrap();
-    assert_eq!(statements.iter().map(|statement| (statement.kind.as_str(), statement.seq)).collect::<Vec<_>>(), vec![("checkpoint", 3)]);
+    assert_eq!(
+        statements
+            .iter()
+            .map(|statement| (statement.kind.as_str(), statement.seq))
+            .collect::<Vec<_>>(),
+        vec![("checkpoint", 3)]
+    );
 }
 
 /// Counts by dataset, subject, decision and day; exports in CSV and NDJSON.
@@ -390,34 +666,100 @@ async fn counts_and_exports() {
     for (store, _guard) in stores().await {
         let log = start(&store, "gw").await;
         let receipts = record_many(&log, 5).await;
-        log.complete(receipts[0].clone(), Outcome { status: 200, rows: Some(1), bytes: Some(2), duration_ms: 3.0, complete: true })
-            .await
-            .unwrap();
+        log.complete(
+            receipts[0].clone(),
+            Outcome {
+                status: 200,
+                rows: Some(1),
+                bytes: Some(2),
+                duration_ms: 3.0,
+                complete: true,
+            },
+        )
+        .await
+        .unwrap();
         let stats = log.stats(&StatsQuery::default()).await.unwrap();
         assert_eq!(stats.total, 5, "completions are not requests");
-        assert_eq!(stats.by_dataset[0], Count { key: Some("energy".to_owned()), count: 3 });
-        assert_eq!(stats.by_decision, vec![
-            Count { key: Some("allow".to_owned()), count: 3 },
-            Count { key: Some("deny".to_owned()), count: 2 }
-        ]);
-        assert_eq!(stats.by_subject[0], SubjectCount { subject: Some("alice".to_owned()), org: Some("ademe".to_owned()), count: 3 });
-        assert_eq!(stats.by_day, vec![Count { key: Some("2026-11-29".to_owned()), count: 5 }]);
-        let none = log.stats(&StatsQuery { from: Some(sample("x").time + Duration::days(1)), to: None }).await.unwrap();
+        assert_eq!(
+            stats.by_dataset[0],
+            Count {
+                key: Some("energy".to_owned()),
+                count: 3
+            }
+        );
+        assert_eq!(
+            stats.by_decision,
+            vec![
+                Count {
+                    key: Some("allow".to_owned()),
+                    count: 3
+                },
+                Count {
+                    key: Some("deny".to_owned()),
+                    count: 2
+                }
+            ]
+        );
+        assert_eq!(
+            stats.by_subject[0],
+            SubjectCount {
+                subject: Some("alice".to_owned()),
+                org: Some("ademe".to_owned()),
+                count: 3
+            }
+        );
+        assert_eq!(
+            stats.by_day,
+            vec![Count {
+                key: Some("2026-11-29".to_owned()),
+                count: 5
+            }]
+        );
+        let none = log
+            .stats(&StatsQuery {
+                from: Some(sample("x").time + Duration::days(1)),
+                to: None,
+            })
+            .await
+            .unwrap();
         assert_eq!(none.total, 0);
 
         let mut csv = Vec::new();
         log.export(None, None, "csv", &mut csv).await.unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().count(), 7);
-        assert!(csv.lines().nth(1).unwrap().starts_with("1,access,,2026-11-29T10:00:00.123456Z,r0,alice"));
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("1,access,,2026-11-29T10:00:00.123456Z,r0,alice")
+        );
         let mut ndjson = Vec::new();
         let at = sample("x").time;
-        log.export(Some(at), Some(at + Duration::seconds(1)), "ndjson", &mut ndjson).await.unwrap();
-        let lines: Vec<serde_json::Value> =
-            String::from_utf8(ndjson).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-        assert_eq!(lines.len(), 5, "the completion was written now, outside the period");
+        log.export(
+            Some(at),
+            Some(at + Duration::seconds(1)),
+            "ndjson",
+            &mut ndjson,
+        )
+        .await
+        .unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(ndjson)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            5,
+            "the completion was written now, outside the period"
+        );
         assert_eq!(lines[0]["seq"], 1);
-        assert!(log.export(None, None, "xml", &mut Vec::new()).await.is_err());
+        assert!(
+            log.export(None, None, "xml", &mut Vec::new())
+                .await
+                .is_err()
+        );
     }
 }
 
@@ -426,12 +768,32 @@ async fn counts_and_exports() {
 async fn hashes_client_ips() {
     let (store, _guard) = test_support::sqlite().await;
     let signer: Arc<dyn CheckpointSigner> = Arc::new(test_signer(7));
-    let without_key = AuditConfig { hash_client_ip: true, ..config("gw") };
-    assert!(AuditLog::start(store.clone(), without_key, signer.clone()).await.is_err());
-    let with_key = AuditConfig { hash_client_ip: true, ip_hash_key: Some("0123456789abcdef".to_owned()), ..config("gw") };
-    let log = AuditLog::start(store.clone(), with_key, signer).await.unwrap();
+    let without_key = AuditConfig {
+        hash_client_ip: true,
+        ..config("gw")
+    };
+    assert!(
+        AuditLog::start(store.clone(), without_key, signer.clone())
+            .await
+            .is_err()
+    );
+    let with_key = AuditConfig {
+        hash_client_ip: true,
+        ip_hash_key: Some("0123456789abcdef".to_owned()),
+        ..config("gw")
+    };
+    let log = AuditLog::start(store.clone(), with_key, signer)
+        .await
+        .unwrap();
     log.record(sample("r1")).await.unwrap();
-    let event = &log.list(&EventQuery { limit: 1, ..EventQuery::default() }).await.unwrap().events[0];
+    let event = &log
+        .list(&EventQuery {
+            limit: 1,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .events[0];
     assert!(event.ip.as_deref().unwrap().starts_with("hmac-sha256:"));
     assert!(log.verify(None, None).await.unwrap().ok);
 }
