@@ -190,7 +190,10 @@ impl AuditLog {
     async fn append(&self, record: EventRecord) -> Result<i64, AuditError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Append { record, reply })
+            .send(Command::Append {
+                record: Box::new(record),
+                reply,
+            })
             .await
             .map_err(|_| AuditError::Stopped)?;
         answer.await.map_err(|_| AuditError::Stopped)?

@@ -26,7 +26,7 @@ pub struct AuditQueryError {
 /// `cursor` is the `seq` below which the page starts (the previous page's
 /// `next_cursor`). Every filter is an exact match; `from` is inclusive and
 /// `to` exclusive.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventQuery {
     pub subject: Option<String>,
     pub org: Option<String>,
@@ -37,8 +37,24 @@ pub struct EventQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<i64>,
-    /// 1 to 1000 (default 100).
+    /// 1 to 1000 (default 100; 0 means the default).
     pub limit: u32,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            subject: None,
+            org: None,
+            dataset: None,
+            decision: None,
+            status: None,
+            from: None,
+            to: None,
+            cursor: None,
+            limit: DEFAULT_LIMIT,
+        }
+    }
 }
 
 impl EventQuery {
@@ -46,10 +62,7 @@ impl EventQuery {
     /// limit` (times in RFC 3339 or `YYYY-MM-DD`); other parameters, such as
     /// `format`, are left to the caller.
     pub fn from_params(params: &[(String, String)]) -> Result<EventQuery, AuditQueryError> {
-        let mut query = EventQuery {
-            limit: DEFAULT_LIMIT,
-            ..EventQuery::default()
-        };
+        let mut query = EventQuery::default();
         for (name, value) in params {
             let text = || Some(value.clone());
             match name.as_str() {
@@ -219,7 +232,10 @@ macro_rules! push_filters {
 
 /// One page, newest first, of at most `limit` (capped at 1000) events.
 pub async fn list(store: &Store, query: &EventQuery) -> Result<EventPage, sqlx::Error> {
-    let limit = query.limit.clamp(1, MAX_LIMIT);
+    let limit = match query.limit {
+        0 => DEFAULT_LIMIT,
+        limit => limit.min(MAX_LIMIT),
+    };
     let mut rows: Vec<EventRow> = with_pool!(store, pool => {
         let mut builder = QueryBuilder::<Db>::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events"));
         push_filters!(builder, query);

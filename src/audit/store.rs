@@ -14,7 +14,7 @@ use super::event::{EventKind, EventRecord, GENESIS_HASH, StoredEvent, format_tim
 use crate::store::Store;
 
 /// The advisory lock key that serialises appends to the chain ("AUDIT" in ASCII).
-pub const CHAIN_LOCK: i64 = 0x4155_4449_54;
+pub const CHAIN_LOCK: i64 = 0x0041_5544_4954;
 
 /// Columns of `audit_events`, in insert order.
 pub const EVENT_COLUMNS: &str = "seq, kind, refers_to, time_us, request_id, subject, org, roles, auth_method, \
@@ -311,11 +311,11 @@ trait InsertEvents: sqlx::Database {
 
 impl InsertEvents for sqlx::Sqlite {
     /// SQLite: one cached prepared statement per row, inside the transaction.
-    fn insert_events<'a>(
+    async fn insert_events<'a>(
         connection: &'a mut sqlx::SqliteConnection,
         rows: &'a [ChainedRow<'a>],
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
-        async move {
+    ) -> Result<(), sqlx::Error> {
+        {
             for row in rows {
                 bind_event!(
                     sqlx::query(INSERT_ONE),
@@ -334,11 +334,11 @@ impl InsertEvents for sqlx::Sqlite {
 
 impl InsertEvents for sqlx::Postgres {
     /// PostgreSQL: one `INSERT … SELECT FROM UNNEST(arrays)` for the batch.
-    fn insert_events<'a>(
+    async fn insert_events<'a>(
         connection: &'a mut sqlx::PgConnection,
         rows: &'a [ChainedRow<'a>],
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
-        async move {
+    ) -> Result<(), sqlx::Error> {
+        {
             let column = |get: &dyn Fn(&ChainedRow<'_>) -> Option<String>| {
                 rows.iter().map(get).collect::<Vec<_>>()
             };

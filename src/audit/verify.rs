@@ -143,20 +143,19 @@ pub async fn verify(
                 chain_problem = Some(problem);
                 break 'walk;
             }
-            if let Some(signed) = checkpoints.get(&row.seq) {
-                if let Some(checkpoint) =
+            if let Some(signed) = checkpoints.get(&row.seq)
+                && let Some(checkpoint) =
                     signed.iter().find(|checkpoint| checkpoint.hash != row.hash)
-                {
-                    chain_problem = Some(BrokenEntry {
-                        seq: row.seq,
-                        reason: BreakReason::Truncated,
-                        detail: format!(
-                            "a checkpoint signed hash {} at seq {}, the log has {}: the log was cut and rewritten",
-                            checkpoint.hash, row.seq, row.hash
-                        ),
-                    });
-                    break 'walk;
-                }
+            {
+                chain_problem = Some(BrokenEntry {
+                    seq: row.seq,
+                    reason: BreakReason::Truncated,
+                    detail: format!(
+                        "a checkpoint signed hash {} at seq {}, the log has {}: the log was cut and rewritten",
+                        checkpoint.hash, row.seq, row.hash
+                    ),
+                });
+                break 'walk;
             }
             recent.push(row.hash.clone(), row.seq);
             checked += 1;
@@ -281,17 +280,17 @@ async fn check_event(
     }
     if !hash_ok {
         let next = store::events_ascending(store, row.seq + 1, None, 1).await?;
-        if let (Some(next), Some(prev)) = (next.first(), expected_prev) {
-            if next.prev_hash == prev {
-                return broken(
-                    row.seq,
-                    BreakReason::Inserted,
-                    format!(
-                        "seq {} links past seq {}: that event was inserted",
-                        next.seq, row.seq
-                    ),
-                );
-            }
+        if let (Some(next), Some(prev)) = (next.first(), expected_prev)
+            && next.prev_hash == prev
+        {
+            return broken(
+                row.seq,
+                BreakReason::Inserted,
+                format!(
+                    "seq {} links past seq {}: that event was inserted",
+                    next.seq, row.seq
+                ),
+            );
         }
         return broken(
             row.seq,
@@ -311,10 +310,10 @@ struct Recent {
 
 impl Recent {
     fn push(&mut self, hash: String, seq: i64) {
-        if self.order.len() == RECENT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seqs.remove(&oldest);
-            }
+        if self.order.len() == RECENT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seqs.remove(&oldest);
         }
         self.seqs.insert(hash.clone(), seq);
         self.order.push_back(hash);

@@ -16,7 +16,7 @@ use super::{AuditConfig, AuditError, Shared, store};
 /// What the writer is asked to do.
 pub(crate) enum Command {
     Append {
-        record: EventRecord,
+        record: Box<EventRecord>,
         reply: oneshot::Sender<Result<i64, AuditError>>,
     },
     Checkpoint {
@@ -27,7 +27,7 @@ pub(crate) enum Command {
     },
 }
 
-type Waiting = (EventRecord, oneshot::Sender<Result<i64, AuditError>>);
+type Waiting = (Box<EventRecord>, oneshot::Sender<Result<i64, AuditError>>);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -115,7 +115,7 @@ pub(crate) async fn run(
 
 /// Writes the batch in one transaction and answers every caller.
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
-    let records: Vec<EventRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
+    let records: Vec<EventRecord> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     match store::append(&shared.store, &records).await {
         Ok(sequences) => {
             shared.healthy.store(true, Ordering::Relaxed);
