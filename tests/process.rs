@@ -54,13 +54,20 @@ async fn start(database_url: &str) -> Gateway {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("gateway starts");
-    let address = format!("http://127.0.0.1:{port}");
+    // Owned by the guard from here on: killed and waited for on every path.
+    let gateway = Gateway {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        if let Ok(response) = client.get(format!("{address}/health/ready")).send().await
-            && response.status().is_success()
-        {
-            return Gateway { child, address };
+        let ready = client
+            .get(format!("{}/health/ready", gateway.address))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return gateway;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

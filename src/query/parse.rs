@@ -1228,7 +1228,7 @@ mod tests {
         let limits = QueryLimits { max_nesting: 2 };
         let deep = [("and".to_owned(), nested(3))];
         assert!(parse_read_query(&deep, &schema(), &visible(), &limits).is_err());
-        let very_deep = "(".to_owned() + &"or(".repeat(10_000) + &")".repeat(10_001);
+        let very_deep = format!("({}{}", "or(".repeat(10_000), ")".repeat(10_001));
         assert!(matches!(
             parse_pair("or", &very_deep),
             Err(QueryError::TooDeep { .. })

@@ -28,13 +28,14 @@ pub fn repository_path(relative: &str) -> PathBuf {
 
 /// Settings for a test gateway on `database_url`.
 pub fn test_settings(database_url: String) -> Settings {
-    let mut settings = Settings::default();
-    settings.database_url = database_url;
-    settings.catalog_dir = repository_path("catalog");
-    settings.policies_dir = repository_path("policies");
-    settings.dev_mode = true;
-    settings.database_max_connections = 8;
-    settings
+    Settings {
+        database_url,
+        catalog_dir: repository_path("catalog"),
+        policies_dir: repository_path("policies"),
+        dev_mode: true,
+        database_max_connections: 8,
+        ..Settings::default()
+    }
 }
 
 /// Starts the gateway; `None` only for PostgreSQL outside CI when no server runs.
