@@ -47,6 +47,8 @@ impl Drop for Gateway {
 }
 
 async fn start(database_url: &str) -> Gateway {
+    // The HTTP client needs the process's TLS provider, even for plain HTTP.
+    passerelle::telemetry::init();
     let port = free_port();
     let child = command(database_url, &["serve"])
         .env("PASSERELLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
