@@ -117,6 +117,9 @@ impl Settings {
 
     /// Refuses what would be unsafe in production.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.auth
+            .check()
+            .map_err(|error| ConfigError::Unsafe(format!("{error:#}")))?;
         if self.dev_mode {
             return Ok(());
         }
@@ -159,6 +162,21 @@ mod tests {
             assert!(settings.dev_mode);
             assert_eq!(settings.server.max_page_size, 70);
             assert_eq!(settings.database_url, "postgres://x@localhost/y");
+            Ok(())
+        });
+    }
+
+    /// The example file in the repository is valid and holds the defaults.
+    #[test]
+    fn example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("passerelle.example.toml");
+        figment::Jail::expect_with(|_| {
+            let settings = Settings::load(Some(&path)).expect("the example loads");
+            let defaults = Settings::default();
+            assert_eq!(settings.server.listen, defaults.server.listen);
+            assert_eq!(settings.server.page_cache_bytes, defaults.server.page_cache_bytes);
+            assert_eq!(settings.auth.token_ttl_seconds, defaults.auth.token_ttl_seconds);
+            assert_eq!(settings.audit.log.max_batch_size, defaults.audit.log.max_batch_size);
             Ok(())
         });
     }
