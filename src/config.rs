@@ -174,9 +174,18 @@ mod tests {
             let settings = Settings::load(Some(&path)).expect("the example loads");
             let defaults = Settings::default();
             assert_eq!(settings.server.listen, defaults.server.listen);
-            assert_eq!(settings.server.page_cache_bytes, defaults.server.page_cache_bytes);
-            assert_eq!(settings.auth.token_ttl_seconds, defaults.auth.token_ttl_seconds);
-            assert_eq!(settings.audit.log.max_batch_size, defaults.audit.log.max_batch_size);
+            assert_eq!(
+                settings.server.page_cache_bytes,
+                defaults.server.page_cache_bytes
+            );
+            assert_eq!(
+                settings.auth.token_ttl_seconds,
+                defaults.auth.token_ttl_seconds
+            );
+            assert_eq!(
+                settings.audit.log.max_batch_size,
+                defaults.audit.log.max_batch_size
+            );
             Ok(())
         });
     }

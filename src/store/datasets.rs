@@ -221,6 +221,50 @@ impl Store {
 /// only those are ever dropped (a `source.table` is someone else's).
 pub const TABLE_PREFIX: &str = "ds_";
 
+/// The end of an import, the same on both stores but for the placeholders:
+/// point the catalogue row at the new table, drop the previous table, commit.
+macro_rules! record_version {
+    ($transaction:ident, $new:ident, $previous:ident, $table:ident, $version:ident, $record_count:ident, $placeholders:literal) => {{
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        sqlx::query(concat!(
+            "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated) \
+             VALUES (",
+            $placeholders,
+            ") ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, definition_hash = excluded.definition_hash, \
+             source_hash = excluded.source_hash, schema = excluded.schema, table_name = excluded.table_name, \
+             version = excluded.version, record_count = excluded.record_count, last_updated = excluded.last_updated"
+        ))
+        .bind($new.id)
+        .bind($new.definition)
+        .bind($new.definition_hash)
+        .bind($new.source_hash)
+        .bind(serde_json::to_string($new.schema).unwrap_or_default())
+        .bind(&$table)
+        .bind($version)
+        .bind($record_count)
+        .bind(now)
+        .execute(&mut *$transaction)
+        .await?;
+        if let Some((_, old_table)) = $previous
+            && old_table != $table
+            && old_table.starts_with(TABLE_PREFIX)
+        {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS {}",
+                quote_identifier(&old_table)
+            )))
+            .execute(&mut *$transaction)
+            .await?;
+        }
+        $transaction.commit().await?;
+        Ok(ImportOutcome::Imported {
+            table_name: $table,
+            version: $version,
+            record_count: $record_count,
+        })
+    }};
+}
+
 /// A row of the catalogue table.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredDataset {
@@ -402,42 +446,15 @@ where
             .execute(&mut *transaction)
             .await?;
     }
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    sqlx::query(
-        "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, definition_hash = excluded.definition_hash, \
-         source_hash = excluded.source_hash, schema = excluded.schema, table_name = excluded.table_name, \
-         version = excluded.version, record_count = excluded.record_count, last_updated = excluded.last_updated",
-    )
-    .bind(new.id)
-    .bind(new.definition)
-    .bind(new.definition_hash)
-    .bind(new.source_hash)
-    .bind(serde_json::to_string(new.schema).unwrap_or_default())
-    .bind(&table)
-    .bind(version)
-    .bind(record_count)
-    .bind(now)
-    .execute(&mut *transaction)
-    .await?;
-    if let Some((_, old_table)) = previous
-        && old_table != table
-        && old_table.starts_with(TABLE_PREFIX)
-    {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            quote_identifier(&old_table)
-        )))
-        .execute(&mut *transaction)
-        .await?;
-    }
-    transaction.commit().await?;
-    Ok(ImportOutcome::Imported {
-        table_name: table,
+    record_version!(
+        transaction,
+        new,
+        previous,
+        table,
         version,
         record_count,
-    })
+        "?, ?, ?, ?, ?, ?, ?, ?, ?"
+    )
 }
 
 async fn insert_batch_sqlite(
@@ -553,42 +570,15 @@ where
     )))
     .execute(&mut *transaction)
     .await?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    sqlx::query(
-        "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, definition_hash = excluded.definition_hash, \
-         source_hash = excluded.source_hash, schema = excluded.schema, table_name = excluded.table_name, \
-         version = excluded.version, record_count = excluded.record_count, last_updated = excluded.last_updated",
-    )
-    .bind(new.id)
-    .bind(new.definition)
-    .bind(new.definition_hash)
-    .bind(new.source_hash)
-    .bind(serde_json::to_string(new.schema).unwrap_or_default())
-    .bind(&table)
-    .bind(version)
-    .bind(record_count)
-    .bind(now)
-    .execute(&mut *transaction)
-    .await?;
-    if let Some((_, old_table)) = previous
-        && old_table != table
-        && old_table.starts_with(TABLE_PREFIX)
-    {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            quote_identifier(&old_table)
-        )))
-        .execute(&mut *transaction)
-        .await?;
-    }
-    transaction.commit().await?;
-    Ok(ImportOutcome::Imported {
-        table_name: table,
+    record_version!(
+        transaction,
+        new,
+        previous,
+        table,
         version,
         record_count,
-    })
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9"
+    )
 }
 
 /// One row in PostgreSQL's CSV COPY format: nulls unquoted and empty, text

@@ -130,41 +130,35 @@ pub trait DatasetBackend: Database {
     fn decode_cell(row: &Self::Row, index: usize, kind: CellKind) -> Result<Value, sqlx::Error>;
 }
 
-impl DatasetBackend for Sqlite {
-    const BACKEND: Backend = Backend::Sqlite;
+/// Both stores bind and decode the same way; only the database type differs.
+macro_rules! dataset_backend {
+    ($database:ty, $backend:expr) => {
+        impl DatasetBackend for $database {
+            const BACKEND: Backend = $backend;
 
-    fn push_value(builder: &mut QueryBuilder<Self>, value: &Value) {
-        match value {
-            Value::Null => builder.push("NULL"),
-            Value::Bool(flag) => builder.push_bind(*flag),
-            Value::Int(number) => builder.push_bind(*number),
-            Value::Float(number) => builder.push_bind(*number),
-            Value::Text(text) => builder.push_bind(text.clone()),
-        };
-    }
+            fn push_value(builder: &mut QueryBuilder<Self>, value: &Value) {
+                match value {
+                    Value::Null => builder.push("NULL"),
+                    Value::Bool(flag) => builder.push_bind(*flag),
+                    Value::Int(number) => builder.push_bind(*number),
+                    Value::Float(number) => builder.push_bind(*number),
+                    Value::Text(text) => builder.push_bind(text.clone()),
+                };
+            }
 
-    fn decode_cell(row: &Self::Row, index: usize, kind: CellKind) -> Result<Value, sqlx::Error> {
-        decode_with(row, index, kind)
-    }
+            fn decode_cell(
+                row: &Self::Row,
+                index: usize,
+                kind: CellKind,
+            ) -> Result<Value, sqlx::Error> {
+                decode_with(row, index, kind)
+            }
+        }
+    };
 }
 
-impl DatasetBackend for Postgres {
-    const BACKEND: Backend = Backend::Postgres;
-
-    fn push_value(builder: &mut QueryBuilder<Self>, value: &Value) {
-        match value {
-            Value::Null => builder.push("NULL"),
-            Value::Bool(flag) => builder.push_bind(*flag),
-            Value::Int(number) => builder.push_bind(*number),
-            Value::Float(number) => builder.push_bind(*number),
-            Value::Text(text) => builder.push_bind(text.clone()),
-        };
-    }
-
-    fn decode_cell(row: &Self::Row, index: usize, kind: CellKind) -> Result<Value, sqlx::Error> {
-        decode_with(row, index, kind)
-    }
-}
+dataset_backend!(Sqlite, Backend::Sqlite);
+dataset_backend!(Postgres, Backend::Postgres);
 
 fn decode_with<R>(row: &R, index: usize, kind: CellKind) -> Result<Value, sqlx::Error>
 where
