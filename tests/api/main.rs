@@ -10,6 +10,7 @@ mod catalogue;
 mod errors;
 mod formats;
 mod identity;
+mod ingestion;
 mod openapi;
 mod postgrest_client;
 mod read;
