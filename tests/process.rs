@@ -219,3 +219,108 @@ async fn two_gateways_one_chain() {
         "{report}"
     );
 }
+
+fn run(database_url: &str, arguments: &[&str], dev_mode: bool) -> (bool, i32, String, String) {
+    let output = command(database_url, arguments)
+        .env("PASSERELLE_DEV_MODE", dev_mode.to_string())
+        .output()
+        .expect("passerelle runs");
+    (
+        output.status.success(),
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The operator's and steward's commands, as the README shows them.
+#[test]
+fn command_line() {
+    let (url, _database) = test_support::sqlite_url();
+    let (ok, _, out, err) = run(&url, &["catalog", "sync"], false);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("imported 10"), "{out}");
+
+    // Development tokens only in dev mode.
+    let (ok, _, _, err) = run(&url, &["token", "--sub", "x", "--roles", "agent"], false);
+    assert!(!ok && err.contains("dev mode"), "{err}");
+    let (ok, _, out, _) = run(&url, &["token", "--sub", "x", "--roles", "agent"], true);
+    assert!(ok && out.trim().split('.').count() == 3, "{out}");
+
+    // Stewards test a decision before deploying a policy change.
+    let (ok, _, out, _) = run(
+        &url,
+        &[
+            "policy",
+            "check",
+            "--roles",
+            "partenaire",
+            "--dataset",
+            "locations-velos",
+        ],
+        false,
+    );
+    let decision: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        ok && decision["allowed"] == true && decision["view"] == "par-commune",
+        "{decision}"
+    );
+    let (ok, code, _, _) = run(
+        &url,
+        &[
+            "policy",
+            "check",
+            "--dataset",
+            "infractions-videoprotection",
+        ],
+        false,
+    );
+    assert!(!ok && code == 3, "refused decisions exit with 3");
+
+    // Partner clients: the secret is shown once, never listed.
+    let (ok, _, out, _) = run(
+        &url,
+        &[
+            "clients",
+            "create",
+            "--org",
+            "Troyes",
+            "--roles",
+            "partenaire",
+        ],
+        false,
+    );
+    assert!(ok, "{out}");
+    let secret = out
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .expect("the secret is printed")
+        .to_owned();
+    let (ok, _, listing, _) = run(&url, &["clients", "list"], false);
+    assert!(
+        ok && listing.contains("Troyes") && !listing.contains(&secret),
+        "{listing}"
+    );
+
+    // An import with a bad row changes nothing and says where.
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("air.csv");
+    std::fs::write(
+        &file,
+        "station,commune,position,date,polluant,concentration_ugm3\nA,Troyes,\"48.3,4.07\",2024-13-01,no2,1\n",
+    )
+    .unwrap();
+    let (ok, _, _, err) = run(
+        &url,
+        &["import", "qualite-air-stations", file.to_str().unwrap()],
+        false,
+    );
+    assert!(
+        !ok && err.contains("line 2") && err.contains("date"),
+        "{err}"
+    );
+
+    // The audit chain verifies from the command line.
+    let (ok, _, out, _) = run(&url, &["audit", "verify"], false);
+    assert!(ok, "{out}");
+}
