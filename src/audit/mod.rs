@@ -67,7 +67,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             max_batch_size: 512,
-            max_batch_wait_ms: 2,
+            max_batch_wait_ms: 0,
             queue_capacity: 16_384,
             checkpoint_interval_seconds: 300,
             hash_client_ip: false,

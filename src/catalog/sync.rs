@@ -150,9 +150,10 @@ async fn sync_one(
     }
     let file = source.file.as_deref().ok_or("source.file is required")?;
     let source_path = folder.join(file);
-    let bytes = std::fs::read(&source_path)
+    // Hashed in chunks: an unchanged file of any size is skipped without
+    // holding it in memory (the gateway's start-up stays small).
+    let source_hash = file_hash(&source_path)
         .map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
-    let source_hash = hex::encode(Sha256::digest(&bytes));
     if let Some(previous) = previous {
         if previous.source_hash == source_hash && previous.definition_hash == definition_hash {
             return Ok(SyncAction::Unchanged);
@@ -178,6 +179,8 @@ async fn sync_one(
             }
         }
     }
+    let bytes = std::fs::read(&source_path)
+        .map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
     let version = import_file(
         store,
         definition,
@@ -189,6 +192,22 @@ async fn sync_one(
     )
     .await?;
     Ok(SyncAction::Imported(version))
+}
+
+/// SHA-256 of a file, read 64 KiB at a time.
+fn file_hash(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Same column names, types and order: the stored rows still fit.
