@@ -10,8 +10,8 @@ use sqlx::Execute;
 use sqlx::{Acquire, QueryBuilder};
 
 use super::sql::{
-    self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_select,
-    build_suppressed_count, quote_identifier,
+    self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_groups_with_sizes,
+    build_select, build_suppressed_count, quote_identifier,
 };
 use super::{Backend, Store, StoreError};
 use crate::domain::{FieldType, Schema, Value};
@@ -68,6 +68,9 @@ impl DatasetRead {
 /// A row stream that owns its connection and query.
 pub type RowStream = BoxStream<'static, Result<Vec<Value>, StoreError>>;
 
+/// Groups with their sizes (rows, then the group's row count).
+pub type GroupStream = BoxStream<'static, Result<(Vec<Value>, i64), StoreError>>;
+
 impl Store {
     /// Streams the rows of `read`, at most `limit` of them.
     pub fn stream_rows(&self, read: Arc<DatasetRead>, limit: Option<u64>) -> RowStream {
@@ -86,6 +89,34 @@ impl Store {
                         cells.push(<DB as DatasetBackend>::decode_cell(&row, index, *kind).map_err(StoreError::Sql)?);
                     }
                     yield cells;
+                }
+            }
+            .boxed()
+        })
+    }
+
+    /// Every group of an aggregate read with its size, small ones included,
+    /// ignoring limit and offset (see [`build_groups_with_sizes`]).
+    pub fn stream_groups(&self, read: Arc<DatasetRead>) -> GroupStream {
+        let kinds: Vec<CellKind> = read
+            .output_columns()
+            .iter()
+            .map(|column| column.kind)
+            .collect();
+        with_backend!(self.clone(), pool, DB => {
+            async_stream::try_stream! {
+                let mut builder = build_groups_with_sizes::<DB>(&read.as_query());
+                let mut rows = builder.build().fetch(&pool);
+                while let Some(row) = rows.try_next().await.map_err(StoreError::Sql)? {
+                    let mut cells = Vec::with_capacity(kinds.len());
+                    for (index, kind) in kinds.iter().enumerate() {
+                        cells.push(<DB as DatasetBackend>::decode_cell(&row, index, *kind).map_err(StoreError::Sql)?);
+                    }
+                    let size = match <DB as DatasetBackend>::decode_cell(&row, kinds.len(), CellKind::Int).map_err(StoreError::Sql)? {
+                        Value::Int(size) => size,
+                        _ => 0,
+                    };
+                    yield (cells, size);
                 }
             }
             .boxed()

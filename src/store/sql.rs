@@ -194,7 +194,7 @@ pub fn build_select<DB: DatasetBackend>(
     let mut builder = QueryBuilder::new("SELECT ");
     push_select_list(&mut builder, query);
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::KeepLarge);
+    push_group_having(&mut builder, query, GroupFilter::Large);
     push_order(&mut builder, query);
     if let Some(limit) = limit {
         builder.push(" LIMIT ");
@@ -223,8 +223,22 @@ pub fn build_count<DB: DatasetBackend>(query: &TableQuery<'_>) -> QueryBuilder<D
         push_group_columns_as_select(&mut builder, query);
     }
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::KeepLarge);
+    push_group_having(&mut builder, query, GroupFilter::Large);
     builder.push(") AS counted");
+    builder
+}
+
+/// Every group of an aggregate read with its size as one more, last column:
+/// small groups included, no limit or offset. The reader suppresses small
+/// groups and pages in the same pass, so an aggregate-only answer and its
+/// suppressed count cost one GROUP BY, not two.
+pub fn build_groups_with_sizes<DB: DatasetBackend>(query: &TableQuery<'_>) -> QueryBuilder<DB> {
+    let mut builder = QueryBuilder::new("SELECT ");
+    push_select_list(&mut builder, query);
+    builder.push(", count(*)");
+    push_from_where(&mut builder, query);
+    push_group_having(&mut builder, query, GroupFilter::All);
+    push_order(&mut builder, query);
     builder
 }
 
@@ -233,7 +247,7 @@ pub fn build_suppressed_count<DB: DatasetBackend>(query: &TableQuery<'_>) -> Que
     let mut builder = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 AS one");
     push_group_columns_as_select(&mut builder, query);
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::KeepSmall);
+    push_group_having(&mut builder, query, GroupFilter::Small);
     builder.push(") AS suppressed");
     builder
 }
@@ -341,8 +355,12 @@ fn push_from_where<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &T
 /// Which side of the minimum group size a grouped query keeps.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum GroupFilter {
-    KeepLarge,
-    KeepSmall,
+    /// Groups of at least the minimum size (what callers see).
+    Large,
+    /// Groups under the minimum size (the suppressed ones).
+    Small,
+    /// No HAVING: every group, whatever its size.
+    All,
 }
 
 /// The schema columns a grouped select groups by (its plain columns).
@@ -376,9 +394,12 @@ fn push_group_having<DB: DatasetBackend>(
             builder.push(quote_identifier(&query.schema.fields[*column].name));
         }
     }
-    let aggregate = query.plan.is_aggregate() || keep == GroupFilter::KeepSmall;
+    if keep == GroupFilter::All {
+        return;
+    }
+    let aggregate = query.plan.is_aggregate() || keep == GroupFilter::Small;
     if let (Some(minimum), true) = (query.min_group_size, aggregate) {
-        builder.push(if keep == GroupFilter::KeepLarge {
+        builder.push(if keep == GroupFilter::Large {
             " HAVING count(*) >= "
         } else {
             " HAVING count(*) < "
@@ -588,6 +609,10 @@ mod tests {
         assert_eq!(
             build_select::<Postgres>(&query, None).into_string(),
             "SELECT \"commune\", CAST(sum(\"id\") AS BIGINT) FROM \"t\" GROUP BY \"commune\" HAVING count(*) >= $1"
+        );
+        assert_eq!(
+            build_groups_with_sizes::<Sqlite>(&query).into_string(),
+            "SELECT \"commune\", sum(\"id\"), count(*) FROM \"t\" GROUP BY \"commune\""
         );
         assert_eq!(
             build_suppressed_count::<Sqlite>(&query).into_string(),

@@ -104,6 +104,15 @@ on_both_stores! {
         assert!(suppressed > 0, "demo data has small districts");
         let groups: Vec<Value> = response.json().await.unwrap();
         assert!(groups.iter().all(|group| group["count"].as_u64().unwrap() >= 11), "{groups:?}");
+        // Paging applies to the groups that are shown; the suppressed count does not move.
+        let paged = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()&order=commune,chauffage&limit=2&offset=1"))
+            .bearer_auth(&token).header("X-Purpose", "observatoire").send().await.unwrap();
+        assert_eq!(paged.headers()["x-suppressed-groups"].to_str().unwrap(), suppressed.to_string());
+        assert_eq!(paged.headers()["content-range"], "1-2/*");
+        let ordered: Vec<Value> = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()&order=commune,chauffage"))
+            .bearer_auth(&token).header("X-Purpose", "observatoire").send().await.unwrap().json().await.unwrap();
+        let paged: Vec<Value> = paged.json().await.unwrap();
+        assert_eq!(paged, ordered[1..3].to_vec());
         let full = app.token("social", &["service-social"], None).await;
         let all: Vec<Value> = app.client.get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()"))
             .bearer_auth(&full).header("X-Purpose", "suivi").send().await.unwrap().json().await.unwrap();

@@ -187,13 +187,8 @@ pub async fn read_dataset(
         Some(preference) => Some(count(&state, &read, preference, entry).await?),
         None => None,
     };
-    // Aggregate-only: the groups left out are counted by a second GROUP BY,
-    // run at the same time as the page's (two cores, half the wait).
-    let (suppressed, page) = tokio::join!(
-        suppressed_groups(&state, &read),
-        json_page(&state, read.clone(), columns, total)
-    );
-    let (suppressed, mut page) = (suppressed?, page?);
+    // Aggregate-only pages count their suppressed groups while reading them.
+    let (mut page, suppressed) = json_page(&state, read, columns, total).await?;
     page.headers.extend(answer_headers(
         count_preference,
         suppressed,
@@ -327,13 +322,15 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
 }
 
 /// A JSON page, capped at `max_page_size`, with its `Content-Range` and a
-/// strong `ETag` (a hash of the body).
+/// strong `ETag` (a hash of the body), and for an aggregate-only read the
+/// number of groups left out. Those read every group with its size in one
+/// GROUP BY and drop, skip and cap here, so small groups cost no second pass.
 async fn json_page(
     state: &AppState,
     read: Arc<DatasetRead>,
     columns: Vec<OutputColumn>,
     total: Option<u64>,
-) -> AppResult<CachedPage> {
+) -> AppResult<(CachedPage, Option<u64>)> {
     let cap = state.settings.server.max_page_size;
     let limit = Some(read.plan.limit.map_or(cap, |limit| limit.min(cap)));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
@@ -341,12 +338,34 @@ async fn json_page(
     let mut encoder = JsonEncoder::new(&keys, &raw);
     let mut body = Vec::with_capacity(16 * 1024);
     encoder.begin(&mut body);
-    let mut rows = state.store.stream_rows(read.clone(), limit);
     let mut returned = 0;
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(Problem::internal)?;
-        encoder.row(&mut body, &row);
-        returned += 1;
+    let mut suppressed = None;
+    match (read.min_group_size, read.plan.is_aggregate()) {
+        (Some(minimum), true) => {
+            let (mut skipped, mut left_out) = (0, 0);
+            let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
+            let mut groups = state.store.stream_groups(read.clone());
+            while let Some(group) = groups.next().await {
+                let (row, size) = group.map_err(Problem::internal)?;
+                if size < i64::from(minimum) {
+                    left_out += 1;
+                } else if skipped < read.plan.offset {
+                    skipped += 1;
+                } else if returned < limit {
+                    encoder.row(&mut body, &row);
+                    returned += 1;
+                }
+            }
+            suppressed = Some(left_out);
+        }
+        _ => {
+            let mut rows = state.store.stream_rows(read.clone(), limit);
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(Problem::internal)?;
+                encoder.row(&mut body, &row);
+                returned += 1;
+            }
+        }
     }
     encoder.end(&mut body);
     let offset = read.plan.offset;
@@ -376,12 +395,13 @@ async fn json_page(
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
-    Ok(CachedPage {
+    let page = CachedPage {
         status,
         body: bytes::Bytes::from(body),
         headers,
         rows: returned,
-    })
+    };
+    Ok((page, suppressed))
 }
 
 /// The response for a page: 304 when the client's `If-None-Match` names its ETag.
