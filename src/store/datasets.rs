@@ -65,6 +65,18 @@ impl DatasetRead {
     }
 }
 
+/// The cells of one result row, decoded as `kinds` (extra columns ignored).
+fn decode_row<DB: DatasetBackend>(
+    row: &DB::Row,
+    kinds: &[CellKind],
+) -> Result<Vec<Value>, StoreError> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| DB::decode_cell(row, index, *kind).map_err(StoreError::Sql))
+        .collect()
+}
+
 /// A row stream that owns its connection and query.
 pub type RowStream = BoxStream<'static, Result<Vec<Value>, StoreError>>;
 
@@ -84,11 +96,7 @@ impl Store {
                 let mut builder = build_select::<DB>(&read.as_query(), limit);
                 let mut rows = builder.build().fetch(&pool);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::Sql)? {
-                    let mut cells = Vec::with_capacity(kinds.len());
-                    for (index, kind) in kinds.iter().enumerate() {
-                        cells.push(<DB as DatasetBackend>::decode_cell(&row, index, *kind).map_err(StoreError::Sql)?);
-                    }
-                    yield cells;
+                    yield decode_row::<DB>(&row, &kinds)?;
                 }
             }
             .boxed()
@@ -108,10 +116,7 @@ impl Store {
                 let mut builder = build_groups_with_sizes::<DB>(&read.as_query());
                 let mut rows = builder.build().fetch(&pool);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::Sql)? {
-                    let mut cells = Vec::with_capacity(kinds.len());
-                    for (index, kind) in kinds.iter().enumerate() {
-                        cells.push(<DB as DatasetBackend>::decode_cell(&row, index, *kind).map_err(StoreError::Sql)?);
-                    }
+                    let cells = decode_row::<DB>(&row, &kinds)?;
                     let size = match <DB as DatasetBackend>::decode_cell(&row, kinds.len(), CellKind::Int).map_err(StoreError::Sql)? {
                         Value::Int(size) => size,
                         _ => 0,

@@ -102,12 +102,4 @@ async fn reload_keeps_policy_on_error(kind: StoreKind) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_keeps_policy_on_error_sqlite() {
-    reload_keeps_policy_on_error(StoreKind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_keeps_policy_on_error_postgres() {
-    reload_keeps_policy_on_error(StoreKind::Postgres).await;
-}
+crate::test_both_stores!(reload_keeps_policy_on_error);

@@ -266,12 +266,4 @@ async fn fails_closed(kind: StoreKind) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fails_closed_sqlite() {
-    fails_closed(StoreKind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fails_closed_postgres() {
-    fails_closed(StoreKind::Postgres).await;
-}
+crate::test_both_stores!(fails_closed);

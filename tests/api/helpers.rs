@@ -141,6 +141,25 @@ macro_rules! on_both_stores {
     };
 }
 
+/// Runs `async fn $function(kind: StoreKind)` as a SQLite test and as a
+/// PostgreSQL test, for tests that start their own gateways.
+#[macro_export]
+macro_rules! test_both_stores {
+    ($function:ident) => {
+        mod $function {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$function($crate::helpers::StoreKind::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$function($crate::helpers::StoreKind::Postgres).await;
+            }
+        }
+    };
+}
+
 /// Parses a problem document and checks its required members.
 pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");

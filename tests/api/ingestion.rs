@@ -127,12 +127,4 @@ async fn sync_and_imports(kind: StoreKind) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_and_imports_sqlite() {
-    sync_and_imports(StoreKind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_and_imports_postgres() {
-    sync_and_imports(StoreKind::Postgres).await;
-}
+crate::test_both_stores!(sync_and_imports);
