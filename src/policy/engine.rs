@@ -53,6 +53,9 @@ struct Sources {
     seen: Option<[u8; 32]>,
     /// Last error reading the files, for the same reason.
     read_error: Option<String>,
+    /// A changed fingerprint seen at the previous tick: files are loaded only
+    /// once they read the same at two ticks, never half-written by an editor.
+    settling: Option<[u8; 32]>,
 }
 
 /// One loaded policy: everything a decision needs, never mutated.
@@ -264,6 +267,7 @@ impl PolicyEngine {
                     datasets: datasets.to_vec(),
                     seen: Some(files.fingerprint),
                     read_error: None,
+                    settling: None,
                 }),
             }),
         })
@@ -325,8 +329,14 @@ impl PolicyEngine {
         };
         sources.read_error = None;
         if sources.seen == Some(files.fingerprint) {
+            sources.settling = None;
             return Ok(false);
         }
+        if sources.settling != Some(files.fingerprint) {
+            sources.settling = Some(files.fingerprint);
+            return Ok(false);
+        }
+        sources.settling = None;
         self.install_files(&mut sources, files).await.map(|()| true)
     }
 
