@@ -63,6 +63,14 @@ impl DatasetRead {
     pub fn output_columns(&self) -> Vec<OutputColumn> {
         sql::output_columns(&self.as_query())
     }
+
+    /// How each output column decodes.
+    pub fn cell_kinds(&self) -> Vec<CellKind> {
+        self.output_columns()
+            .iter()
+            .map(|column| column.kind)
+            .collect()
+    }
 }
 
 /// The cells of one result row, decoded as `kinds` (extra columns ignored).
@@ -86,11 +94,7 @@ pub type GroupStream = BoxStream<'static, Result<(Vec<Value>, i64), StoreError>>
 impl Store {
     /// Streams the rows of `read`, at most `limit` of them.
     pub fn stream_rows(&self, read: Arc<DatasetRead>, limit: Option<u64>) -> RowStream {
-        let kinds: Vec<CellKind> = read
-            .output_columns()
-            .iter()
-            .map(|column| column.kind)
-            .collect();
+        let kinds = read.cell_kinds();
         with_backend!(self.clone(), pool, DB => {
             async_stream::try_stream! {
                 let mut builder = build_select::<DB>(&read.as_query(), limit);
@@ -106,11 +110,7 @@ impl Store {
     /// Every group of an aggregate read with its size, small ones included,
     /// ignoring limit and offset (see [`build_groups_with_sizes`]).
     pub fn stream_groups(&self, read: Arc<DatasetRead>) -> GroupStream {
-        let kinds: Vec<CellKind> = read
-            .output_columns()
-            .iter()
-            .map(|column| column.kind)
-            .collect();
+        let kinds = read.cell_kinds();
         with_backend!(self.clone(), pool, DB => {
             async_stream::try_stream! {
                 let mut builder = build_groups_with_sizes::<DB>(&read.as_query());
