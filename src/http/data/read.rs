@@ -49,43 +49,6 @@ pub struct ReadParameters {
     bom: Option<bool>,
 }
 
-/// Rows decoded ahead of the encoder, per batch.
-const DECODE_BATCH: usize = 512;
-
-/// Decodes rows on a task of its own, a few batches ahead of the encoder, so
-/// an export uses both cores (decoding and encoding) while memory stays
-/// bounded. When the client goes away the receiver is dropped and the task
-/// stops at its next send.
-fn decode_ahead(
-    mut rows: crate::store::datasets::RowStream,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<Vec<crate::domain::Value>>, crate::store::StoreError>> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(DECODE_BATCH);
-        while let Some(row) = rows.next().await {
-            match row {
-                Ok(row) => {
-                    batch.push(row);
-                    if batch.len() == DECODE_BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH));
-                        if sender.send(Ok(full)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    let _ = sender.send(Err(error)).await;
-                    return;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = sender.send(Ok(batch)).await;
-        }
-    });
-    receiver
-}
-
 /// Bytes buffered before a streamed body sends a chunk.
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -499,20 +462,17 @@ fn export(
         OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
     };
     let limit = read.plan.limit;
-    let batches = decode_ahead(state.store.stream_rows(read, limit));
+    let mut rows = state.store.stream_rows(read, limit);
     context.note(|record| record.streamed = true);
     let request_id = context.request_id.clone();
     let stream = async_stream::stream! {
-        let mut batches = batches;
         let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
         encoder.begin(&mut buffer);
-        while let Some(batch) = batches.recv().await {
-            match batch {
-                Ok(batch) => {
-                    for row in &batch {
-                        encoder.row(&mut buffer, row);
-                    }
-                    counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        while let Some(row) = rows.next().await {
+            match row {
+                Ok(row) => {
+                    encoder.row(&mut buffer, &row);
+                    counter.fetch_add(1, Ordering::Relaxed);
                     if buffer.len() >= CHUNK_BYTES {
                         yield Ok::<_, std::io::Error>(bytes::Bytes::from(std::mem::replace(
                             &mut buffer,
