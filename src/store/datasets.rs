@@ -257,6 +257,33 @@ impl Store {
 /// only those are ever dropped (a `source.table` is someone else's).
 pub const TABLE_PREFIX: &str = "ds_";
 
+/// The start of an import, the same on both stores but for the placeholder:
+/// the previous version, the next version number, and its fresh, empty table.
+macro_rules! start_version {
+    ($transaction:ident, $new:ident, $backend:expr, $select:literal) => {{
+        let previous: Option<(i64, String)> = sqlx::query_as($select)
+            .bind($new.id)
+            .fetch_optional(&mut *$transaction)
+            .await?;
+        let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
+        let table = table_name_for($new.id, version);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_identifier(&table)
+        )))
+        .execute(&mut *$transaction)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(create_table_sql(
+            $backend,
+            &table,
+            $new.schema,
+        )))
+        .execute(&mut *$transaction)
+        .await?;
+        (previous, version, table)
+    }};
+}
+
 /// The end of an import, the same on both stores but for the placeholders:
 /// point the catalogue row at the new table, drop the previous table, commit.
 macro_rules! record_version {
@@ -417,26 +444,12 @@ where
 {
     let mut connection = pool.acquire().await?;
     let mut transaction = connection.begin().await?;
-    let previous: Option<(i64, String)> =
-        sqlx::query_as("SELECT version, table_name FROM datasets WHERE id = ?")
-            .bind(new.id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-    let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
-    let table = table_name_for(new.id, version);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {}",
-        quote_identifier(&table)
-    )))
-    .execute(&mut *transaction)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(
+    let (previous, version, table) = start_version!(
+        transaction,
+        new,
         Backend::Sqlite,
-        &table,
-        new.schema,
-    )))
-    .execute(&mut *transaction)
-    .await?;
+        "SELECT version, table_name FROM datasets WHERE id = ?"
+    );
 
     let width = new.schema.fields.len().max(1);
     // SQLite allows 32,766 bound parameters per statement.
@@ -532,26 +545,12 @@ where
         .bind(new.id)
         .execute(&mut *transaction)
         .await?;
-    let previous: Option<(i64, String)> =
-        sqlx::query_as("SELECT version, table_name FROM datasets WHERE id = $1")
-            .bind(new.id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-    let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
-    let table = table_name_for(new.id, version);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {}",
-        quote_identifier(&table)
-    )))
-    .execute(&mut *transaction)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(create_table_sql(
+    let (previous, version, table) = start_version!(
+        transaction,
+        new,
         Backend::Postgres,
-        &table,
-        new.schema,
-    )))
-    .execute(&mut *transaction)
-    .await?;
+        "SELECT version, table_name FROM datasets WHERE id = $1"
+    );
     let columns = new
         .schema
         .fields

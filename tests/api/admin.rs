@@ -64,13 +64,7 @@ async fn reload_keeps_policy_on_error(kind: StoreKind) {
         format!("{original}\np, agent, level:internal, fly, allow, \n"),
     )
     .unwrap();
-    let refused = app
-        .client
-        .post(app.url("/api/v1/policy/reload"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let refused = app.post_as("/api/v1/policy/reload", &admin).await;
     let body = problem(refused, 422).await;
     assert!(body["detail"].as_str().unwrap().contains("fly"), "{body}");
     assert_eq!(
@@ -86,13 +80,7 @@ async fn reload_keeps_policy_on_error(kind: StoreKind) {
         format!("{original}\np, agent, infractions-videoprotection, read, deny, \n"),
     )
     .unwrap();
-    let reloaded = app
-        .client
-        .post(app.url("/api/v1/policy/reload"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let reloaded = app.post_as("/api/v1/policy/reload", &admin).await;
     assert_eq!(reloaded.status(), 200);
     problem(
         app.get_as("/api/v1/data/infractions-videoprotection?limit=1", &agent)
