@@ -4,12 +4,20 @@
 //! threshold) and the count preference is exactly correct until evicted:
 //! no invalidation is needed. The caller's identity is not in the key, only
 //! what it may see, so two partners of one commune share entries.
+//!
+//! Invariants:
+//! - the key is a SHA-256 digest of every part of the read that changes the
+//!   answer, each part length-prefixed: two reads share an entry only if
+//!   they are the same read (a 64-bit hash could collide and serve one
+//!   caller's page to another);
+//! - a page weighs at least the memory it keeps alive (body, headers and the
+//!   cache's own bookkeeping), so `page_cache_bytes` bounds the memory.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::store::datasets::DatasetRead;
 
@@ -22,10 +30,48 @@ pub struct CachedPage {
     pub rows: u64,
 }
 
+/// Memory a cache entry keeps besides the body and the header bytes: the
+/// `Arc`, the key, the header map's tables, and the cache's node and
+/// frequency bookkeeping (measured with a counting allocator in
+/// `tests/page_cache_memory.rs`, with a margin).
+const ENTRY_OVERHEAD: usize = 1024;
+
+/// Memory one header keeps besides its name and value bytes (the map's bucket).
+const HEADER_OVERHEAD: usize = 64;
+
+impl CachedPage {
+    /// A page holding exactly its body's bytes: an encoder's buffer usually
+    /// has room to spare (16 KiB for a 200-byte point read), and `Bytes`
+    /// would keep all of it alive.
+    pub fn new(status: StatusCode, mut body: Vec<u8>, headers: HeaderMap, rows: u64) -> CachedPage {
+        body.shrink_to_fit();
+        CachedPage {
+            status,
+            body: Bytes::from(body),
+            headers,
+            rows,
+        }
+    }
+
+    /// The bytes this page keeps alive in the cache, as the cache weighs it.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + HEADER_OVERHEAD)
+            .sum();
+        self.body.len() + headers + ENTRY_OVERHEAD
+    }
+}
+
+/// The digest of a read: see the module's invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageKey([u8; 32]);
+
 /// Shared by every request; bounded by the bytes it holds.
 #[derive(Clone)]
 pub struct PageCache {
-    pages: moka::sync::Cache<u64, Arc<CachedPage>>,
+    pages: moka::sync::Cache<PageKey, Arc<CachedPage>>,
 }
 
 /// Pages larger than this are not kept (they would evict many small ones).
@@ -38,34 +84,56 @@ impl PageCache {
             pages: moka::sync::Cache::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|_, page: &Arc<CachedPage>| {
-                    u32::try_from(page.body.len() + 256).unwrap_or(u32::MAX)
+                    u32::try_from(page.weight()).unwrap_or(u32::MAX)
                 })
                 .build(),
         }
     }
 
     /// The key of a read: table (hence version), plan, view and count preference.
-    pub fn key(read: &DatasetRead, count: Option<&str>, page_cap: u64) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        read.table.hash(&mut hasher);
+    pub fn key(read: &DatasetRead, count: Option<&str>, page_cap: u64) -> PageKey {
+        let mut digest = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            digest.update((bytes.len() as u64).to_le_bytes());
+            digest.update(bytes);
+        };
+        part(read.table.as_bytes());
         // The plan and the filters have no Hash (they hold floats); their
         // Debug text is deterministic and complete.
-        format!("{:?}|{:?}", read.plan, read.row_filter).hash(&mut hasher);
-        read.visible.hash(&mut hasher);
-        read.min_group_size.hash(&mut hasher);
-        count.hash(&mut hasher);
-        page_cap.hash(&mut hasher);
-        hasher.finish()
+        part(format!("{:?}", read.plan).as_bytes());
+        part(format!("{:?}", read.row_filter).as_bytes());
+        let visible: Vec<u8> = read.visible.iter().map(|&shown| u8::from(shown)).collect();
+        part(&visible);
+        part(format!("{:?}", read.min_group_size).as_bytes());
+        part(count.unwrap_or("").as_bytes());
+        part(&page_cap.to_le_bytes());
+        PageKey(digest.finalize().into())
     }
 
-    pub fn get(&self, key: u64) -> Option<Arc<CachedPage>> {
+    pub fn get(&self, key: PageKey) -> Option<Arc<CachedPage>> {
         self.pages.get(&key)
     }
 
-    pub fn insert(&self, key: u64, page: CachedPage) {
+    pub fn insert(&self, key: PageKey, page: CachedPage) {
         if page.body.len() <= MAX_CACHED_PAGE {
             self.pages.insert(key, Arc::new(page));
         }
+    }
+
+    /// Applies pending evictions now (the cache otherwise does it along
+    /// with later reads and writes).
+    pub fn run_pending_tasks(&self) {
+        self.pages.run_pending_tasks();
+    }
+
+    /// Pages held now (after [`PageCache::run_pending_tasks`]).
+    pub fn entry_count(&self) -> u64 {
+        self.pages.entry_count()
+    }
+
+    /// Bytes the cache weighs now (after [`PageCache::run_pending_tasks`]).
+    pub fn weighted_size(&self) -> u64 {
+        self.pages.weighted_size()
     }
 }
 
@@ -112,15 +180,25 @@ mod tests {
     #[test]
     fn skips_large_pages() {
         let cache = PageCache::new(10 * 1024 * 1024);
-        let page = |size: usize| CachedPage {
-            status: StatusCode::OK,
-            body: Bytes::from(vec![b' '; size]),
-            headers: HeaderMap::new(),
-            rows: 1,
-        };
-        cache.insert(1, page(10));
-        cache.insert(2, page(MAX_CACHED_PAGE + 1));
-        assert!(cache.get(1).is_some());
-        assert!(cache.get(2).is_none());
+        let page =
+            |size: usize| CachedPage::new(StatusCode::OK, vec![b' '; size], HeaderMap::new(), 1);
+        let (small, large) = (
+            PageCache::key(&read("ds_a_v1", Some(1)), None, 100),
+            PageCache::key(&read("ds_a_v1", Some(2)), None, 100),
+        );
+        cache.insert(small, page(10));
+        cache.insert(large, page(MAX_CACHED_PAGE + 1));
+        assert!(cache.get(small).is_some());
+        assert!(cache.get(large).is_none());
+    }
+
+    /// A page keeps only its body's bytes, whatever room the encoder's buffer had.
+    #[test]
+    fn pages_hold_only_their_bytes() {
+        let mut body = Vec::with_capacity(16 * 1024);
+        body.extend_from_slice(b"[{\"id\":1}]");
+        let page = CachedPage::new(StatusCode::OK, body, HeaderMap::new(), 1);
+        assert_eq!(page.body.len(), 10);
+        assert!(page.weight() >= page.body.len() + ENTRY_OVERHEAD);
     }
 }

@@ -395,12 +395,7 @@ async fn json_page(
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
-    let page = CachedPage {
-        status,
-        body: bytes::Bytes::from(body),
-        headers,
-        rows: returned,
-    };
+    let page = CachedPage::new(status, body, headers, returned);
     Ok((page, suppressed))
 }
 
