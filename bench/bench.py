@@ -565,6 +565,56 @@ def scenarios_http(gws, floor, ds):
     cmd_doc(f"wrk -t2 -c{CONNS} -d{DURATION}s --latency --timeout 30s [-H 'Authorization: Bearer $TOKEN'] URL")
 
 
+# ---------------------------------------------------------------- memory (page cache)
+DISTINCT_LUA = """-- Every request a distinct point read, so the page cache never answers
+-- twice and keeps filling: ids cycle over the whole dataset.
+local counter = 0
+local rows = %d
+function setup(thread)
+  thread:set("offset", counter * 7919)
+  counter = counter + 1
+end
+function init(args)
+  n = 0
+end
+function request()
+  n = n + 1
+  local id = ((offset + n * 104729) %% rows) + 1
+  return wrk.format("GET", "/api/v1/data/conso-open?id=eq." .. id)
+end
+"""
+
+
+def scenario_memory(gws):
+    """RSS of each gateway at the end of S1/S2, then after a run of distinct
+    point reads that fills the page cache (budget: page_cache_bytes + 64 MiB)."""
+    script = os.path.join(RAW, "distinct_reads.lua")
+    open(script, "w").write(DISTINCT_LUA % ROWS)
+    cache_mib = env_int("PASSERELLE_SERVER__PAGE_CACHE_BYTES", 64 * 1024 * 1024) / 1024 / 1024
+    R["memory"] = {"page_cache_mib": cache_mib, "seconds": DURATION * REPS}
+    for gw in gws:
+        if gw.error or gw.proc is None:
+            continue
+        entry = {"rss_after_s1_kib": status_kib(gw.proc.pid, "VmRSS")}
+        out = os.path.join(RAW, f"wrk_distinct_{gw.key}.txt")
+        proc = run(["wrk", "-t2", f"-c{CONNS}", f"-d{DURATION * REPS}s", "--latency", "--timeout", "30s",
+                    "-s", script, f"http://127.0.0.1:{gw.port}"], check=False, timeout=DURATION * REPS + 60)
+        open(out, "w").write(proc.stdout + proc.stderr)
+        try:
+            r = bu.parse_wrk(out)
+            entry.update(rps=r["rps"], requests=r["requests"], non2xx=r["non2xx"], p99=r["p99"])
+        except (AttributeError, ValueError):
+            note(f"distinct reads on {gw.key}: wrk output unreadable: {tail(out, 5)}")
+        entry["rss_after_distinct_kib"] = status_kib(gw.proc.pid, "VmRSS")
+        entry["vmhwm_kib"] = status_kib(gw.proc.pid, "VmHWM")
+        R["memory"][gw.key] = entry
+        log(f"memory {gw.key}: RSS {entry['rss_after_s1_kib'] / 1024:.1f} MiB after S1, "
+            f"{entry['rss_after_distinct_kib'] / 1024:.1f} MiB after {entry.get('requests', 0):,} distinct reads "
+            f"(VmHWM {entry['vmhwm_kib'] / 1024:.1f} MiB)")
+    cmd_doc(f"wrk -t2 -c{CONNS} -d{DURATION * REPS}s -s distinct_reads.lua URL  (each request ?id=eq.<distinct id>); "
+            "VmRSS and VmHWM from /proc/PID/status")
+
+
 # ---------------------------------------------------------------- scenario 3 (aggregate)
 AGG_SQL = "SELECT commune, sum(conso_kwh), count(*) FROM consommations_energie GROUP BY commune"
 
@@ -821,6 +871,7 @@ def main():
             gw.proc = gw.serve()
 
     scenarios_http(gws, floor, ds)
+    scenario_memory(gws)
     stop(floor)
     scenario_aggregate(gws)
     for gw in gws:

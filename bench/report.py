@@ -101,6 +101,12 @@ def write(R, out):
         peak = max(e.get("rss_peak_sampled_kib", 0), e.get("vmhwm_kib", 0)) / 1024 if e else None
         budget("S4", f"Passerelle {name} peak RSS during export", peak or None, "<", 64, unit="MiB",
                failed=failed(f"export_{k}"))
+    M = R.get("memory") or {}
+    for k, name in (("pg", "PG"), ("sq", "SQLite")):
+        e = M.get(k) or {}
+        rss = e.get("rss_after_distinct_kib")
+        budget("S1", f"Passerelle {name} RSS after distinct reads (page cache {fmt(M.get('page_cache_mib'))} MiB)",
+               rss / 1024 if rss else None, "<=", (M.get("page_cache_mib") or 64) + 64, unit="MiB")
     I = R["import"]
     pi, pc = rps(dict(I.get("passerelle_pg", {}), rows=cfg["rows"])), rps(dict(I.get("psql_copy_from", {}), rows=cfg["rows"]))
     budget("S5", "passerelle import (PG) / psql \\copy FROM (rows/s)", pi / pc if pi and pc else None, ">=", 0.5,
@@ -175,6 +181,21 @@ def write(R, out):
                  f"{', '.join(f'{t:.3f}' for t in e.get('times', []))} | {'; '.join(notes)} |")
     L.append("\npsql and sqlite3 times are query times on an open connection; Passerelle times are client wall "
              "times of a full HTTP request (token check, policy, audit, JSON).\n")
+
+    # ------------------------------------------------------------ memory
+    if M:
+        L.append("## S1: memory under distinct reads\n")
+        L.append(f"Each request a distinct `?id=eq.N` point read for {M.get('seconds')} s, so every answer is a new "
+                 f"page cache entry (page_cache_bytes {fmt(M.get('page_cache_mib'))} MiB).\n")
+        L.append("| gateway | RSS after S1/S2 MiB | distinct reads | req/s | RSS after MiB | VmHWM MiB |")
+        L.append("| --- | --- | --- | --- | --- | --- |")
+        for k, name in (("pg", "PostgreSQL store"), ("sq", "SQLite store")):
+            e = M.get(k)
+            if not e:
+                continue
+            L.append(f"| {name} | {fmt(e['rss_after_s1_kib'] / 1024)} | {fmt(e.get('requests'))} | "
+                     f"{fmt(e.get('rps'))} | {fmt(e['rss_after_distinct_kib'] / 1024)} | {fmt(e['vmhwm_kib'] / 1024)} |")
+        L.append("")
 
     # ------------------------------------------------------------ export
     L.append("## S4: full CSV export\n")
