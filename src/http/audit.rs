@@ -157,7 +157,7 @@ pub struct StatsParameters {
     tag = "audit",
     params(StatsParameters),
     responses(
-        (status = 200, body = crate::audit::Stats),
+        (status = 200, description = "Request counts over the period", body = crate::audit::Stats),
         (status = 400, description = "Malformed time range", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "No audit:read permission", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),

@@ -41,7 +41,7 @@ pub struct OAuthError {
     tag = "auth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, description = "A short-lived access token (RFC 6749 §5.1)", body = TokenResponse),
         (status = 400, description = "Malformed request or unsupported grant", body = OAuthError),
         (status = 401, description = "Unknown client, wrong secret, disabled client or ended agreement", body = OAuthError),
         (status = 429, description = "Too many failed attempts: wait `Retry-After` seconds", body = OAuthError),

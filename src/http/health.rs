@@ -30,7 +30,10 @@ pub async fn live() -> &'static str {
     get,
     path = "/health/ready",
     tag = "operations",
-    responses((status = 200, body = Readiness), (status = 503, body = Readiness))
+    responses(
+        (status = 200, description = "Ready: the store answers and the audit log can be written", body = Readiness),
+        (status = 503, description = "Not ready (or shutting down): `problems` says why", body = Readiness)
+    )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;

@@ -59,7 +59,7 @@ pub fn routes() -> Router<AppState> {
     tag = "policy",
     request_body = PolicyCheckRequest,
     responses(
-        (status = 200, body = PolicyCheckResponse),
+        (status = 200, description = "The decision, the rule that made it and the view that applies", body = PolicyCheckResponse),
         (status = 400, description = "Unknown action or malformed body", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -118,7 +118,7 @@ pub async fn check(
     path = "/api/v1/policy/reload",
     tag = "policy",
     responses(
-        (status = 200, body = PolicyReloadResponse),
+        (status = 200, description = "The new policy is in force", body = PolicyReloadResponse),
         (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The files do not load; the previous policy stays in force", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
