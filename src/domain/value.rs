@@ -118,15 +118,10 @@ fn parse_geojson(text: &str) -> Result<Value, ValueError> {
     let shown: String = text.chars().take(60).collect();
     let geometry: serde_json::Value = serde_json::from_str(text)
         .map_err(|error| ValueError(format!("`{shown}` is not a GeoJSON geometry: {error}")))?;
-    if geometry
-        .get("type")
-        .and_then(|kind| kind.as_str())
-        .is_none()
-    {
-        return Err(ValueError(format!(
-            "`{shown}` is not a GeoJSON geometry: no \"type\" member"
-        )));
-    }
+    // The geojson crate knows the seven geometry types (RFC 7946 §3.1) and
+    // the shape of their coordinates: `{"type": "Banana"}` is refused.
+    serde_json::from_value::<geojson::Geometry>(geometry.clone())
+        .map_err(|error| ValueError(format!("`{shown}` is not a GeoJSON geometry: {error}")))?;
     Ok(Value::Text(geometry.to_string()))
 }
 
@@ -174,6 +169,22 @@ mod tests {
         }
     }
 
+    /// The seven GeoJSON geometry types are accepted as they are.
+    #[test]
+    fn accepts_every_geojson_geometry() {
+        for text in [
+            r#"{"type":"Point","coordinates":[4.07,48.3]}"#,
+            r#"{"type":"MultiPoint","coordinates":[[4.07,48.3],[4.1,48.2]]}"#,
+            r#"{"type":"LineString","coordinates":[[4.07,48.3],[4.1,48.2]]}"#,
+            r#"{"type":"MultiLineString","coordinates":[[[4.07,48.3],[4.1,48.2]]]}"#,
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}"#,
+            r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]]]}"#,
+            r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[1,2]}]}"#,
+        ] {
+            assert!(Value::parse(FieldType::Geojson, text).is_ok(), "{text}");
+        }
+    }
+
     /// Wrong values are refused with a message naming the value.
     #[test]
     fn refuses_values_of_the_wrong_type() {
@@ -189,6 +200,18 @@ mod tests {
             (FieldType::Datetime, "tomorrow"),
             (FieldType::Geopoint, "91,0"),
             (FieldType::Geojson, "{}"),
+            (
+                FieldType::Geojson,
+                r#"{"type":"Banana","coordinates":[1,2]}"#,
+            ),
+            (
+                FieldType::Geojson,
+                r#"{"type":"Point","coordinates":"here"}"#,
+            ),
+            (
+                FieldType::Geojson,
+                r#"{"type":"Polygon","coordinates":[1,2]}"#,
+            ),
         ];
         for (field_type, text) in cases {
             let error = Value::parse(field_type, text).unwrap_err();

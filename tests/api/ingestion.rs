@@ -128,3 +128,77 @@ async fn sync_and_imports(kind: StoreKind) {
 }
 
 crate::test_both_stores!(sync_and_imports);
+
+/// A GeoJSON source whose feature has a geometry of no GeoJSON type
+/// (`{"type": "Banana"}`) is refused with the feature and the reason, and
+/// nothing of it is served; a valid polygon in the same schema loads.
+async fn refuses_unknown_geometry_types(kind: StoreKind) {
+    let folder = tempfile::tempdir().unwrap();
+    let definition = "id: zones\ntitle: Zones\ndescription: D\ntheme: t\npublisher: p\nlicence: etalab-2.0\n\
+                      access: open\nsource:\n  file: zones.geojson\nschema:\n  fields:\n    - {name: nom, type: string}\n    \
+                      - {name: geometry, type: geojson}\ngeometry:\n  column: geometry\n";
+    std::fs::write(folder.path().join("zones.yaml"), definition).unwrap();
+    let feature = |name: &str, geometry: &str| {
+        format!(
+            r#"{{"type": "Feature", "properties": {{"nom": "{name}"}}, "geometry": {geometry}}}"#
+        )
+    };
+    let polygon = r#"{"type": "Polygon", "coordinates": [[[4.0, 48.2], [4.1, 48.2], [4.1, 48.3], [4.0, 48.2]]]}"#;
+    let collection = |features: &[String]| {
+        format!(
+            r#"{{"type": "FeatureCollection", "features": [{}]}}"#,
+            features.join(",")
+        )
+    };
+    std::fs::write(
+        folder.path().join("zones.geojson"),
+        collection(&[
+            feature("centre", polygon),
+            feature(
+                "banane",
+                r#"{"type": "Banana", "coordinates": [4.0, 48.2]}"#,
+            ),
+        ]),
+    )
+    .unwrap();
+    let catalog = folder.path().to_path_buf();
+    let Some(app) = spawn_app_with(kind, |settings| settings.catalog_dir = catalog.clone()).await
+    else {
+        return;
+    };
+    let report = sync_folder(&app.state.store, folder.path()).await.unwrap();
+    let failure = report
+        .failures
+        .iter()
+        .find(|(path, _)| path.contains("zones"))
+        .map(|(_, reason)| reason.clone())
+        .unwrap_or_else(|| panic!("the Banana geometry was accepted: {report:?}"));
+    assert!(
+        failure.contains("feature 2") && failure.contains("Banana"),
+        "{failure}"
+    );
+    assert_eq!(app.get("/api/v1/data/zones").await.status(), 404);
+
+    std::fs::write(
+        folder.path().join("zones.geojson"),
+        collection(&[feature("centre", polygon)]),
+    )
+    .unwrap();
+    let report = sync_folder(&app.state.store, folder.path()).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    app.state.catalog.refresh(&app.state.store).await.unwrap();
+    let levels = passerelle::startup::dataset_levels(&app.state.catalog);
+    app.state.policy.set_datasets(&levels).await.unwrap();
+    let served: Value = app
+        .get("/api/v1/data/zones?format=geojson")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        served["features"][0]["geometry"]["type"], "Polygon",
+        "{served}"
+    );
+}
+
+crate::test_both_stores!(refuses_unknown_geometry_types);
