@@ -252,7 +252,7 @@ mod tests {
     use crate::domain::{Field, FieldType};
 
     fn definition() -> DatasetDefinition {
-        serde_yaml::from_str(
+        serde_yaml_ng::from_str(
             "id: demo-1\ntitle: Demo\npublisher: Ville\nlicence: etalab-2.0\naccess: open\nsource: {file: d.csv}\n",
         )
         .expect("valid YAML")
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn refuses_unknown_keys() {
         let text = "id: x\ntitle: X\npublisher: P\nlicence: l\naccess: open\nacces: open\nsource: {file: d.csv}\n";
-        assert!(serde_yaml::from_str::<DatasetDefinition>(text).is_err());
+        assert!(serde_yaml_ng::from_str::<DatasetDefinition>(text).is_err());
     }
 
     /// Column names that would collide with the grammar, and views naming

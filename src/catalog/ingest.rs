@@ -1306,7 +1306,7 @@ mod tests {
                     {
                         toml::from_str(&text).unwrap_or_else(|error| panic!("{path:?}: {error}"))
                     } else {
-                        serde_yaml::from_str(&text)
+                        serde_yaml_ng::from_str(&text)
                             .unwrap_or_else(|error| panic!("{path:?}: {error}"))
                     };
                     definition

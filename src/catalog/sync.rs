@@ -121,7 +121,7 @@ pub fn read_definition(path: &Path) -> Result<DatasetDefinition, String> {
         .and_then(|extension| extension.to_str())
     {
         Some("toml") => toml::from_str(&text).map_err(|error| format!("invalid TOML: {error}"))?,
-        _ => serde_yaml::from_str(&text).map_err(|error| format!("invalid YAML: {error}"))?,
+        _ => serde_yaml_ng::from_str(&text).map_err(|error| format!("invalid YAML: {error}"))?,
     };
     definition.check()?;
     Ok(definition)
