@@ -9,12 +9,13 @@
 use std::sync::OnceLock;
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, Params};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
+use rand::TryRng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -402,9 +403,17 @@ pub(crate) fn split_api_key(key: &str) -> Option<(&str, &str)> {
 
 /// 32 random bytes, base64url without padding.
 fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(os_random::<32>())
+}
+
+/// Bytes from the operating system's generator. Without one there is no
+/// safe secret to make: the gateway stops rather than makes a weak one.
+fn os_random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random generator");
+    bytes
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -428,12 +437,8 @@ fn argon2() -> Argon2<'static> {
 
 async fn hash_secret(secret: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut salt);
-        let salt =
-            SaltString::encode_b64(&salt).map_err(|error| anyhow::anyhow!("salt: {error}"))?;
         argon2()
-            .hash_password(secret.as_bytes(), &salt)
+            .hash_password_with_salt(secret.as_bytes(), &os_random::<16>())
             .map(|hash| hash.to_string())
             .map_err(|error| anyhow::anyhow!("cannot hash the secret: {error}"))
     })
@@ -454,11 +459,8 @@ async fn verify_hash(secret: String, hash: String) -> bool {
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        let mut salt = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).expect("16-byte salt");
         argon2()
-            .hash_password(random_secret().as_bytes(), &salt)
+            .hash_password_with_salt(random_secret().as_bytes(), &os_random::<16>())
             .expect("argon2 hash")
             .to_string()
     })

@@ -1083,9 +1083,9 @@ async fn failed_attempts_are_limited_per_ip() {
 /// An EdDSA (Ed25519) provider's keys work like the others.
 #[tokio::test]
 async fn eddsa_provider() {
-    use rand::RngCore;
+    use rand::TryRng;
     let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
+    rand::rngs::SysRng.try_fill_bytes(&mut seed).unwrap();
     let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
     // PKCS#8 v1 of an Ed25519 private key: a fixed prefix, then the seed.
     let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
