@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth_doc;
 pub mod context;
 pub mod data;
+pub mod dataset_id;
 pub mod datasets;
 pub mod guard;
 pub mod health;
