@@ -89,6 +89,18 @@ pub fn from_bytes(bytes: &[u8], max_chars: usize) -> String {
     text
 }
 
+/// The longest prefix of `text` within `max_bytes`, on a character boundary.
+pub fn cut(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +153,13 @@ mod tests {
         assert_eq!(from_bytes(b"\xc3(", 300), "\\x{c3}(");
         assert_eq!(from_bytes("ééé".as_bytes(), 2), "éé");
         assert_eq!(from_bytes(b"a\xff\xffb", 2), "a\\x{ff}");
+    }
+
+    /// Cutting never splits a character.
+    #[test]
+    fn cuts_on_character_boundaries() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abc", 2), "ab");
+        assert_eq!(cut("aé", 2), "a");
     }
 }
