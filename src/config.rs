@@ -51,8 +51,15 @@ pub struct ServerSettings {
     pub max_page_size: u64,
     /// Longest time a request may take before 503 (exports excepted).
     pub request_timeout_seconds: u64,
-    /// Largest request body accepted.
+    /// Largest request body accepted (413 problem beyond).
     pub max_body_bytes: usize,
+    /// Longest request target (path and query) accepted: 414 problem, audited,
+    /// beyond. hyper's own limit (64 KiB, an empty 414) stays behind it.
+    pub max_uri_bytes: usize,
+    /// Most bytes of request headers accepted (names and values): 431
+    /// problem, audited, beyond. hyper's own limits (about 400 KiB, 100
+    /// headers, an empty 431) stay behind it.
+    pub max_header_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often the catalogue is re-read from the store (other instances' imports).
@@ -83,6 +90,8 @@ impl Default for ServerSettings {
             max_page_size: 10_000,
             request_timeout_seconds: 30,
             max_body_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
             trusted_proxies: Vec::new(),
             catalog_refresh_seconds: 10,
             page_cache_bytes: 64 * 1024 * 1024,

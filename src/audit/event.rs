@@ -19,6 +19,8 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::text;
+
 /// The hash the first event of a chain links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -145,47 +147,54 @@ pub(crate) struct EventRecord {
 
 impl EventRecord {
     /// Normalises a new event. `ip_hash_key`: hash the IP with this HMAC key.
+    ///
+    /// Every text field is escaped here, once, before the event is hashed
+    /// and stored (see `domain::text`): a NUL byte, which PostgreSQL cannot
+    /// store, or a bidirectional override is recorded as `\u{…}`, never
+    /// dropped, and can never make a batch of events fail.
     pub fn from_new(event: NewEvent, instance: &str, ip_hash_key: Option<&[u8]>) -> EventRecord {
+        let clean = text::escape_owned;
+        let clean_optional = |value: Option<String>| value.map(text::escape_owned);
         let subject = if event.auth_method == "anonymous" || event.subject.is_empty() {
             None
         } else {
-            Some(event.subject)
+            Some(clean(event.subject))
         };
         let ip = match (event.ip, ip_hash_key) {
             (Some(ip), Some(key)) => Some(format!(
                 "hmac-sha256:{}",
                 hex::encode(hmac_sha256(key, ip.as_bytes()))
             )),
-            (ip, _) => ip,
+            (ip, _) => clean_optional(ip),
         };
         EventRecord {
             kind: EventKind::Access,
             refers_to: None,
             time_us: event.time.timestamp_micros(),
-            request_id: event.request_id,
+            request_id: clean(event.request_id),
             subject,
-            org: event.org,
-            roles: event.roles,
-            auth_method: event.auth_method,
-            client_id: event.client_id,
-            token_id: event.token_id,
+            org: clean_optional(event.org),
+            roles: event.roles.into_iter().map(clean).collect(),
+            auth_method: clean(event.auth_method),
+            client_id: clean_optional(event.client_id),
+            token_id: clean_optional(event.token_id),
             ip,
-            user_agent: event.user_agent,
-            method: event.method,
-            path: event.path,
-            query: event.query.map(|query| redact_query(&query)),
-            dataset: event.dataset,
-            action: event.action,
-            decision: event.decision,
-            rule: event.rule,
-            view: event.view,
+            user_agent: clean_optional(event.user_agent),
+            method: clean(event.method),
+            path: clean(event.path),
+            query: event.query.map(|query| clean(redact_query(&query))),
+            dataset: clean_optional(event.dataset),
+            action: clean(event.action),
+            decision: clean(event.decision),
+            rule: clean_optional(event.rule),
+            view: clean_optional(event.view),
             status: i64::from(event.status),
             rows: event.rows,
             bytes: event.bytes,
             duration_ms: event.duration_ms,
             complete: None,
-            purpose: event.purpose,
-            instance: instance.to_owned(),
+            purpose: clean_optional(event.purpose),
+            instance: clean(instance.to_owned()),
         }
     }
 
@@ -205,7 +214,7 @@ impl EventRecord {
             bytes: outcome.bytes,
             duration_ms: outcome.duration_ms,
             complete: Some(outcome.complete),
-            instance: instance.to_owned(),
+            instance: text::escape_owned(instance.to_owned()),
             ..original.clone()
         }
     }
@@ -515,6 +524,33 @@ pub(crate) mod tests {
                 .unwrap(),
             hashed
         );
+    }
+
+    /// Text fields are stored escaped: a NUL or a right-to-left override is
+    /// written `\u{…}`, visible text (accents included) is kept.
+    #[test]
+    fn escapes_hidden_characters_in_every_text_field() {
+        let mut event = sample("r1");
+        event.dataset = Some("a\0b".to_owned());
+        event.user_agent = Some("navigateur (été) \u{202e}".to_owned());
+        event.subject = "zoë\u{200b}".to_owned();
+        event.roles = vec!["x\u{7}".to_owned()];
+        event.purpose = Some("suivi précarité\r\n".to_owned());
+        event.rule = Some("nul\0".to_owned());
+        let record = EventRecord::from_new(event, "gw\0", None);
+        assert_eq!(record.dataset.as_deref(), Some("a\\u{0}b"));
+        assert_eq!(
+            record.user_agent.as_deref(),
+            Some("navigateur (été) \\u{202e}")
+        );
+        assert_eq!(record.subject.as_deref(), Some("zoë\\u{200b}"));
+        assert_eq!(record.roles, vec!["x\\u{7}".to_owned()]);
+        assert_eq!(
+            record.purpose.as_deref(),
+            Some("suivi précarité\\u{d}\\u{a}")
+        );
+        assert_eq!(record.rule.as_deref(), Some("nul\\u{0}"));
+        assert_eq!(record.instance, "gw\\u{0}");
     }
 
     /// Times are RFC 3339 in UTC with microseconds.

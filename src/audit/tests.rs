@@ -639,6 +639,87 @@ async fn fails_closed_and_recovers() {
     }
 }
 
+/// One event the store refuses fails alone: the other events of its batch
+/// are committed, the chain verifies and the log stays healthy. (Escaping
+/// leaves no value the store cannot hold, so a trigger plays the bad event.)
+#[tokio::test]
+async fn one_refused_event_does_not_fail_its_batch() {
+    for (store, _guard) in stores().await {
+        let trigger = match &store {
+            Store::Sqlite(_) => {
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+                 WHEN NEW.request_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;"
+            }
+            Store::Postgres(_) => {
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.request_id = 'poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; \
+                 RETURN NEW; END $$; \
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+            }
+        };
+        let statement = sqlx::AssertSqlSafe(trigger.to_owned());
+        match &store {
+            Store::Sqlite(pool) => sqlx::raw_sql(statement).execute(pool).await.map(|_| ()),
+            Store::Postgres(pool) => sqlx::raw_sql(statement).execute(pool).await.map(|_| ()),
+        }
+        .expect("trigger");
+        // The writer waits for more events, so the twelve share one batch.
+        let config = AuditConfig {
+            max_batch_wait_ms: 300,
+            ..config("gw")
+        };
+        let log = AuditLog::start(store.clone(), config, Arc::new(test_signer(7)))
+            .await
+            .expect("start");
+        let tasks: Vec<_> = (0..12)
+            .map(|index| {
+                let log = log.clone();
+                let request_id = if index == 5 {
+                    "poison".to_owned()
+                } else {
+                    format!("r{index}")
+                };
+                tokio::spawn(async move {
+                    let result = log.record(sample(&request_id)).await;
+                    (request_id, result.map(|receipt| receipt.sequence))
+                })
+            })
+            .collect();
+        let mut sequences = Vec::new();
+        for task in tasks {
+            let (request_id, result) = task.await.expect("task");
+            if request_id == "poison" {
+                assert!(
+                    matches!(result, Err(AuditError::Unavailable(_))),
+                    "{}: {result:?}",
+                    backend(&store)
+                );
+            } else {
+                sequences.push(result.unwrap_or_else(|error| {
+                    panic!(
+                        "{}: {request_id} failed with the bad event: {error}",
+                        backend(&store)
+                    )
+                }));
+            }
+        }
+        sequences.sort_unstable();
+        assert_eq!(
+            sequences,
+            (1..=11).collect::<Vec<i64>>(),
+            "{}",
+            backend(&store)
+        );
+        assert!(log.healthy(), "{}", backend(&store));
+        let verification = log.verify(None, None).await.unwrap();
+        assert!(
+            verification.ok && verification.checked == 11,
+            "{verification:?}"
+        );
+    }
+}
+
 /// After shutdown, nothing more is accepted and a checkpoint pins the head.
 #[tokio::test]
 async fn shutdown_checkpoints() {

@@ -114,6 +114,11 @@ pub(crate) async fn run(
 }
 
 /// Writes the batch in one transaction and answers every caller.
+///
+/// When the store refuses the batch's data (rather than being out of reach),
+/// its events are written again one at a time: an event the store cannot
+/// hold fails alone, and the other callers of its batch are answered as if
+/// it had never been there.
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
     let records: Vec<EventRecord> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     match store::append(&shared.store, &records).await {
@@ -123,14 +128,69 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
                 let _ = reply.send(Ok(sequence));
             }
         }
-        Err(error) => {
-            shared.healthy.store(false, Ordering::Relaxed);
-            tracing::error!(%error, events = batch.len(), "cannot write audit events");
-            let message = error.to_string();
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
+        Err(error) if batch.len() > 1 && refused_data(&error) => {
+            tracing::warn!(%error, events = batch.len(), "the store refused a batch of audit events: writing them one by one");
+            write_one_by_one(shared, batch).await;
+        }
+        Err(error) => fail_all(shared, batch, &error),
+    }
+}
+
+/// Writes each event in its own transaction; stops at the first sign that
+/// the store is out of reach, failing the events still waiting.
+async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
+    let mut waiting = std::mem::take(batch).into_iter();
+    let mut written = false;
+    while let Some((record, reply)) = waiting.next() {
+        match store::append(&shared.store, std::slice::from_ref(&*record)).await {
+            Ok(sequences) => {
+                written = true;
+                shared.healthy.store(true, Ordering::Relaxed);
+                let _ = reply.send(sequences.first().copied().ok_or_else(|| {
+                    AuditError::Unavailable("the store returned no sequence".to_owned())
+                }));
+            }
+            Err(error) if refused_data(&error) => {
+                tracing::error!(%error, request_id = %record.request_id, "the store refused one audit event");
+                let _ = reply.send(Err(AuditError::Unavailable(error.to_string())));
+            }
+            Err(error) => {
+                batch.push((record, reply));
+                batch.extend(waiting);
+                fail_all(shared, batch, &error);
+                return;
             }
         }
+    }
+    if !written {
+        // Not one event could be stored: the log itself is broken (a table
+        // gone, a permission revoked), not just one event's content.
+        shared.healthy.store(false, Ordering::Relaxed);
+    }
+}
+
+fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
+    shared.healthy.store(false, Ordering::Relaxed);
+    tracing::error!(%error, events = batch.len(), "cannot write audit events");
+    let message = error.to_string();
+    for (_, reply) in batch.drain(..) {
+        let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
+    }
+}
+
+/// Whether the store answered and refused the data itself (a value it
+/// cannot hold, a constraint, a trigger), as opposed to being unreachable,
+/// out of connections or resources, or shutting down (PostgreSQL classes
+/// 08, 53, 57, 58), when writing events one by one would only fail slower.
+fn refused_data(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Encode(_) => true,
+        sqlx::Error::Database(error) => !error.code().is_some_and(|code| {
+            ["08", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
     }
 }
 

@@ -3,6 +3,7 @@
 //! Values here are valid by construction; raw strings stop at the parsers.
 
 pub mod schema;
+pub mod text;
 pub mod value;
 
 pub use schema::{Field, FieldType, Schema, Sensitivity};

@@ -30,6 +30,16 @@ pub async fn scope<F: std::future::Future>(info: RequestInfo, future: F) -> F::O
     CURRENT.scope(info, future).await
 }
 
+/// The id the edge gave `request` (see `http::edge`), or one from its
+/// headers when it never passed the edge.
+pub fn request_id_of<B>(request: &axum::http::Request<B>) -> String {
+    request
+        .extensions()
+        .get::<RequestInfo>()
+        .map(|info| info.request_id.clone())
+        .unwrap_or_else(|| request_id_from(request.headers()))
+}
+
 /// The client's `X-Request-Id` when it is sane (short, URL-safe characters),
 /// else a new time-ordered UUID.
 pub fn request_id_from(headers: &HeaderMap) -> String {

@@ -4,7 +4,9 @@ pub mod audit;
 pub mod auth_doc;
 pub mod context;
 pub mod data;
+pub mod dataset_id;
 pub mod datasets;
+pub mod edge;
 pub mod guard;
 pub mod health;
 pub mod metrics;
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(settings.server.request_timeout_seconds),
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         .with_state(state)
 }
 

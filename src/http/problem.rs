@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::context::current_request;
+use crate::domain::text;
 use crate::query::QueryError;
 
 /// The body of an `application/problem+json` answer.
@@ -151,24 +152,29 @@ impl From<QueryError> for Problem {
 }
 
 impl IntoResponse for Problem {
+    /// Texts often quote what the client sent: control, bidirectional and
+    /// zero-width characters in them are escaped here, once for every
+    /// problem, so that a quoted value cannot reorder or hide the text
+    /// around it wherever the document is displayed.
     fn into_response(self) -> Response {
         let request = current_request();
+        let detail = text::escape_owned(self.detail);
         let document = ProblemDocument {
             kind: format!("/problems/{}", self.slug),
-            title: self.title,
+            title: text::escape_owned(self.title),
             status: self.status.as_u16(),
-            message: self.detail.clone(),
-            detail: self.detail,
+            message: detail.clone(),
+            detail,
             instance: request
                 .as_ref()
-                .map(|request| request.path.clone())
+                .map(|request| text::escape_owned(request.path.clone()))
                 .unwrap_or_default(),
             request_id: request
                 .map(|request| request.request_id)
                 .unwrap_or_default(),
             code: self.code,
-            details: self.details,
-            hint: self.hint,
+            details: self.details.map(text::escape_owned),
+            hint: self.hint.map(text::escape_owned),
         };
         let body = serde_json::to_vec(&document).unwrap_or_default();
         let mut response = (self.status, body).into_response();
@@ -180,5 +186,35 @@ impl IntoResponse for Problem {
             response.headers_mut().append(name, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Texts quoting client input are escaped where the document is
+    /// rendered: control, bidirectional and zero-width characters never
+    /// reach the client raw.
+    #[tokio::test]
+    async fn renders_hidden_characters_escaped() {
+        let problem = Problem::new(
+            StatusCode::NOT_FOUND,
+            "dataset-not-found",
+            "Dataset not found",
+            "there is no dataset `abc\u{202e}txt.exe\0`",
+        )
+        .with_hint("zero\u{200b}width");
+        let response = problem.into_response();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            document["detail"],
+            "there is no dataset `abc\\u{202e}txt.exe\\u{0}`"
+        );
+        assert_eq!(document["message"], document["detail"]);
+        assert_eq!(document["hint"], "zero\\u{200b}width");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -19,20 +19,18 @@ use super::problem::Problem;
 use super::state::AppState;
 use crate::audit::{NewEvent, Outcome};
 use crate::auth::Caller;
+use crate::domain::text;
 
-/// The middleware on every `/api/v1` route.
+/// The middleware on every `/api/v1` route (and unknown routes). The
+/// request id comes from the edge, which also sets `X-Request-Id`.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = context::request_id_from(request.headers());
+    let request_id = context::request_id_of(&request);
     let info = RequestInfo {
         request_id: request_id.clone(),
         path: request.uri().path().to_owned(),
     };
-    let header_value = HeaderValue::from_str(&request_id).ok();
-    let mut response = context::scope(info, serve(state, request, request_id, started, next)).await;
-    if let Some(value) = header_value {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    let response = context::scope(info, serve(state, request, request_id, started, next)).await;
     super::metrics::record_request(response.status(), started.elapsed().as_secs_f64());
     response
 }
@@ -44,26 +42,7 @@ async fn serve(
     started: Instant,
     next: Next,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
-    let ip = client_ip(
-        peer,
-        request.headers(),
-        &state.settings.server.trusted_proxies,
-    );
-    let facts = RequestFacts {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        query: request.uri().query().map(str::to_owned),
-        user_agent: request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| value.chars().take(300).collect()),
-        ip: ip.map(|ip| ip.to_string()),
-    };
+    let facts = RequestFacts::of(&state, &request);
     let (caller, failure) = match state.authenticator.authenticate(request.headers()).await {
         Ok(caller) => (caller, None),
         Err(failure) => (Caller::anonymous(), Some(failure)),
@@ -180,6 +159,67 @@ struct RequestFacts {
     query: Option<String>,
     user_agent: Option<String>,
     ip: Option<String>,
+}
+
+/// Longest `User-Agent` recorded, in characters.
+const MAX_USER_AGENT_CHARS: usize = 300;
+
+impl RequestFacts {
+    /// What the request says about itself, as sent. The path and query are
+    /// cut at `server.max_uri_bytes` (only a refused request is longer);
+    /// the `User-Agent` is decoded as UTF-8 where it is, other bytes
+    /// escaped (text escaping happens where the event is built).
+    fn of(state: &AppState, request: &Request) -> RequestFacts {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        let ip = client_ip(
+            peer,
+            request.headers(),
+            &state.settings.server.trusted_proxies,
+        );
+        let max_uri_bytes = state.settings.server.max_uri_bytes;
+        RequestFacts {
+            method: request.method().to_string(),
+            path: text::cut(request.uri().path(), max_uri_bytes).to_owned(),
+            query: request
+                .uri()
+                .query()
+                .map(|query| text::cut(query, max_uri_bytes).to_owned()),
+            user_agent: request
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|value| text::from_bytes(value.as_bytes(), MAX_USER_AGENT_CHARS)),
+            ip: ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// The audit event of a request refused before it reached a route (too
+/// long a URI, too many header bytes, too large a body): the caller is not
+/// authenticated for it, so the event is anonymous; `rule` names the limit.
+pub(super) fn refusal_event(
+    state: &AppState,
+    request: &Request,
+    request_id: &str,
+    status: StatusCode,
+    rule: String,
+    started: Instant,
+) -> NewEvent {
+    let record = AccessRecord {
+        decision: Some(false),
+        rule: Some(rule),
+        ..AccessRecord::default()
+    };
+    new_event(
+        request_id,
+        &Caller::anonymous(),
+        &RequestFacts::of(state, request),
+        &record,
+        status.as_u16(),
+        started,
+    )
 }
 
 fn new_event(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use crate::format::{
     RowEncoder,
 };
 use crate::http::context::RequestContext;
+use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
@@ -74,7 +75,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub async fn read_dataset(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
-    Path(id): Path<String>,
+    DatasetId(id): DatasetId,
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> AppResult<Response> {

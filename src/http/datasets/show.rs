@@ -1,10 +1,11 @@
 //! `GET /api/v1/datasets/{id}`: one catalogue entry.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 
 use super::{DatasetSummary, summarize};
 use crate::http::context::RequestContext;
+use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 
@@ -17,13 +18,14 @@ use crate::http::state::AppState;
     params(("id" = String, Path, description = "Dataset id")),
     responses(
         (status = 200, description = "Catalogue entry", body = DatasetSummary),
+        (status = 400, description = "The id is not UTF-8 or holds a control character", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset (or not visible to the caller)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn show_dataset(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
-    Path(id): Path<String>,
+    DatasetId(id): DatasetId,
 ) -> AppResult<Json<DatasetSummary>> {
     let catalog = state.catalog.current();
     let summary = catalog
