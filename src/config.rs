@@ -59,6 +59,21 @@ pub struct ServerSettings {
     pub catalog_refresh_seconds: u64,
     /// Bytes of JSON pages kept in memory (0 disables the cache).
     pub page_cache_bytes: u64,
+    /// How long the table of a replaced or removed version is kept before
+    /// it is dropped, for other instances (which switch at their next
+    /// catalogue refresh) and requests already under way. Never less than
+    /// three catalogue refreshes, whatever is set here.
+    pub retired_table_grace_seconds: u64,
+}
+
+impl ServerSettings {
+    /// The grace of retired tables actually applied (see `retired_table_grace_seconds`).
+    pub fn retired_table_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.retired_table_grace_seconds
+                .max(3 * self.catalog_refresh_seconds.max(1)),
+        )
+    }
 }
 
 impl Default for Settings {
@@ -86,6 +101,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             catalog_refresh_seconds: 10,
             page_cache_bytes: 64 * 1024 * 1024,
+            retired_table_grace_seconds: 120,
         }
     }
 }
