@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use passerelle::catalog::CatalogHandle;
 use passerelle::catalog::sync::{import_file, read_definition};
 use passerelle::store::Store;
+use passerelle::store::retired::TablesInUse;
 
 use crate::helpers::{StoreKind, TestApp, spawn_app_with};
 
@@ -26,8 +27,8 @@ const READERS: usize = 3;
 /// a loaded debug build, far below the stalls seen (the export's whole length).
 const STALL_BOUND: Duration = Duration::from_secs(3);
 
-/// Writes the definition and a CSV of `ROWS` rows whose `version` column says `version`.
-fn write_dataset(folder: &std::path::Path, file: &str, version: &str) {
+/// Writes the definition and a CSV of `rows` rows whose `version` column says `version`.
+fn write_dataset(folder: &std::path::Path, file: &str, version: &str, rows: u64) {
     std::fs::write(
         folder.join(format!("{ID}.yaml")),
         format!(
@@ -41,10 +42,10 @@ fn write_dataset(folder: &std::path::Path, file: &str, version: &str) {
         ),
     )
     .unwrap();
-    let mut csv = String::with_capacity(ROWS as usize * 130);
+    let mut csv = String::with_capacity(rows as usize * 130);
     csv.push_str("id,version,label\n");
     let label = "x".repeat(110);
-    for id in 0..ROWS {
+    for id in 0..rows {
         csv.push_str(&format!("{id},{version},{label}\n"));
     }
     std::fs::write(folder.join(file), csv).unwrap();
@@ -236,8 +237,8 @@ enum Importer {
 
 async fn import_under_reads_and_a_slow_export(kind: StoreKind, importer: Importer) {
     let folder = tempfile::tempdir().unwrap();
-    write_dataset(folder.path(), &format!("{ID}.csv"), "v1");
-    write_dataset(folder.path(), "v2.csv", "v2");
+    write_dataset(folder.path(), &format!("{ID}.csv"), "v1", ROWS);
+    write_dataset(folder.path(), "v2.csv", "v2", ROWS);
     let catalog = folder.path().to_path_buf();
     let Some(app) = spawn_app_with(kind, |settings| {
         settings.catalog_dir = catalog.clone();
@@ -412,3 +413,212 @@ async fn import_by_another_instance(kind: StoreKind) {
 
 crate::test_both_stores!(import_through_the_same_store);
 crate::test_both_stores!(import_by_another_instance);
+
+/// A reader elsewhere (another instance's export) keeps a transaction open on
+/// a retired table: the cleanup neither waits for it nor makes others wait
+/// (PostgreSQL gives up after its lock timeout and tries again next pass),
+/// and drops the table once the reader is gone.
+async fn cleanup_never_waits_for_a_reader(kind: StoreKind) {
+    let folder = tempfile::tempdir().unwrap();
+    write_dataset(folder.path(), &format!("{ID}.csv"), "v1", 1_000);
+    write_dataset(folder.path(), "v2.csv", "v2", 1_000);
+    let catalog = folder.path().to_path_buf();
+    let Some(app) = spawn_app_with(kind, |settings| settings.catalog_dir = catalog.clone()).await
+    else {
+        return;
+    };
+    let store = &app.state.store;
+    let old_table = app
+        .state
+        .catalog
+        .current()
+        .get(ID)
+        .unwrap()
+        .table_name
+        .clone();
+    assert_eq!(import(store, folder.path(), "v2.csv").await, Ok(2));
+    assert!(
+        table_exists(store, &old_table).await,
+        "the import leaves the old table to the cleanup"
+    );
+    let count_old = format!("SELECT count(*) FROM \"{old_table}\"");
+    let nobody = TablesInUse::default();
+
+    let (started, cleanup) = match store {
+        Store::Sqlite(pool) => {
+            let mut reader = pool.begin().await.unwrap();
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_old.clone()))
+                .fetch_one(&mut *reader)
+                .await
+                .unwrap();
+            assert_eq!(rows, 1_000);
+            let started = Instant::now();
+            let cleanup = store
+                .drop_retired_tables(Duration::ZERO, &nobody)
+                .await
+                .unwrap();
+            let elapsed = started.elapsed();
+            // The reader's snapshot still holds every row of the old version.
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_old.clone()))
+                .fetch_one(&mut *reader)
+                .await
+                .unwrap();
+            assert_eq!(rows, 1_000);
+            reader.rollback().await.unwrap();
+            (elapsed, cleanup)
+        }
+        Store::Postgres(pool) => {
+            let mut reader = pool.begin().await.unwrap();
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_old.clone()))
+                .fetch_one(&mut *reader)
+                .await
+                .unwrap();
+            assert_eq!(rows, 1_000);
+            let started = Instant::now();
+            let cleanup = store
+                .drop_retired_tables(Duration::ZERO, &nobody)
+                .await
+                .unwrap();
+            let elapsed = started.elapsed();
+            assert_eq!(
+                cleanup.deferred,
+                vec![old_table.clone()],
+                "the DROP gives up while a reader holds the table"
+            );
+            assert!(table_exists(store, &old_table).await);
+            // Another reader of the old table is not queued behind a waiting DROP.
+            let other = Instant::now();
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_old.clone()))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(rows, 1_000);
+            assert!(other.elapsed() < STALL_BOUND);
+            reader.rollback().await.unwrap();
+            (elapsed, cleanup)
+        }
+    };
+    eprintln!("{kind:?}: cleanup pass with a reader took {started:?}: {cleanup:?}");
+    assert!(
+        started < STALL_BOUND,
+        "the cleanup does not wait for the reader: {started:?}"
+    );
+    store
+        .drop_retired_tables(Duration::ZERO, &nobody)
+        .await
+        .unwrap();
+    assert!(
+        !table_exists(store, &old_table).await,
+        "dropped once the reader is gone"
+    );
+    let current = app.state.catalog.current();
+    app.state.refresh_catalog().await.unwrap();
+    assert_ne!(
+        current.get(ID).unwrap().table_name,
+        app.state.catalog.current().get(ID).unwrap().table_name
+    );
+    let response = app
+        .get(&format!("/api/v1/data/{ID}?select=version&limit=1"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let rows: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(rows[0]["version"], "v2");
+}
+
+crate::test_both_stores!(cleanup_never_waits_for_a_reader);
+
+/// Should a stale catalogue still name a dropped table (its refresh failed
+/// for longer than the grace), the read answers 503 with `Retry-After`, not
+/// 500, and the catalogue is re-read at once: the retry gets the new version.
+async fn read_of_a_dropped_table_is_retried(kind: StoreKind) {
+    let folder = tempfile::tempdir().unwrap();
+    write_dataset(folder.path(), &format!("{ID}.csv"), "v1", 100);
+    write_dataset(folder.path(), "v2.csv", "v2", 100);
+    let catalog = folder.path().to_path_buf();
+    let Some(app) = spawn_app_with(kind, |settings| settings.catalog_dir = catalog.clone()).await
+    else {
+        return;
+    };
+    assert_eq!(
+        import(&app.state.store, folder.path(), "v2.csv").await,
+        Ok(2)
+    );
+    app.state
+        .store
+        .drop_retired_tables(Duration::ZERO, &TablesInUse::default())
+        .await
+        .unwrap();
+
+    let response = app
+        .get(&format!("/api/v1/data/{ID}?select=version&limit=1"))
+        .await;
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok()),
+        Some("1")
+    );
+    crate::helpers::problem(response, 503).await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = app
+            .get(&format!(
+                "/api/v1/data/{ID}?select=version&limit=1&offset=1"
+            ))
+            .await;
+        if response.status() == 200 {
+            let rows: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(rows[0]["version"], "v2");
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        assert!(Instant::now() < deadline, "the catalogue was refreshed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+crate::test_both_stores!(read_of_a_dropped_table_is_retried);
+
+/// Two imports of one dataset at once both land, one after the other: the
+/// served version is one whole file, never a mix, and versions go up.
+async fn concurrent_imports_never_mix(kind: StoreKind) {
+    let folder = tempfile::tempdir().unwrap();
+    write_dataset(folder.path(), &format!("{ID}.csv"), "v1", 5_000);
+    write_dataset(folder.path(), "a.csv", "va", 5_000);
+    write_dataset(folder.path(), "b.csv", "vb", 5_000);
+    let catalog = folder.path().to_path_buf();
+    let Some(app) = spawn_app_with(kind, |settings| settings.catalog_dir = catalog.clone()).await
+    else {
+        return;
+    };
+    let (first, second) = tokio::join!(
+        import(&app.state.store, folder.path(), "a.csv"),
+        import(&app.state.store, folder.path(), "b.csv")
+    );
+    let (first, second) = (first.expect("first import"), second.expect("second import"));
+    assert!(
+        first > 1 && second > 1 && first != second,
+        "{first}, {second}"
+    );
+    app.state.refresh_catalog().await.unwrap();
+    assert_eq!(
+        app.state.catalog.current().get(ID).unwrap().version,
+        first.max(second),
+        "the import that landed last is served"
+    );
+    let response = app
+        .get(&format!("/api/v1/data/{ID}?select=version&limit=10000"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let rows: Vec<serde_json::Value> = response.json().await.unwrap();
+    assert_eq!(rows.len(), 5_000);
+    let served = rows[0]["version"].clone();
+    assert!(
+        rows.iter().all(|row| row["version"] == served),
+        "one version's rows only"
+    );
+}
+
+crate::test_both_stores!(concurrent_imports_never_mix);
