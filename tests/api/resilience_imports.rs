@@ -298,7 +298,9 @@ async fn import_under_reads_and_a_slow_export(kind: StoreKind, importer: Importe
     // The export keeps the old version in use while the import lands, the
     // readers switch, and the cleanup comes by more than once.
     let mut import_done = None;
-    let deadline = Instant::now() + Duration::from_secs(6);
+    // Long enough for the import to land here (a few seconds on a loaded
+    // machine), and for a stall behind the export to show.
+    let deadline = Instant::now() + Duration::from_secs(12);
     while import_done.is_none() && Instant::now() < deadline {
         if importing.is_finished() {
             import_done = Some((&mut importing).await.unwrap());
