@@ -24,8 +24,9 @@ const ID: &str = "charges-import";
 const ROWS: u64 = 100_000;
 const READERS: usize = 3;
 /// Longest acceptable read while an import lands: far above a normal read on
-/// a loaded debug build, far below the stalls seen (the export's whole length).
-const STALL_BOUND: Duration = Duration::from_secs(3);
+/// a loaded debug build (up to 2.5 s seen on 2 busy cores), below the stalls
+/// seen behind the export (5 to 8 s).
+const STALL_BOUND: Duration = Duration::from_secs(4);
 
 /// Writes the definition and a CSV of `rows` rows whose `version` column says `version`.
 fn write_dataset(folder: &std::path::Path, file: &str, version: &str, rows: u64) {
@@ -300,7 +301,7 @@ async fn import_under_reads_and_a_slow_export(kind: StoreKind, importer: Importe
     let mut import_done = None;
     // Long enough for the import to land here (a few seconds on a loaded
     // machine), and for a stall behind the export to show.
-    let deadline = Instant::now() + Duration::from_secs(12);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while import_done.is_none() && Instant::now() < deadline {
         if importing.is_finished() {
             import_done = Some((&mut importing).await.unwrap());
