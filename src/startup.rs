@@ -32,7 +32,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)
 }
 
-/// Syncs `catalog_dir` and logs what happened.
+/// Syncs `catalog_dir`, logs what happened, and drops the retired tables due.
 pub async fn sync_catalog(
     store: &Store,
     settings: &Settings,
@@ -44,6 +44,9 @@ pub async fn sync_catalog(
     for (path, reason) in &report.failures {
         tracing::error!(%path, %reason, "catalogue file not synced");
     }
+    // Tables retired long enough ago (by this sync or earlier); no read of
+    // this process runs yet.
+    drop_retired_tables(store, settings, &TablesInUse::default()).await;
     Ok(report)
 }
 
