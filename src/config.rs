@@ -167,6 +167,19 @@ mod tests {
         assert_eq!(settings.server.max_page_size, 10_000);
     }
 
+    /// A retired table outlives three catalogue refreshes whatever is set:
+    /// every instance has switched before it is dropped.
+    #[test]
+    fn retired_tables_outlive_three_refreshes() {
+        let mut server = ServerSettings::default();
+        assert_eq!(server.retired_table_grace().as_secs(), 120);
+        server.catalog_refresh_seconds = 60;
+        assert_eq!(server.retired_table_grace().as_secs(), 180);
+        server.retired_table_grace_seconds = 0;
+        server.catalog_refresh_seconds = 0;
+        assert_eq!(server.retired_table_grace().as_secs(), 3);
+    }
+
     /// The file and the environment override the defaults, in that order.
     #[test]
     fn layers_file_and_environment() {
