@@ -123,6 +123,13 @@ pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Resul
     .await
     {
         Ok(version) => {
+            // Tables this import (or an earlier one) retired long enough ago.
+            crate::startup::drop_retired_tables(
+                &store,
+                settings,
+                &crate::store::retired::TablesInUse::default(),
+            )
+            .await;
             let catalog = crate::catalog::CatalogHandle::default();
             catalog.refresh(&store).await?;
             let count = catalog

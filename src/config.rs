@@ -66,6 +66,21 @@ pub struct ServerSettings {
     pub catalog_refresh_seconds: u64,
     /// Bytes of JSON pages kept in memory (0 disables the cache).
     pub page_cache_bytes: u64,
+    /// How long the table of a replaced or removed version is kept before
+    /// it is dropped, for other instances (which switch at their next
+    /// catalogue refresh) and requests already under way. Never less than
+    /// three catalogue refreshes, whatever is set here.
+    pub retired_table_grace_seconds: u64,
+}
+
+impl ServerSettings {
+    /// The grace of retired tables actually applied (see `retired_table_grace_seconds`).
+    pub fn retired_table_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.retired_table_grace_seconds
+                .max(3 * self.catalog_refresh_seconds.max(1)),
+        )
+    }
 }
 
 impl Default for Settings {
@@ -95,6 +110,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             catalog_refresh_seconds: 10,
             page_cache_bytes: 64 * 1024 * 1024,
+            retired_table_grace_seconds: 120,
         }
     }
 }
@@ -158,6 +174,19 @@ mod tests {
         assert_eq!(settings.database_url, "sqlite:data/passerelle.db");
         assert!(!settings.dev_mode);
         assert_eq!(settings.server.max_page_size, 10_000);
+    }
+
+    /// A retired table outlives three catalogue refreshes whatever is set:
+    /// every instance has switched before it is dropped.
+    #[test]
+    fn retired_tables_outlive_three_refreshes() {
+        let mut server = ServerSettings::default();
+        assert_eq!(server.retired_table_grace().as_secs(), 120);
+        server.catalog_refresh_seconds = 60;
+        assert_eq!(server.retired_table_grace().as_secs(), 180);
+        server.retired_table_grace_seconds = 0;
+        server.catalog_refresh_seconds = 0;
+        assert_eq!(server.retired_table_grace().as_secs(), 3);
     }
 
     /// The file and the environment override the defaults, in that order.

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::http::state::AppState;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
+use crate::store::retired::TablesInUse;
 
 /// Opens the store and syncs the catalogue folder into it (if the folder exists).
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -31,7 +32,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)
 }
 
-/// Syncs `catalog_dir` and logs what happened.
+/// Syncs `catalog_dir`, logs what happened, and drops the retired tables due.
 pub async fn sync_catalog(
     store: &Store,
     settings: &Settings,
@@ -43,6 +44,9 @@ pub async fn sync_catalog(
     for (path, reason) in &report.failures {
         tracing::error!(%path, %reason, "catalogue file not synced");
     }
+    // Tables retired long enough ago (by this sync or earlier); no read of
+    // this process runs yet.
+    drop_retired_tables(store, settings, &TablesInUse::default()).await;
     Ok(report)
 }
 
@@ -151,29 +155,51 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Policy file watching and catalogue refresh (imports by other instances).
+/// Policy file watching, catalogue refresh (imports by other instances) and
+/// the cleanup of retired tables.
 pub fn spawn_background_tasks(state: &AppState) {
     state.policy.spawn_watcher(Duration::from_secs(2));
-    let state = state.clone();
+    let period = Duration::from_secs(state.settings.server.catalog_refresh_seconds.max(1));
+    let refreshing = state.clone();
     tokio::spawn(async move {
-        let period = Duration::from_secs(state.settings.server.catalog_refresh_seconds.max(1));
         let mut ticker = tokio::time::interval(period);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            let before = state.catalog.current().fingerprint();
-            if let Err(error) = state.catalog.refresh(&state.store).await {
+            if let Err(error) = refreshing.refresh_catalog().await {
                 tracing::warn!(%error, "catalogue refresh failed");
-                continue;
-            }
-            if state.catalog.current().fingerprint() != before {
-                let levels = dataset_levels(&state.catalog);
-                if let Err(error) = state.policy.set_datasets(&levels).await {
-                    tracing::error!(%error, "policy not updated for the new catalogue");
-                }
             }
         }
     });
+    let cleaning = state.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            ticker.tick().await;
+            drop_retired_tables(
+                &cleaning.store,
+                &cleaning.settings,
+                cleaning.catalog.tables_in_use(),
+            )
+            .await;
+        }
+    });
+}
+
+/// Drops the retired tables whose grace has passed and that no read of
+/// this process uses; the others wait for a later pass.
+pub async fn drop_retired_tables(store: &Store, settings: &Settings, in_use: &TablesInUse) {
+    match store
+        .drop_retired_tables(settings.server.retired_table_grace(), in_use)
+        .await
+    {
+        Ok(cleanup) => {
+            for table in &cleanup.dropped {
+                tracing::info!(%table, "retired table dropped");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "retired tables not cleaned up"),
+    }
 }
 
 async fn shutdown_signal() {

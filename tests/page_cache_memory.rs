@@ -80,6 +80,7 @@ fn read_with_offset(offset: u64) -> DatasetRead {
         visible: vec![true],
         row_filter: None,
         min_group_size: None,
+        lease: None,
     }
 }
 

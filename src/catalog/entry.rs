@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use super::definition::{DatasetDefinition, ViewDefinition};
 use crate::domain::{FieldType, Schema};
 use crate::store::datasets::StoredDataset;
+use crate::store::retired::{TableLease, TablesInUse};
 use crate::store::{Store, StoreError};
 
 /// Where a dataset's geometry is, as schema column indices.
@@ -152,15 +153,28 @@ impl Catalog {
     }
 }
 
-/// The shared, swappable catalogue.
+/// The shared, swappable catalogue, and the tables its readers are using
+/// (an entry can be swapped out while a read of its table still runs).
 #[derive(Debug, Clone, Default)]
 pub struct CatalogHandle {
     current: Arc<ArcSwap<Catalog>>,
+    in_use: TablesInUse,
 }
 
 impl CatalogHandle {
     pub fn current(&self) -> Arc<Catalog> {
         self.current.load_full()
+    }
+
+    /// Marks `table` in use by a read until the lease is dropped: the
+    /// cleanup of retired tables leaves it alone meanwhile.
+    pub fn lease(&self, table: &str) -> TableLease {
+        self.in_use.lease(table)
+    }
+
+    /// Tables that running reads use.
+    pub fn tables_in_use(&self) -> &TablesInUse {
+        &self.in_use
     }
 
     /// Re-reads the catalogue table; entries that cannot be read are logged and left out.

@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::policy::PolicyEngine;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +21,27 @@ pub struct AppState {
     pub audit: AuditLog,
     /// JSON pages by dataset version, plan and view.
     pub pages: crate::http::data::cache::PageCache,
+}
+
+impl AppState {
+    /// Re-reads the catalogue; when a dataset came, went or changed, the
+    /// policy learns the datasets' access levels again.
+    pub async fn refresh_catalog(&self) -> Result<(), StoreError> {
+        let before = self.catalog.current().fingerprint();
+        self.catalog.refresh(&self.store).await?;
+        let catalog = self.catalog.current();
+        if catalog.fingerprint() != before {
+            let levels: Vec<_> = catalog
+                .entries()
+                .iter()
+                .map(|entry| (entry.id().to_owned(), entry.definition.access))
+                .collect();
+            if let Err(error) = self.policy.set_datasets(&levels).await {
+                tracing::error!(%error, "policy not updated for the new catalogue");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FromRef<AppState> for Authenticator {

@@ -1,14 +1,18 @@
 //! Dataset rows in the store: streamed reads, counts, and the import that
 //! writes a new version into a fresh table and swaps it in atomically, so an
-//! import either fully succeeds or changes nothing.
+//! import either fully succeeds or changes nothing. The replaced table is
+//! retired, never dropped on the spot (see [`super::retired`]): readers and
+//! other instances may still be reading it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Execute;
-use sqlx::{Acquire, QueryBuilder};
+use sqlx::QueryBuilder;
 
+use super::retired::{RETIRE_SQL, TableLease, now_seconds};
 use super::sql::{
     self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_groups_with_sizes,
     build_select, build_suppressed_count, quote_identifier,
@@ -46,6 +50,8 @@ pub struct DatasetRead {
     pub visible: Vec<bool>,
     pub row_filter: Option<Filter>,
     pub min_group_size: Option<u32>,
+    /// Keeps `table` from being dropped while this read (or its stream) lives.
+    pub lease: Option<TableLease>,
 }
 
 impl DatasetRead {
@@ -231,12 +237,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a dataset and its rows.
+    /// Removes a dataset; its table is retired, dropped once no reader uses it.
     pub async fn delete_dataset(&self, id: &str, table_name: &str) -> Result<(), StoreError> {
-        let drop = sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            quote_identifier(table_name)
-        ));
         let sql = match self.backend() {
             Backend::Sqlite => "DELETE FROM datasets WHERE id = ?",
             Backend::Postgres => "DELETE FROM datasets WHERE id = $1",
@@ -245,7 +247,12 @@ impl Store {
             let mut transaction = pool.begin().await?;
             sqlx::query::<DB>(sql).bind(id).execute(&mut *transaction).await?;
             if table_name.starts_with(TABLE_PREFIX) {
-                sqlx::query::<DB>(drop).execute(&mut *transaction).await?;
+                sqlx::query::<DB>(RETIRE_SQL)
+                    .bind(table_name)
+                    .bind(id)
+                    .bind(now_seconds())
+                    .execute(&mut *transaction)
+                    .await?;
             }
             transaction.commit().await?;
         });
@@ -259,14 +266,27 @@ pub const TABLE_PREFIX: &str = "ds_";
 
 /// The start of an import, the same on both stores but for the placeholder:
 /// the previous version, the next version number, and its fresh, empty table.
+/// A number whose table is still retired (a dataset removed, then added
+/// again) is skipped: that table may still be read.
 macro_rules! start_version {
     ($transaction:ident, $new:ident, $backend:expr, $select:literal) => {{
         let previous: Option<(i64, String)> = sqlx::query_as($select)
             .bind($new.id)
             .fetch_optional(&mut *$transaction)
             .await?;
-        let version = previous.as_ref().map_or(1, |(version, _)| version + 1);
-        let table = table_name_for($new.id, version);
+        let mut version = previous.as_ref().map_or(1, |(version, _)| version + 1);
+        let mut table = table_name_for($new.id, version);
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM retired_tables WHERE table_name = $1",
+        )
+        .bind(&table)
+        .fetch_one(&mut *$transaction)
+        .await?
+            > 0
+        {
+            version += 1;
+            table = table_name_for($new.id, version);
+        }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS {}",
             quote_identifier(&table)
@@ -285,7 +305,7 @@ macro_rules! start_version {
 }
 
 /// The end of an import, the same on both stores but for the placeholders:
-/// point the catalogue row at the new table, drop the previous table, commit.
+/// point the catalogue row at the new table, retire the previous table, commit.
 macro_rules! record_version {
     ($transaction:ident, $new:ident, $previous:ident, $table:ident, $version:ident, $record_count:ident, $placeholders:literal) => {{
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -312,12 +332,12 @@ macro_rules! record_version {
             && old_table != $table
             && old_table.starts_with(TABLE_PREFIX)
         {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP TABLE IF EXISTS {}",
-                quote_identifier(&old_table)
-            )))
-            .execute(&mut *$transaction)
-            .await?;
+            sqlx::query(RETIRE_SQL)
+                .bind(&old_table)
+                .bind($new.id)
+                .bind(now_seconds())
+                .execute(&mut *$transaction)
+                .await?;
         }
         $transaction.commit().await?;
         Ok(ImportOutcome::Imported {
@@ -433,6 +453,15 @@ fn index_sql(table: &str, schema: &Schema) -> Vec<String> {
     statements
 }
 
+/// Longest pause between two slices of a SQLite import (see [`write_slice_sqlite`]).
+const SQLITE_MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// SQLite has one writer at a time, and the audit log writes on every
+/// request: an import in one transaction would stall every request for its
+/// whole length. So the new table is claimed, filled in short transactions
+/// (the lock left free between them) and swapped in by a short last one.
+/// Until the swap the table is registered as retired, so a crashed import
+/// leaves nothing behind for long.
 async fn import_sqlite<I, E>(
     pool: &sqlx::SqlitePool,
     new: NewVersion<'_>,
@@ -442,21 +471,63 @@ async fn import_sqlite<I, E>(
 where
     I: Iterator<Item = Result<Vec<Value>, E>>,
 {
-    let mut connection = pool.acquire().await?;
-    let mut transaction = connection.begin().await?;
-    let (previous, version, table) = start_version!(
+    let (version, table) = claim_table_sqlite(pool, &new).await?;
+    let outcome = match fill_table_sqlite(pool, &new, &table, rows, max_problems).await {
+        Ok(Ok(record_count)) => swap_table_sqlite(pool, &new, &table, version, record_count).await,
+        Ok(Err(problems)) => Ok(ImportOutcome::Rejected(problems)),
+        Err(error) => Err(error),
+    };
+    if !matches!(outcome, Ok(ImportOutcome::Imported { .. })) {
+        discard_table_sqlite(pool, &table).await;
+    }
+    outcome
+}
+
+/// Creates the new version's empty table and indexes, registered as retired
+/// until the swap (a name no other import can take meanwhile).
+async fn claim_table_sqlite(
+    pool: &sqlx::SqlitePool,
+    new: &NewVersion<'_>,
+) -> Result<(i64, String), StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_, version, table) = start_version!(
         transaction,
         new,
         Backend::Sqlite,
         "SELECT version, table_name FROM datasets WHERE id = ?"
     );
+    for statement in index_sql(&table, new.schema) {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await?;
+    }
+    sqlx::query(RETIRE_SQL)
+        .bind(&table)
+        .bind(new.id)
+        .bind(now_seconds())
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok((version, table))
+}
 
+/// Writes every row into `table`; the rows' problems if any is invalid.
+async fn fill_table_sqlite<I, E>(
+    pool: &sqlx::SqlitePool,
+    new: &NewVersion<'_>,
+    table: &str,
+    rows: I,
+    max_problems: usize,
+) -> Result<Result<i64, Vec<E>>, StoreError>
+where
+    I: Iterator<Item = Result<Vec<Value>, E>>,
+{
     let width = new.schema.fields.len().max(1);
     // SQLite allows 32,766 bound parameters per statement.
     let batch_rows = (32_000 / width).clamp(1, 1_000);
     let insert_head = format!(
         "INSERT INTO {} ({}) ",
-        quote_identifier(&table),
+        quote_identifier(table),
         new.schema
             .fields
             .iter()
@@ -473,7 +544,7 @@ where
                 batch.push(cells);
                 record_count += 1;
                 if batch.len() == batch_rows {
-                    insert_batch_sqlite(&mut transaction, &insert_head, &mut batch).await?;
+                    write_slice_sqlite(pool, table, &insert_head, &mut batch).await?;
                 }
             }
             Ok(_) => {}
@@ -486,15 +557,66 @@ where
         }
     }
     if !problems.is_empty() {
-        transaction.rollback().await?;
-        return Ok(ImportOutcome::Rejected(problems));
+        return Ok(Err(problems));
     }
-    insert_batch_sqlite(&mut transaction, &insert_head, &mut batch).await?;
-    for statement in index_sql(&table, new.schema) {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&mut *transaction)
+    write_slice_sqlite(pool, table, &insert_head, &mut batch).await?;
+    Ok(Ok(record_count))
+}
+
+/// One batch in its own transaction, which also tells the cleanup the
+/// import is alive; then the write lock is left free about as long as it
+/// was held, so that a waiting writer (polling between sleeps) gets it.
+async fn write_slice_sqlite(
+    pool: &sqlx::SqlitePool,
+    table: &str,
+    head: &str,
+    batch: &mut Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let locked = Instant::now();
+    insert_batch_sqlite(&mut transaction, head, batch).await?;
+    sqlx::query("UPDATE retired_tables SET retired_at = $1 WHERE table_name = $2")
+        .bind(now_seconds())
+        .bind(table)
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    let held = locked.elapsed();
+    tokio::time::sleep(held.clamp(Duration::from_millis(1), SQLITE_MAX_PAUSE)).await;
+    Ok(())
+}
+
+/// Points the catalogue at the filled table and retires the one it replaces
+/// (re-read here: another import may have landed meanwhile).
+async fn swap_table_sqlite<E>(
+    pool: &sqlx::SqlitePool,
+    new: &NewVersion<'_>,
+    table: &str,
+    version: i64,
+    record_count: i64,
+) -> Result<ImportOutcome<E>, StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let registered = sqlx::query("DELETE FROM retired_tables WHERE table_name = $1")
+        .bind(table)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    if registered == 0 {
+        return Err(StoreError::ImportCleanedUp(table.to_owned()));
+    }
+    let previous: Option<(i64, String)> =
+        sqlx::query_as("SELECT version, table_name FROM datasets WHERE id = $1")
+            .bind(new.id)
+            .fetch_optional(&mut *transaction)
             .await?;
-    }
+    // Versions only go up, whichever of two concurrent imports lands last.
+    let version = previous
+        .as_ref()
+        .map_or(version, |(current, _)| version.max(current + 1));
+    let table = table.to_owned();
     record_version!(
         transaction,
         new,
@@ -504,6 +626,29 @@ where
         record_count,
         "?, ?, ?, ?, ?, ?, ?, ?, ?"
     )
+}
+
+/// Drops the table of an import that did not land; if that fails too, the
+/// cleanup drops it once its grace has passed.
+async fn discard_table_sqlite(pool: &sqlx::SqlitePool, table: &str) {
+    let discard = async {
+        let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_identifier(table)
+        )))
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("DELETE FROM retired_tables WHERE table_name = $1")
+            .bind(table)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok::<(), StoreError>(())
+    };
+    if let Err(error) = discard.await {
+        tracing::warn!(%table, %error, "table of a failed import left to the cleanup");
+    }
 }
 
 async fn insert_batch_sqlite(

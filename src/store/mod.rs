@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod datasets;
+pub mod retired;
 pub mod sql;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -26,6 +27,24 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
+    #[error(
+        "the table {0} of an unfinished import was cleaned up: the import stalled past the grace period"
+    )]
+    ImportCleanedUp(String),
+}
+
+impl StoreError {
+    /// The query named a table that is gone: a catalogue older than the
+    /// cleanup of a retired version (PostgreSQL 42P01, SQLite "no such table").
+    pub fn is_missing_table(&self) -> bool {
+        match self {
+            StoreError::Sql(sqlx::Error::Database(error)) => {
+                error.code().as_deref() == Some("42P01")
+                    || error.message().starts_with("no such table")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Which database engine backs the store.

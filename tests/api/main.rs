@@ -15,3 +15,4 @@ mod openapi;
 mod postgrest_client;
 mod read;
 mod resilience_edge;
+mod resilience_imports;

@@ -157,6 +157,7 @@ mod tests {
             visible: vec![true],
             row_filter: None,
             min_group_size: None,
+            lease: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
 use crate::query::{QueryLimits, parse_read_query};
+use crate::store::StoreError;
 use crate::store::datasets::DatasetRead;
 use crate::store::sql::{CellKind, OutputColumn};
 
@@ -144,6 +145,7 @@ pub async fn read_dataset(
         visible: grant.visible.clone(),
         row_filter: grant.row_filter.clone(),
         min_group_size: grant.aggregate_only,
+        lease: Some(state.catalog.lease(&entry.table_name)),
     });
     let columns = read.output_columns();
     let geometry = geometry_in_output(entry, &columns);
@@ -209,7 +211,7 @@ async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Op
                 .store
                 .count_suppressed_groups(read)
                 .await
-                .map_err(Problem::internal)?,
+                .map_err(store_failure(state))?,
         )),
         None => Ok(None),
     }
@@ -250,19 +252,47 @@ async fn count(
         read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
     let store = &state.store;
     if preference == CountPreference::Exact {
-        return store.count_rows(read).await.map_err(Problem::internal);
+        return store.count_rows(read).await.map_err(store_failure(state));
     }
     if unfiltered {
         return Ok(u64::try_from(entry.record_count).unwrap_or(0));
     }
-    let estimate = store.estimate_rows(read).await.map_err(Problem::internal)?;
+    let estimate = store
+        .estimate_rows(read)
+        .await
+        .map_err(store_failure(state))?;
     match (preference, estimate) {
         // "estimated": exact while small, the planner's figure beyond.
         (CountPreference::Estimated, Some(rows)) if rows <= state.settings.server.max_page_size => {
-            store.count_rows(read).await.map_err(Problem::internal)
+            store.count_rows(read).await.map_err(store_failure(state))
         }
         (_, Some(rows)) => Ok(rows),
-        (_, None) => store.count_rows(read).await.map_err(Problem::internal),
+        (_, None) => store.count_rows(read).await.map_err(store_failure(state)),
+    }
+}
+
+/// A store failure as the client sees it. A missing table means this
+/// catalogue is older than the cleanup of a replaced version (not expected:
+/// the grace outlasts several refreshes): the catalogue is re-read at once
+/// and the client asked to retry, never a 500.
+fn store_failure(state: &AppState) -> impl Fn(StoreError) -> Problem + '_ {
+    move |error| {
+        if !error.is_missing_table() {
+            return Problem::internal(error);
+        }
+        tracing::warn!(%error, "read of a dropped table: catalogue refreshed");
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = state.refresh_catalog().await {
+                tracing::warn!(%error, "catalogue refresh failed");
+            }
+        });
+        let mut problem =
+            Problem::unavailable("this dataset was just replaced by a new version: retry");
+        problem
+            .headers
+            .retain(|(name, _)| name != header::RETRY_AFTER);
+        problem.with_header(header::RETRY_AFTER, "1")
     }
 }
 
@@ -347,7 +377,7 @@ async fn json_page(
             let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
             let mut groups = state.store.stream_groups(read.clone());
             while let Some(group) = groups.next().await {
-                let (row, size) = group.map_err(Problem::internal)?;
+                let (row, size) = group.map_err(store_failure(state))?;
                 if size < i64::from(minimum) {
                     left_out += 1;
                 } else if skipped < read.plan.offset {
@@ -362,7 +392,7 @@ async fn json_page(
         _ => {
             let mut rows = state.store.stream_rows(read.clone(), limit);
             while let Some(row) = rows.next().await {
-                let row = row.map_err(Problem::internal)?;
+                let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
                 returned += 1;
             }
