@@ -28,6 +28,52 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// True when the store cannot serve right now (down, unreachable, busy)
+    /// rather than refusing this statement: the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { source, .. } | StoreError::Sql(source) => is_unavailable(source),
+            StoreError::Migrate(_) => false,
+        }
+    }
+}
+
+/// PostgreSQL codes of a server that is going away, starting or full:
+/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect
+/// now, `53300` too many connections (class `08`, connection exceptions, too).
+const POSTGRES_UNAVAILABLE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// SQLite primary result codes of a file that is locked or cannot be read:
+/// `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR`, `SQLITE_CANTOPEN`.
+const SQLITE_UNAVAILABLE: [i32; 4] = [5, 6, 10, 14];
+
+/// True for the errors of a store that cannot serve right now: a pool
+/// timeout or a closed pool, a refused, reset or lost connection, a server
+/// shutting down or starting up, a locked SQLite file.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => {
+            if let Some(error) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = error.code();
+                code.starts_with("08") || POSTGRES_UNAVAILABLE.contains(&code)
+            } else {
+                // SQLite reports extended codes: the primary code is the low byte.
+                error
+                    .code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| SQLITE_UNAVAILABLE.contains(&(code & 0xff)))
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Which database engine backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -142,5 +188,77 @@ mod tests {
             "postgres://app@db/x"
         );
         assert_eq!(redact_password("sqlite:data/p.db"), "sqlite:data/p.db");
+    }
+
+    /// A store that cannot serve right now is told apart from a failed statement.
+    #[test]
+    fn classifies_driver_errors() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(refused),
+        ] {
+            assert!(StoreError::Sql(error).is_unavailable());
+        }
+        for error in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Protocol("unexpected message".into()),
+        ] {
+            assert!(!StoreError::Sql(error).is_unavailable());
+        }
+    }
+
+    /// SQLite: a locked file is unavailable; a bad statement is not.
+    #[tokio::test]
+    async fn classifies_sqlite_errors() {
+        use sqlx::{ConnectOptions, Connection};
+        let (store, _guard) = test_support::sqlite().await;
+        let Store::Sqlite(pool) = &store else {
+            unreachable!("a SQLite test store")
+        };
+        let options = (*pool.connect_options())
+            .clone()
+            .busy_timeout(Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(is_unavailable(&busy), "{busy}");
+        let missing = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&missing), "{missing}");
+        holder.close().await.unwrap();
+    }
+
+    /// PostgreSQL: a connection the server ends (`57P01`) is unavailable; an
+    /// unknown relation is not.
+    #[tokio::test]
+    async fn classifies_postgres_errors() {
+        let Some((store, _guard)) = test_support::postgres().await else {
+            return;
+        };
+        let Store::Postgres(pool) = &store else {
+            unreachable!("a PostgreSQL test store")
+        };
+        let missing = sqlx::query("SELECT * FROM no_such_table")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&missing), "{missing}");
+        let ended = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert!(is_unavailable(&ended), "{ended:?}");
     }
 }

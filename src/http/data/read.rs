@@ -203,13 +203,7 @@ pub async fn read_dataset(
 /// Groups left out of an aggregate-only answer, if the grant is aggregate-only.
 async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Option<u64>> {
     match read.min_group_size {
-        Some(_) => Ok(Some(
-            state
-                .store
-                .count_suppressed_groups(read)
-                .await
-                .map_err(Problem::internal)?,
-        )),
+        Some(_) => Ok(Some(state.store.count_suppressed_groups(read).await?)),
         None => Ok(None),
     }
 }
@@ -249,19 +243,19 @@ async fn count(
         read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
     let store = &state.store;
     if preference == CountPreference::Exact {
-        return store.count_rows(read).await.map_err(Problem::internal);
+        return store.count_rows(read).await.map_err(Problem::from);
     }
     if unfiltered {
         return Ok(u64::try_from(entry.record_count).unwrap_or(0));
     }
-    let estimate = store.estimate_rows(read).await.map_err(Problem::internal)?;
+    let estimate = store.estimate_rows(read).await?;
     match (preference, estimate) {
         // "estimated": exact while small, the planner's figure beyond.
         (CountPreference::Estimated, Some(rows)) if rows <= state.settings.server.max_page_size => {
-            store.count_rows(read).await.map_err(Problem::internal)
+            store.count_rows(read).await.map_err(Problem::from)
         }
         (_, Some(rows)) => Ok(rows),
-        (_, None) => store.count_rows(read).await.map_err(Problem::internal),
+        (_, None) => store.count_rows(read).await.map_err(Problem::from),
     }
 }
 
@@ -346,7 +340,7 @@ async fn json_page(
             let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
             let mut groups = state.store.stream_groups(read.clone());
             while let Some(group) = groups.next().await {
-                let (row, size) = group.map_err(Problem::internal)?;
+                let (row, size) = group?;
                 if size < i64::from(minimum) {
                     left_out += 1;
                 } else if skipped < read.plan.offset {
@@ -361,7 +355,7 @@ async fn json_page(
         _ => {
             let mut rows = state.store.stream_rows(read.clone(), limit);
             while let Some(row) = rows.next().await {
-                let row = row.map_err(Problem::internal)?;
+                let row = row?;
                 encoder.row(&mut body, &row);
                 returned += 1;
             }
