@@ -28,7 +28,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
                 .with_context(|| format!("cannot create the data folder {}", parent.display()))?;
         }
     }
-    Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)
+    Ok(Store::open(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.database_acquire_timeout(),
+    )
+    .await?)
 }
 
 /// Syncs `catalog_dir` and logs what happened.

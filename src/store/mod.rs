@@ -90,7 +90,13 @@ pub enum Store {
 
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies migrations.
-    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    /// A request waits at most `acquire_timeout` for a connection: when the
+    /// store is down it fails after that, instead of queueing.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: redact_password(url),
             source,
@@ -99,7 +105,7 @@ impl Store {
             let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(connect_error)?;
@@ -116,6 +122,7 @@ impl Store {
                 .pragma("case_sensitive_like", "ON");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(connect_error)?;
