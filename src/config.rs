@@ -25,6 +25,11 @@ pub struct Settings {
     /// request is refused with 503 and `Retry-After`, so a store that is down
     /// fails fast instead of holding every caller.
     pub database_acquire_timeout_ms: u64,
+    /// How often the store is probed in the background, in milliseconds:
+    /// readiness and the audit writer read the last answer without waiting.
+    pub database_probe_interval_ms: u64,
+    /// Longest wait for the probe's answer before the store counts as down.
+    pub database_probe_timeout_ms: u64,
     /// Folder of dataset definitions.
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
@@ -72,6 +77,8 @@ impl Default for Settings {
             database_url: "sqlite:data/passerelle.db".to_owned(),
             database_max_connections: 16,
             database_acquire_timeout_ms: 1000,
+            database_probe_interval_ms: 500,
+            database_probe_timeout_ms: 1000,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
@@ -110,6 +117,14 @@ impl Settings {
         Duration::from_millis(self.database_acquire_timeout_ms)
     }
 
+    pub fn database_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.database_probe_interval_ms)
+    }
+
+    pub fn database_probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_probe_timeout_ms)
+    }
+
     /// Reads the layered configuration.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         // Missing keys take `Settings::default()` through `#[serde(default)]`.
@@ -138,9 +153,10 @@ impl Settings {
                 "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
             );
         }
-        if self.database_acquire_timeout_ms == 0 {
+        if self.database_acquire_timeout_ms == 0 || self.database_probe_interval_ms == 0 {
             return Err(ConfigError::Unsafe(
-                "database_acquire_timeout_ms must be at least 1".into(),
+                "database_acquire_timeout_ms and database_probe_interval_ms must be at least 1"
+                    .into(),
             ));
         }
         if self.server.max_page_size == 0 {
@@ -192,6 +208,10 @@ mod tests {
             assert_eq!(
                 settings.database_acquire_timeout_ms,
                 defaults.database_acquire_timeout_ms
+            );
+            assert_eq!(
+                settings.database_probe_interval_ms,
+                defaults.database_probe_interval_ms
             );
             assert_eq!(
                 settings.server.page_cache_bytes,

@@ -79,7 +79,10 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
-            write_batch(&shared, &mut batch).await;
+            match shared.store_down() {
+                Some(why) => refuse_batch(&mut batch, &why),
+                None => write_batch(&shared, &mut batch).await,
+            }
         }
         match control {
             Some(Command::Checkpoint { reply }) => {
@@ -124,13 +127,28 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
             }
         }
         Err(error) => {
-            shared.healthy.store(false, Ordering::Relaxed);
+            // A store that went away: health follows the store's probe, and
+            // comes back with it without waiting for the next write.
+            let store_outage =
+                crate::store::is_unavailable(&error) && shared.store_health.get().is_some();
+            if !store_outage {
+                shared.healthy.store(false, Ordering::Relaxed);
+            }
             tracing::error!(%error, events = batch.len(), "cannot write audit events");
             let message = error.to_string();
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
             }
         }
+    }
+}
+
+/// Answers every caller at once while the store is known to be down: a
+/// batch waiting for a connection would make each request wait twice (for
+/// its query, then for its event).
+fn refuse_batch(batch: &mut Vec<Waiting>, why: &str) {
+    for (_, reply) in batch.drain(..) {
+        let _ = reply.send(Err(AuditError::Unavailable(why.to_owned())));
     }
 }
 

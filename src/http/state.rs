@@ -10,11 +10,14 @@ use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
+use crate::store::probe::StoreHealth;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The store's last probed state (readiness reads it without waiting).
+    pub store_health: StoreHealth,
     pub catalog: CatalogHandle,
     pub authenticator: Authenticator,
     pub policy: PolicyEngine,

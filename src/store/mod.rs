@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod datasets;
+pub mod probe;
 pub mod sql;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -146,15 +147,6 @@ impl Store {
             Store::Sqlite(_) => Backend::Sqlite,
             Store::Postgres(_) => Backend::Postgres,
         }
-    }
-
-    /// True when the store answers a trivial query (readiness).
-    pub async fn ping(&self) -> bool {
-        let result = match self {
-            Store::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-            Store::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-        };
-        result.is_ok()
     }
 
     pub async fn close(&self) {
