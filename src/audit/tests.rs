@@ -798,8 +798,9 @@ async fn hashes_client_ips() {
     assert!(log.verify(None, None).await.unwrap().ok);
 }
 
-/// While the store's probe says the store does not answer, events are
-/// refused at once (not after the pool's wait) and the log is not healthy.
+/// While the store's probe says the store does not answer, events and
+/// checkpoints are refused at once (not after the pool's wait) and the log
+/// is not healthy.
 #[tokio::test]
 async fn refuses_at_once_while_the_store_is_down() {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -839,6 +840,13 @@ async fn refuses_at_once_while_the_store_is_down() {
     assert!(
         started.elapsed() < std::time::Duration::from_secs(1),
         "refused after {:?}, not after the pool's 10 s",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert!(log.checkpoint().await.is_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a checkpoint does not hold the queue: {:?}",
         started.elapsed()
     );
 }

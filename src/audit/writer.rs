@@ -79,10 +79,7 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
-            match shared.store_down() {
-                Some(why) => refuse_batch(&mut batch, &why),
-                None => write_batch(&shared, &mut batch).await,
-            }
+            commit(&shared, &mut batch).await;
         }
         match control {
             Some(Command::Checkpoint { reply }) => {
@@ -98,7 +95,7 @@ pub(crate) async fn run(
                     match command {
                         Command::Append { record, reply } => {
                             batch.push((record, reply));
-                            write_batch(&shared, &mut batch).await;
+                            commit(&shared, &mut batch).await;
                         }
                         Command::Checkpoint { reply } => {
                             let _ = reply.send(Err(AuditError::Stopped));
@@ -143,16 +140,26 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
     }
 }
 
-/// Answers every caller at once while the store is known to be down: a
-/// batch waiting for a connection would make each request wait twice (for
-/// its query, then for its event).
-fn refuse_batch(batch: &mut Vec<Waiting>, why: &str) {
-    for (_, reply) in batch.drain(..) {
-        let _ = reply.send(Err(AuditError::Unavailable(why.to_owned())));
+/// Writes the batch, or answers every caller at once while the store is
+/// known to be down: a batch waiting for a connection would make each
+/// request wait twice (for its query, then for its event), and every event
+/// queued behind it too.
+async fn commit(shared: &Shared, batch: &mut Vec<Waiting>) {
+    match shared.store_down() {
+        Some(why) => {
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(AuditError::Unavailable(why.clone())));
+            }
+        }
+        None => write_batch(shared, batch).await,
     }
 }
 
 async fn checkpoint(shared: &Shared) -> Result<(), AuditError> {
+    // Events queue behind a checkpoint: it must not wait for a store that is down.
+    if let Some(why) = shared.store_down() {
+        return Err(AuditError::Unavailable(why));
+    }
     match store::checkpoint(&shared.store, shared.signer.as_ref()).await {
         Ok(_) => Ok(()),
         Err(error) => Err(AuditError::Unavailable(error.to_string())),
