@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -20,6 +21,15 @@ pub struct Settings {
     /// `sqlite:…` (default: `sqlite:data/passerelle.db`) or `postgres://…`.
     pub database_url: String,
     pub database_max_connections: u32,
+    /// Longest wait for a store connection, in milliseconds: past it the
+    /// request is refused with 503 and `Retry-After`, so a store that is down
+    /// fails fast instead of holding every caller.
+    pub database_acquire_timeout_ms: u64,
+    /// How often the store is probed in the background, in milliseconds:
+    /// readiness and the audit writer read the last answer without waiting.
+    pub database_probe_interval_ms: u64,
+    /// Longest wait for the probe's answer before the store counts as down.
+    pub database_probe_timeout_ms: u64,
     /// Folder of dataset definitions.
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
@@ -88,6 +98,9 @@ impl Default for Settings {
         Settings {
             database_url: "sqlite:data/passerelle.db".to_owned(),
             database_max_connections: 16,
+            database_acquire_timeout_ms: 1000,
+            database_probe_interval_ms: 500,
+            database_probe_timeout_ms: 1000,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
@@ -125,6 +138,18 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms)
+    }
+
+    pub fn database_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.database_probe_interval_ms)
+    }
+
+    pub fn database_probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_probe_timeout_ms)
+    }
+
     /// Reads the layered configuration.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         // Missing keys take `Settings::default()` through `#[serde(default)]`.
@@ -152,6 +177,12 @@ impl Settings {
             tracing::warn!(
                 "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
             );
+        }
+        if self.database_acquire_timeout_ms == 0 || self.database_probe_interval_ms == 0 {
+            return Err(ConfigError::Unsafe(
+                "database_acquire_timeout_ms and database_probe_interval_ms must be at least 1"
+                    .into(),
+            ));
         }
         if self.server.max_page_size == 0 {
             return Err(ConfigError::Unsafe(
@@ -212,6 +243,14 @@ mod tests {
             let settings = Settings::load(Some(&path)).expect("the example loads");
             let defaults = Settings::default();
             assert_eq!(settings.server.listen, defaults.server.listen);
+            assert_eq!(
+                settings.database_acquire_timeout_ms,
+                defaults.database_acquire_timeout_ms
+            );
+            assert_eq!(
+                settings.database_probe_interval_ms,
+                defaults.database_probe_interval_ms
+            );
             assert_eq!(
                 settings.server.page_cache_bytes,
                 defaults.server.page_cache_bytes

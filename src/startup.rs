@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::http::state::AppState;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
+use crate::store::probe::StoreHealth;
 use crate::store::retired::TablesInUse;
 
 /// Opens the store and syncs the catalogue folder into it (if the folder exists).
@@ -29,7 +30,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
                 .with_context(|| format!("cannot create the data folder {}", parent.display()))?;
         }
     }
-    Ok(Store::open(&settings.database_url, settings.database_max_connections).await?)
+    Ok(Store::open(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.database_acquire_timeout(),
+    )
+    .await?)
 }
 
 /// Syncs `catalog_dir`, logs what happened, and drops the retired tables due.
@@ -54,6 +60,13 @@ pub async fn sync_catalog(
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     let store = open_store(&settings).await?;
+    // Started here rather than with the other background tasks: readiness and
+    // the audit writer read it, in tests as in production.
+    let store_health = StoreHealth::spawn(
+        &store,
+        settings.database_probe_interval(),
+        settings.database_probe_timeout(),
+    );
     if settings.catalog_dir.is_dir() {
         sync_catalog(&store, &settings).await?;
     } else {
@@ -80,9 +93,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     )
     .await
     .context("cannot start the audit log")?;
+    audit.follow_store_health(store_health.clone());
     Ok(AppState {
         settings: settings.clone(),
         store,
+        store_health,
         catalog,
         authenticator,
         policy,

@@ -20,8 +20,8 @@ mod store;
 mod verify;
 mod writer;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -39,6 +39,7 @@ pub use signer::{CheckpointSigner, Es256Signer};
 pub use verify::{BreakReason, BrokenEntry, Verification};
 
 use crate::store::Store;
+use crate::store::probe::StoreHealth;
 use event::EventRecord;
 use writer::Command;
 
@@ -124,9 +125,27 @@ pub struct AuditLog {
 struct Shared {
     store: Store,
     signer: Arc<dyn CheckpointSigner>,
+    /// False after a write failed, except for the store being down while
+    /// `store_health` says so; true again after a write succeeds.
     healthy: AtomicBool,
+    /// The store's probed state, when the application follows it.
+    store_health: OnceLock<StoreHealth>,
     instance: String,
     ip_hash_key: Option<Vec<u8>>,
+}
+
+impl Shared {
+    /// Why the store is known not to answer, per its probe.
+    fn store_down(&self) -> Option<String> {
+        let status = self.store_health.get()?.status();
+        (!status.up).then(|| {
+            format!(
+                "the store does not answer (since {}): {}",
+                status.since.to_rfc3339(),
+                status.error.as_deref().unwrap_or("no answer")
+            )
+        })
+    }
 }
 
 impl AuditLog {
@@ -151,6 +170,7 @@ impl AuditLog {
             store,
             signer,
             healthy: AtomicBool::new(true),
+            store_health: OnceLock::new(),
             instance: config.instance.clone(),
             ip_hash_key,
         });
@@ -199,9 +219,18 @@ impl AuditLog {
         answer.await.map_err(|_| AuditError::Stopped)?
     }
 
-    /// False after a failed write, until a write succeeds again.
+    /// Follows the store's probed state: while the probe says the store does
+    /// not answer, events are refused at once (each batch would otherwise
+    /// wait for a connection, and every caller with it) and the log is not
+    /// healthy; it is again as soon as the probe sees the store back.
+    pub fn follow_store_health(&self, health: StoreHealth) {
+        let _ = self.shared.store_health.set(health);
+    }
+
+    /// False after a failed write, until a write succeeds again, and while
+    /// the store's probe says the store does not answer.
     pub fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Relaxed)
+        self.shared.healthy.load(Ordering::Relaxed) && self.shared.store_down().is_none()
     }
 
     /// Writes what is waiting, a signed checkpoint, and stops the writer.

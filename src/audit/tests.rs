@@ -878,3 +878,56 @@ async fn hashes_client_ips() {
     assert!(event.ip.as_deref().unwrap().starts_with("hmac-sha256:"));
     assert!(log.verify(None, None).await.unwrap().ok);
 }
+
+/// While the store's probe says the store does not answer, events and
+/// checkpoints are refused at once (not after the pool's wait) and the log
+/// is not healthy.
+#[tokio::test]
+async fn refuses_at_once_while_the_store_is_down() {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    use crate::store::probe::StoreHealth;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with(PgConnectOptions::new().host("127.0.0.1").port(port));
+    let store = Store::Postgres(pool);
+    let log = start(&store, "gw").await;
+    let health = StoreHealth::spawn(
+        &store,
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(1),
+    );
+    log.follow_store_health(health.clone());
+    let started = Instant::now();
+    while health.is_up() {
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "the probe sees the store down"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!log.healthy());
+    let started = Instant::now();
+    let refused = log.record(sample("refused")).await;
+    assert!(
+        matches!(refused, Err(AuditError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "refused after {:?}, not after the pool's 10 s",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert!(log.checkpoint().await.is_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a checkpoint does not hold the queue: {:?}",
+        started.elapsed()
+    );
+}

@@ -79,7 +79,7 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
-            write_batch(&shared, &mut batch).await;
+            commit(&shared, &mut batch).await;
         }
         match control {
             Some(Command::Checkpoint { reply }) => {
@@ -95,7 +95,7 @@ pub(crate) async fn run(
                     match command {
                         Command::Append { record, reply } => {
                             batch.push((record, reply));
-                            write_batch(&shared, &mut batch).await;
+                            commit(&shared, &mut batch).await;
                         }
                         Command::Checkpoint { reply } => {
                             let _ = reply.send(Err(AuditError::Stopped));
@@ -170,7 +170,12 @@ async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
 }
 
 fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
-    shared.healthy.store(false, Ordering::Relaxed);
+    // A store that went away: health follows the store's probe, and comes
+    // back with it without waiting for the next write.
+    let store_outage = crate::store::is_unavailable(error) && shared.store_health.get().is_some();
+    if !store_outage {
+        shared.healthy.store(false, Ordering::Relaxed);
+    }
     tracing::error!(%error, events = batch.len(), "cannot write audit events");
     let message = error.to_string();
     for (_, reply) in batch.drain(..) {
@@ -194,7 +199,26 @@ fn refused_data(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Writes the batch, or answers every caller at once while the store is
+/// known to be down: a batch waiting for a connection would make each
+/// request wait twice (for its query, then for its event), and every event
+/// queued behind it too.
+async fn commit(shared: &Shared, batch: &mut Vec<Waiting>) {
+    match shared.store_down() {
+        Some(why) => {
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(AuditError::Unavailable(why.clone())));
+            }
+        }
+        None => write_batch(shared, batch).await,
+    }
+}
+
 async fn checkpoint(shared: &Shared) -> Result<(), AuditError> {
+    // Events queue behind a checkpoint: it must not wait for a store that is down.
+    if let Some(why) = shared.store_down() {
+        return Err(AuditError::Unavailable(why));
+    }
     match store::checkpoint(&shared.store, shared.signer.as_ref()).await {
         Ok(_) => Ok(()),
         Err(error) => Err(AuditError::Unavailable(error.to_string())),

@@ -19,6 +19,7 @@ use crate::http::guard::require;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
+use crate::store::StoreError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,9 +47,20 @@ impl From<AuditQueryError> for Problem {
     }
 }
 
+/// A log that cannot be read or written because of the store is a 503 like
+/// any store outage; anything else a 500.
 impl From<AuditError> for Problem {
     fn from(error: AuditError) -> Problem {
-        Problem::internal(error)
+        match error {
+            AuditError::Read(error) => StoreError::Sql(error).into(),
+            AuditError::Unavailable(_) | AuditError::Stopped => {
+                let request_id = crate::http::context::current_request()
+                    .map(|request| request.request_id)
+                    .unwrap_or_default();
+                tracing::warn!(%request_id, %error, "audit log unavailable");
+                Problem::unavailable("the access log cannot be used right now; try again shortly")
+            }
+        }
     }
 }
 

@@ -36,11 +36,20 @@ pub async fn live() -> &'static str {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let store = state.store.ping().await;
+    // The store's last background probe: readiness answers at once, even
+    // while the store is down or its pool is busy.
+    let probe = state.store_health.status();
+    let store = probe.up;
     let audit = state.audit.healthy();
     let mut problems = Vec::new();
     if !store {
-        problems.push("the store does not answer".to_owned());
+        problems.push(format!(
+            "the store does not answer since {}: {}",
+            probe
+                .since
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            probe.error.as_deref().unwrap_or("no answer")
+        ));
     }
     if !audit {
         problems.push("the audit log cannot be written".to_owned());

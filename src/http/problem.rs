@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::context::current_request;
 use crate::domain::text;
 use crate::query::QueryError;
+use crate::store::StoreError;
 
 /// The body of an `application/problem+json` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -130,6 +131,24 @@ impl Problem {
         )
     }
 
+    /// 503 for a store that cannot serve right now (down, unreachable, its
+    /// pool exhausted): worth retrying shortly. The cause is logged with the
+    /// request id. `code` is PostgREST's for the same condition.
+    pub fn store_unavailable(code: &str, error: impl std::fmt::Display) -> Problem {
+        let request_id = current_request()
+            .map(|request| request.request_id)
+            .unwrap_or_default();
+        tracing::warn!(%request_id, %error, "store unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "Service unavailable",
+            "the data store does not answer right now; try again shortly",
+        )
+        .with_code(code)
+        .with_header(header::RETRY_AFTER, "1")
+    }
+
     /// 503 when the service cannot answer safely (audit log down).
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(
@@ -149,6 +168,38 @@ impl From<QueryError> for Problem {
         problem.hint = error.hint();
         problem
     }
+}
+
+/// Store errors by type: a store that cannot serve right now is a 503 worth
+/// retrying, anything else a 500 that reveals nothing. Either way the error
+/// and its causes are logged once, with the request id.
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        let chain = error_chain(&error);
+        match &error {
+            StoreError::Sql(sqlx::Error::PoolTimedOut) => {
+                Problem::store_unavailable("PGRST003", chain)
+            }
+            _ if error.is_unavailable() => Problem::store_unavailable("PGRST000", chain),
+            _ => Problem::internal(chain),
+        }
+    }
+}
+
+/// An error and its causes on one line, skipping a cause whose text the
+/// message already quotes (sqlx repeats its source in its own message).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !chain.contains(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
 }
 
 impl IntoResponse for Problem {
@@ -216,5 +267,48 @@ mod tests {
         );
         assert_eq!(document["message"], document["detail"]);
         assert_eq!(document["hint"], "zero\\u{200b}width");
+    }
+
+    fn retry_after(problem: &Problem) -> Option<&HeaderValue> {
+        problem
+            .headers
+            .iter()
+            .find(|(name, _)| name == header::RETRY_AFTER)
+            .map(|(_, value)| value)
+    }
+
+    /// A pool timeout or a lost connection is a 503 worth retrying, never a 500.
+    #[test]
+    fn store_outages_are_503_with_retry_after() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for (error, code) in [
+            (sqlx::Error::PoolTimedOut, "PGRST003"),
+            (sqlx::Error::Io(reset), "PGRST000"),
+            (sqlx::Error::PoolClosed, "PGRST000"),
+        ] {
+            let problem = Problem::from(StoreError::Sql(error));
+            assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(problem.code.as_deref(), Some(code));
+            assert!(retry_after(&problem).is_some());
+        }
+    }
+
+    /// Any other store error is a 500 that reveals nothing.
+    #[test]
+    fn other_store_errors_are_500() {
+        let problem = Problem::from(StoreError::Sql(sqlx::Error::ColumnNotFound(
+            "secret_column".into(),
+        )));
+        assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(retry_after(&problem).is_none());
+        assert!(!problem.detail.contains("secret_column"));
+    }
+
+    /// The logged chain names each cause once.
+    #[test]
+    fn error_chain_skips_repeated_causes() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let chain = error_chain(&StoreError::Sql(sqlx::Error::Io(reset)));
+        assert_eq!(chain.matches("reset by peer").count(), 1, "{chain}");
     }
 }

@@ -9,12 +9,15 @@ use crate::auth::Authenticator;
 use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::policy::PolicyEngine;
+use crate::store::probe::StoreHealth;
 use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The store's last probed state (readiness reads it without waiting).
+    pub store_health: StoreHealth,
     pub catalog: CatalogHandle,
     pub authenticator: Authenticator,
     pub policy: PolicyEngine,

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod datasets;
+pub mod probe;
 pub mod retired;
 pub mod sql;
 
@@ -47,6 +48,52 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the store cannot serve right now (down, unreachable, busy)
+    /// rather than refusing this statement: the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { source, .. } | StoreError::Sql(source) => is_unavailable(source),
+            StoreError::Migrate(_) | StoreError::ImportCleanedUp(_) => false,
+        }
+    }
+}
+
+/// PostgreSQL codes of a server that is going away, starting or full:
+/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect
+/// now, `53300` too many connections (class `08`, connection exceptions, too).
+const POSTGRES_UNAVAILABLE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// SQLite primary result codes of a file that is locked or cannot be read:
+/// `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR`, `SQLITE_CANTOPEN`.
+const SQLITE_UNAVAILABLE: [i32; 4] = [5, 6, 10, 14];
+
+/// True for the errors of a store that cannot serve right now: a pool
+/// timeout or a closed pool, a refused, reset or lost connection, a server
+/// shutting down or starting up, a locked SQLite file.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => {
+            if let Some(error) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = error.code();
+                code.starts_with("08") || POSTGRES_UNAVAILABLE.contains(&code)
+            } else {
+                // SQLite reports extended codes: the primary code is the low byte.
+                error
+                    .code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| SQLITE_UNAVAILABLE.contains(&(code & 0xff)))
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Which database engine backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -63,7 +110,13 @@ pub enum Store {
 
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies migrations.
-    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    /// A request waits at most `acquire_timeout` for a connection: when the
+    /// store is down it fails after that, instead of queueing.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: redact_password(url),
             source,
@@ -72,7 +125,7 @@ impl Store {
             let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(connect_error)?;
@@ -89,6 +142,7 @@ impl Store {
                 .pragma("case_sensitive_like", "ON");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(connect_error)?;
@@ -112,15 +166,6 @@ impl Store {
             Store::Sqlite(_) => Backend::Sqlite,
             Store::Postgres(_) => Backend::Postgres,
         }
-    }
-
-    /// True when the store answers a trivial query (readiness).
-    pub async fn ping(&self) -> bool {
-        let result = match self {
-            Store::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-            Store::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-        };
-        result.is_ok()
     }
 
     pub async fn close(&self) {
@@ -161,5 +206,77 @@ mod tests {
             "postgres://app@db/x"
         );
         assert_eq!(redact_password("sqlite:data/p.db"), "sqlite:data/p.db");
+    }
+
+    /// A store that cannot serve right now is told apart from a failed statement.
+    #[test]
+    fn classifies_driver_errors() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(refused),
+        ] {
+            assert!(StoreError::Sql(error).is_unavailable());
+        }
+        for error in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Protocol("unexpected message".into()),
+        ] {
+            assert!(!StoreError::Sql(error).is_unavailable());
+        }
+    }
+
+    /// SQLite: a locked file is unavailable; a bad statement is not.
+    #[tokio::test]
+    async fn classifies_sqlite_errors() {
+        use sqlx::{ConnectOptions, Connection};
+        let (store, _guard) = test_support::sqlite().await;
+        let Store::Sqlite(pool) = &store else {
+            unreachable!("a SQLite test store")
+        };
+        let options = (*pool.connect_options())
+            .clone()
+            .busy_timeout(Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(is_unavailable(&busy), "{busy}");
+        let missing = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&missing), "{missing}");
+        holder.close().await.unwrap();
+    }
+
+    /// PostgreSQL: a connection the server ends (`57P01`) is unavailable; an
+    /// unknown relation is not.
+    #[tokio::test]
+    async fn classifies_postgres_errors() {
+        let Some((store, _guard)) = test_support::postgres().await else {
+            return;
+        };
+        let Store::Postgres(pool) = &store else {
+            unreachable!("a PostgreSQL test store")
+        };
+        let missing = sqlx::query("SELECT * FROM no_such_table")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&missing), "{missing}");
+        let ended = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert!(is_unavailable(&ended), "{ended:?}");
     }
 }

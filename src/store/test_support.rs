@@ -15,7 +15,9 @@ pub fn postgres_admin_url() -> String {
 /// A store on a new SQLite file in a temporary folder (kept alive by the guard).
 pub async fn sqlite() -> (Store, TestDatabase) {
     let (url, guard) = sqlite_url();
-    let store = Store::open(&url, 4).await.expect("open SQLite store");
+    let store = Store::open(&url, 4, std::time::Duration::from_secs(5))
+        .await
+        .expect("open SQLite store");
     (store, guard)
 }
 
@@ -29,7 +31,9 @@ pub fn sqlite_url() -> (String, TestDatabase) {
 /// A store on a new PostgreSQL database; `None` only outside CI when no server runs.
 pub async fn postgres() -> Option<(Store, TestDatabase)> {
     let (url, guard) = postgres_url().await?;
-    let store = Store::open(&url, 8).await.expect("open PostgreSQL store");
+    let store = Store::open(&url, 8, std::time::Duration::from_secs(5))
+        .await
+        .expect("open PostgreSQL store");
     Some((store, guard))
 }
 

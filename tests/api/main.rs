@@ -16,3 +16,4 @@ mod postgrest_client;
 mod read;
 mod resilience_edge;
 mod resilience_imports;
+mod resilience_outage;

@@ -279,7 +279,9 @@ async fn import_under_reads_and_a_slow_export(kind: StoreKind, importer: Importe
             let version = match importer {
                 Importer::SameStore => import(&store, &folder, "v2.csv").await,
                 Importer::OtherInstance => {
-                    let other = Store::open(&url, 4).await.unwrap();
+                    let other = Store::open(&url, 4, std::time::Duration::from_secs(5))
+                        .await
+                        .unwrap();
                     let catalog = CatalogHandle::default();
                     let version = import(&other, &folder, "v2.csv").await;
                     assert!(version.is_ok(), "import by another instance: {version:?}");

@@ -278,7 +278,8 @@ async fn count(
 fn store_failure(state: &AppState) -> impl Fn(StoreError) -> Problem + '_ {
     move |error| {
         if !error.is_missing_table() {
-            return Problem::internal(error);
+            // By type: a store that cannot serve now is a 503, else a 500.
+            return Problem::from(error);
         }
         tracing::warn!(%error, "read of a dropped table: catalogue refreshed");
         let state = state.clone();
