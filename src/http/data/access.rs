@@ -177,8 +177,9 @@ pub fn visible_columns(schema: &Schema, view: Option<&ViewDefinition>) -> Vec<bo
 }
 
 /// Substitutes `${claims.X}` from the caller and parses the filter. A missing
-/// claim, or one that could change the filter's meaning, refuses (403): never
-/// a fallback to no filter.
+/// claim, or one that could change the filter's meaning or that a store could
+/// not hold (a NUL byte, any control character), refuses (403): never a
+/// fallback to no filter.
 fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter, Problem> {
     let mut text = String::with_capacity(template.len());
     let mut rest = template;

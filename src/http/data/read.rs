@@ -14,6 +14,7 @@ use super::access::authorize;
 use super::cache::{CachedPage, PageCache};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
+use crate::domain::client_text::query_pairs;
 use crate::format::{
     CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat,
     RowEncoder,
@@ -78,6 +79,10 @@ pub async fn read_dataset(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> AppResult<Response> {
+    // Decoded strictly once. A failure is reported after the access checks,
+    // so it reveals nothing they would not; until then no parameter is read.
+    let decoded = query_pairs(raw_query.as_deref());
+    let pairs: &[(String, String)] = decoded.as_deref().unwrap_or_default();
     let catalog = state.catalog.current();
     let Some(entry) = catalog.get(&id) else {
         context.note(|record| {
@@ -88,14 +93,6 @@ pub async fn read_dataset(
         });
         return Err(Problem::dataset_not_found(&id));
     };
-    let pairs: Vec<(String, String)> = raw_query
-        .as_deref()
-        .map(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
     let parameter = |name: &str| {
         pairs
             .iter()
@@ -111,6 +108,9 @@ pub async fn read_dataset(
         _ => Action::Read,
     };
     let grant = authorize(&state.policy, &context, entry, action, &headers)?;
+    if let Err(error) = &decoded {
+        return Err(error.clone().into());
+    }
     let format = format.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -121,7 +121,7 @@ pub async fn read_dataset(
         .with_code("PGRST107")
     })?;
     let limits = QueryLimits { max_nesting: 16 };
-    let mut plan = parse_read_query(&pairs, &entry.schema, &grant.visible, &limits)?;
+    let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &limits)?;
     if grant.aggregate_only.is_some() && !plan.is_aggregate() {
         return Err(Problem::forbidden(format!(
             "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",

@@ -1,0 +1,108 @@
+//! Hostile and oversized input (issue 10, cases 8, 9, 10 and 12): bytes a
+//! store cannot hold, queries beyond a store's limits, reversed ranges and
+//! purposes written in French. Each is a problem document naming the culprit,
+//! never a 5xx, while legitimate reads keep being served alongside.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::helpers::{TestApp, problem};
+use crate::on_both_stores;
+
+const MUSEES: &str = "/api/v1/data/frequentation-musees";
+
+/// Legitimate reads in a loop until `stop`; returns (answers, 5xx seen).
+fn legitimate_traffic(
+    app: &TestApp,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, Vec<u16>)> {
+    let client = app.client.clone();
+    let url = app.url(&format!("{MUSEES}?annee=eq.2019&order=mois"));
+    tokio::spawn(async move {
+        let answered = AtomicUsize::new(0);
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) || answered.load(Ordering::Relaxed) == 0 {
+            let status = client.get(&url).send().await.expect("request").status();
+            answered.fetch_add(1, Ordering::Relaxed);
+            if status != 200 {
+                failures.push(status.as_u16());
+            }
+        }
+        (answered.into_inner(), failures)
+    })
+}
+
+on_both_stores! {
+    /// NUL, invalid UTF-8 and a lone surrogate in every query position that
+    /// reaches SQL: 400 naming the parameter, and zero 5xx for the reads
+    /// running alongside.
+    async fn hostile_query_values_are_named_400s(app: TestApp) {
+        let auditor = app.token("auditeur", &["auditor"], None).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let traffic = legitimate_traffic(&app, stop.clone());
+        let cases = [
+            (format!("{MUSEES}?musee=eq.%00"), "musee"),
+            (format!("{MUSEES}?musee=eq.Mus%C3%A9e%00"), "musee"),
+            (format!("{MUSEES}?musee=eq.%FF"), "musee"),
+            (format!("{MUSEES}?musee=eq.%ED%A0%80"), "musee"),
+            (format!("{MUSEES}?musee=in.(a,%00)"), "musee"),
+            (format!("{MUSEES}?musee=like.*%1B[2J*"), "musee"),
+            (format!("{MUSEES}?or=(musee.eq.%00,annee.eq.2019)"), "or"),
+            (format!("{MUSEES}?select=musee%00"), "select"),
+            (format!("{MUSEES}?select=%FF"), "select"),
+            (format!("{MUSEES}?order=musee%00.asc"), "order"),
+            (format!("{MUSEES}?order=%ED%A0%80"), "order"),
+            (format!("{MUSEES}?limit=1%00"), "limit"),
+            (format!("{MUSEES}?format=csv%00"), "format"),
+            (format!("{MUSEES}?mu%00see=eq.x"), "mu%00see"),
+            (format!("{MUSEES}?%FF=eq.x"), "%FF"),
+            (format!("{MUSEES}?%ED%A0%80=eq.x"), "%ED%A0%80"),
+            ("/api/v1/datasets?q=%00".to_owned(), "q"),
+            ("/api/v1/datasets?q=%FF".to_owned(), "q"),
+            ("/api/v1/datasets?theme=%ED%A0%80".to_owned(), "theme"),
+            ("/api/v1/datasets?publisher=a%00b".to_owned(), "publisher"),
+            ("/api/v1/audit/events?subject=%00".to_owned(), "subject"),
+            ("/api/v1/audit/events?org=%FF".to_owned(), "org"),
+            ("/api/v1/audit/events?dataset=%ED%A0%80".to_owned(), "dataset"),
+            ("/api/v1/audit/stats?from=%00".to_owned(), "from"),
+            ("/api/v1/audit/verify?from=%00".to_owned(), "from"),
+        ];
+        for (path, parameter) in &cases {
+            let response = app.get_as(path, &auditor).await;
+            let status = response.status().as_u16();
+            assert!(status < 500, "{path}: {status}");
+            let body = problem(response, 400).await;
+            let detail = body["detail"].as_str().unwrap();
+            assert!(detail.contains(&format!("`{parameter}`")), "{path}: {body}");
+            assert!(!detail.contains('\0'), "{path}: the NUL is not echoed: {body}");
+        }
+        // The token endpoint's form body reaches the clients' SQL too.
+        for body in ["client_id=%00&client_secret=x", "client_id=a&client_secret=%FF", "client_id=%ED%A0%80"] {
+            let response = app.client.post(app.url("/api/v1/auth/token"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("grant_type=client_credentials&{body}")).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{body}");
+            let answer: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(answer["error"], "invalid_request", "{body}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (answered, failures) = traffic.await.unwrap();
+        assert!(failures.is_empty(), "legitimate reads failed: {failures:?} of {answered}");
+        // Tabs and newlines are ordinary text in a value.
+        assert_eq!(app.get(&format!("{MUSEES}?musee=eq.a%09b%0Ac")).await.status(), 200);
+        assert_eq!(app.get("/api/v1/datasets?q=mus%C3%A9e").await.status(), 200);
+    }
+}
+
+on_both_stores! {
+    /// A claim substituted into a row filter cannot carry a control
+    /// character to SQL: 403 naming the claim, never a filter without it.
+    async fn claims_with_control_characters_are_refused(app: TestApp) {
+        for org in ["Troyes\u{1}", "Troyes\u{1b}[2J", "Troyes\n"] {
+            let token = app.token("commune-controle", &["partenaire"], Some(org)).await;
+            let response = app.get_as("/api/v1/data/locations-velos", &token).await;
+            let body = problem(response, 403).await;
+            assert!(body["detail"].as_str().unwrap().contains("`org`"), "{org:?}: {body}");
+        }
+    }
+}
