@@ -23,7 +23,7 @@ use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
-use crate::query::{QueryLimits, parse_read_query};
+use crate::query::parse_read_query;
 use crate::store::datasets::DatasetRead;
 use crate::store::sql::{CellKind, OutputColumn};
 
@@ -120,8 +120,7 @@ pub async fn read_dataset(
         )
         .with_code("PGRST107")
     })?;
-    let limits = QueryLimits { max_nesting: 16 };
-    let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &limits)?;
+    let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &state.settings.query)?;
     if grant.aggregate_only.is_some() && !plan.is_aggregate() {
         return Err(Problem::forbidden(format!(
             "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",
