@@ -154,3 +154,26 @@ on_both_stores! {
         assert_eq!(csv.lines().count(), 3, "header and two rows");
     }
 }
+
+on_both_stores! {
+    /// `Range` whose end is before its start is 416, as PostgREST answers;
+    /// a counted range past the rows is 416 with `*/N`.
+    async fn unsatisfiable_ranges_are_416(app: TestApp) {
+        for range in ["999999999999-0", "5-2", "items=10-9"] {
+            let response = app.client.get(app.url(MUSEES)).header("Range", range).send().await.unwrap();
+            let body = problem(response, 416).await;
+            assert_eq!(body["code"], "PGRST103", "{range}");
+            assert!(body["detail"].as_str().unwrap().contains("lower boundary"), "{range}: {body}");
+        }
+        let response = app.client.get(app.url(MUSEES))
+            .header("Range", "999999999999-").header("Prefer", "count=exact").send().await.unwrap();
+        assert_eq!(response.headers()["content-range"], "*/240");
+        problem(response, 416).await;
+        let response = app.client.get(app.url(MUSEES)).header("Range", "999999999999-").send().await.unwrap();
+        assert_eq!(response.status(), 200, "uncounted: nothing to compare with");
+        assert_eq!(response.headers()["content-range"], "*/*");
+        let response = app.client.get(app.url(MUSEES)).header("Range", "0-0").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-range"], "0-0/*");
+    }
+}

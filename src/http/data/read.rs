@@ -69,7 +69,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
         (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 416, description = "Offset past the end of a counted answer", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_dataset(
@@ -127,12 +127,18 @@ pub async fn read_dataset(
             entry.id()
         )));
     }
-    if let Some((offset, limit)) = requested_range(&headers) {
-        plan.offset = offset;
-        plan.limit = match (plan.limit, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+    match requested_range(&headers) {
+        Ok(Some((offset, limit))) => {
+            plan.offset = offset;
+            plan.limit = match (plan.limit, limit) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(None) => {}
+        // `limit=0` asks for no rows whatever the range, as in PostgREST.
+        Err(_) if plan.limit == Some(0) => {}
+        Err(reversed) => return Err(reversed.into()),
     }
     let csv_options = csv_options(parameter("csv_sep"), parameter("bom"))?;
     let read = Arc::new(DatasetRead {
