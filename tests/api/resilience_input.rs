@@ -6,10 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use reqwest::header::HeaderValue;
+
 use crate::helpers::{TestApp, problem};
 use crate::on_both_stores;
 
 const MUSEES: &str = "/api/v1/data/frequentation-musees";
+const MENAGES: &str = "/api/v1/data/menages-precarite-energetique";
 
 /// Legitimate reads in a loop until `stop`; returns (answers, 5xx seen).
 fn legitimate_traffic(
@@ -175,5 +178,52 @@ on_both_stores! {
         let response = app.client.get(app.url(MUSEES)).header("Range", "0-0").send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-range"], "0-0/*");
+    }
+}
+
+on_both_stores! {
+    /// A purpose in French, raw UTF-8 or RFC 8187, is accepted and recorded
+    /// as sent; a blank one is missing; invalid bytes are named.
+    async fn purposes_in_utf8_are_accepted(app: TestApp) {
+        let token = app.token("assistante-sociale", &["service-social"], None).await;
+        let read = |purpose: HeaderValue| {
+            app.client.get(app.url(&format!("{MENAGES}?limit=1"))).bearer_auth(&token).header("X-Purpose", purpose).send()
+        };
+        for sent in [
+            HeaderValue::from_bytes("suivi précarité".as_bytes()).unwrap(),
+            HeaderValue::from_static("UTF-8''suivi%20pr%C3%A9carit%C3%A9"),
+            HeaderValue::from_static("utf-8'fr'suivi%20pr%C3%A9carit%C3%A9"),
+        ] {
+            let response = read(sent.clone()).await.unwrap();
+            assert_eq!(response.status(), 200, "{sent:?}");
+            let event = app.audit_event_of(&response).await;
+            assert_eq!(event["purpose"], "suivi précarité", "{sent:?}");
+        }
+        // An apostrophe is ordinary text, not an RFC 8187 value.
+        let response = read(HeaderValue::from_static("l'instruction d'un dossier")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(app.audit_event_of(&response).await["purpose"], "l'instruction d'un dossier");
+        for blank in ["   ", "UTF-8''", "UTF-8''%20%20"] {
+            let body = problem(read(HeaderValue::from_static(blank)).await.unwrap(), 400).await;
+            assert_eq!(body["type"], "/problems/purpose-required", "{blank:?}");
+        }
+        for invalid in [
+            HeaderValue::from_bytes(b"suivi pr\xe9carit\xe9").unwrap(),
+            HeaderValue::from_static("UTF-8''suivi%FF"),
+            HeaderValue::from_static("UTF-8''suivi%00"),
+            HeaderValue::from_static("UTF-8''%ED%A0%80"),
+            HeaderValue::from_static("ISO-8859-1''suivi%20pr%E9carit%E9"),
+        ] {
+            let response = read(invalid.clone()).await.unwrap();
+            let event = app.audit_event_of(&response).await;
+            let body = problem(response, 400).await;
+            assert_eq!(body["type"], "/problems/invalid-header", "{invalid:?}");
+            assert!(body["detail"].as_str().unwrap().contains("X-Purpose"), "{invalid:?}: {body}");
+            let recorded = event["purpose"].as_str().expect("recorded, escaped");
+            assert!(!recorded.contains('\0') && !recorded.contains('\u{FFFD}'), "{recorded:?}");
+        }
+        // Anonymous callers learn nothing more than before: 401 comes first.
+        let response = app.client.get(app.url(MENAGES)).header("X-Purpose", HeaderValue::from_bytes(b"\xff").unwrap()).send().await.unwrap();
+        assert_eq!(response.status(), 401);
     }
 }
