@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditConfig;
 use crate::auth::AuthConfig;
+use crate::query::QueryLimits;
 
 /// Everything the gateway can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,10 @@ pub struct Settings {
     /// Development conveniences (`passerelle token`); never in production.
     pub dev_mode: bool,
     pub server: ServerSettings,
+    /// Bounds on read queries (`select` items, conditions, `in` lists,
+    /// `order` terms, bound values): beyond them a query is a 400 naming the
+    /// limit, never a store error.
+    pub query: QueryLimits,
     /// Identity: external issuers, the gateway's own tokens, partner clients.
     pub auth: AuthConfig,
     pub audit: AuditSettings,
@@ -105,6 +110,7 @@ impl Default for Settings {
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
             server: ServerSettings::default(),
+            query: QueryLimits::default(),
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
         }
@@ -135,6 +141,9 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
     #[error("unsafe configuration refused outside dev mode: {0}")]
     Unsafe(String),
+    /// A value out of its range, in dev mode too.
+    #[error("invalid configuration: {0}")]
+    OutOfRange(String),
 }
 
 impl Settings {
@@ -170,6 +179,8 @@ impl Settings {
         self.auth
             .check()
             .map_err(|error| ConfigError::Unsafe(format!("{error:#}")))?;
+        // A query limit past a store's own limit turns queries into 500s.
+        self.query.check().map_err(ConfigError::OutOfRange)?;
         if self.dev_mode {
             return Ok(());
         }
@@ -235,6 +246,23 @@ mod tests {
         });
     }
 
+    /// A query limit past what a store accepts is refused, in dev mode too.
+    #[test]
+    fn query_limits_beyond_the_stores_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "dev_mode = true\n[query]\nmax_select_items = 2000\n",
+            )?;
+            let error = Settings::load(Some(Path::new("p.toml"))).unwrap_err();
+            assert!(
+                error.to_string().contains("query.max_select_items"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+
     /// The example file in the repository is valid and holds the defaults.
     #[test]
     fn example_file_is_valid() {
@@ -263,6 +291,7 @@ mod tests {
                 settings.audit.log.max_batch_size,
                 defaults.audit.log.max_batch_size
             );
+            assert_eq!(settings.query, defaults.query);
             Ok(())
         });
     }

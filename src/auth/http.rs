@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::authenticator::Authenticator;
 use super::clients::{ClientRefusal, VerifiedClient};
+use crate::domain::client_text::{form_value, query_pairs};
 
 /// Path of the token endpoint.
 pub const TOKEN_PATH: &str = "/api/v1/auth/token";
@@ -299,12 +300,14 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<TokenRequest, OAut
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    // Strictly decoded: a client id holding a NUL must not reach the clients' SQL.
+    let body = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+    let pairs =
+        query_pairs(Some(body)).map_err(|error| OAuthError::invalid_request(error.to_string()))?;
     let mut fields: HashMap<String, String> = HashMap::new();
-    for (name, value) in form_urlencoded::parse(body) {
-        if fields
-            .insert(name.clone().into_owned(), value.into_owned())
-            .is_some()
-        {
+    for (name, value) in pairs {
+        if fields.insert(name.clone(), value).is_some() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter `{name}` is repeated"
             )));
@@ -359,14 +362,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let (id, secret) = decoded
         .split_once(':')
         .ok_or_else(|| OAuthError::invalid_client("malformed_basic"))?;
-    Ok(Some((form_decode(id), form_decode(secret))))
-}
-
-fn form_decode(text: &str) -> String {
-    form_urlencoded::parse(format!("v={text}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
+    let decode =
+        |text: &str| form_value(text).map_err(|_| OAuthError::invalid_client("malformed_basic"));
+    Ok(Some((decode(id)?, decode(secret)?)))
 }
 
 async fn jwks(State(authenticator): State<Authenticator>) -> Response {

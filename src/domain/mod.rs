@@ -2,6 +2,7 @@
 //! typed values that flow between ingestion, the store and the output formats.
 //! Values here are valid by construction; raw strings stop at the parsers.
 
+pub mod client_text;
 pub mod schema;
 pub mod text;
 pub mod value;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::audit::{
     AuditError, AuditQueryError, EventQuery, StatsQuery, event_csv_line, events_csv_header,
 };
+use crate::domain::client_text;
 use crate::http::context::RequestContext;
 use crate::http::guard::require;
 use crate::http::problem::{AppResult, Problem};
@@ -28,13 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/audit/verify", get(verify))
 }
 
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect()
-    })
-    .unwrap_or_default()
+/// The query's pairs, strictly decoded: a filter value that is not UTF-8 or
+/// holds a NUL would otherwise reach the audit store's SQL.
+fn query_pairs(raw: Option<&str>) -> AppResult<Vec<(String, String)>> {
+    Ok(client_text::query_pairs(raw)?)
 }
 
 impl From<AuditQueryError> for Problem {
@@ -108,7 +106,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> AppResult<Response> {
     require(&state, &context, Action::AuditRead)?;
-    let mut pairs = query_pairs(raw_query.as_deref());
+    let mut pairs = query_pairs(raw_query.as_deref())?;
     let format = take(&mut pairs, "format");
     let csv = match format.as_deref() {
         Some("csv") => true,
@@ -182,7 +180,7 @@ pub async fn stats(
     RawQuery(raw_query): RawQuery,
 ) -> AppResult<Response> {
     require(&state, &context, Action::AuditRead)?;
-    let query = StatsQuery::from_params(&query_pairs(raw_query.as_deref()))?;
+    let query = StatsQuery::from_params(&query_pairs(raw_query.as_deref())?)?;
     Ok(Json(state.audit.stats(&query).await?).into_response())
 }
 
@@ -218,7 +216,7 @@ pub async fn verify(
     RawQuery(raw_query): RawQuery,
 ) -> AppResult<Response> {
     require(&state, &context, Action::AuditRead)?;
-    let pairs = query_pairs(raw_query.as_deref());
+    let pairs = query_pairs(raw_query.as_deref())?;
     let bound = |key: &str| -> Result<Option<i64>, Problem> {
         match pairs.iter().find(|(name, _)| name == key) {
             None => Ok(None),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth_doc;
+pub mod client_text;
 pub mod context;
 pub mod data;
 pub mod dataset_id;

@@ -59,6 +59,17 @@ pub enum QueryError {
     /// An aggregate that cannot be computed as asked.
     #[error("parameter `{parameter}`: {message}")]
     InvalidAggregate { parameter: String, message: String },
+    /// More of something (select items, conditions, `in` items…) than a
+    /// setting of the `[query]` section allows.
+    #[error("parameter `{parameter}`: more than {max} {what} (the limit set by `query.{setting}`)")]
+    LimitExceeded {
+        parameter: String,
+        /// The setting's name in the `[query]` section.
+        setting: &'static str,
+        max: usize,
+        /// What was counted, in the plural.
+        what: &'static str,
+    },
 }
 
 impl QueryError {
@@ -70,6 +81,7 @@ impl QueryError {
             QueryError::InvalidValue { .. } => "invalid-value",
             QueryError::InvalidOperator { .. } => "invalid-operator",
             QueryError::InvalidAggregate { .. } => "invalid-aggregate",
+            QueryError::LimitExceeded { .. } => "limit-exceeded",
         }
     }
 
@@ -81,6 +93,7 @@ impl QueryError {
             QueryError::InvalidValue { .. } => "Invalid value",
             QueryError::InvalidOperator { .. } => "Invalid operator",
             QueryError::InvalidAggregate { .. } => "Invalid aggregate",
+            QueryError::LimitExceeded { .. } => "Limit exceeded",
         }
     }
 
@@ -92,6 +105,8 @@ impl QueryError {
             QueryError::InvalidValue { .. } => "22P02",
             QueryError::InvalidOperator { .. } => "42883",
             QueryError::InvalidAggregate { .. } => "PGRST123",
+            // PostgreSQL's class 54, program_limit_exceeded.
+            QueryError::LimitExceeded { .. } => "54000",
         }
     }
 
@@ -115,6 +130,9 @@ impl QueryError {
                     .to_owned(),
             ),
             QueryError::InvalidAggregate { .. } => None,
+            QueryError::LimitExceeded { .. } => {
+                Some("ask for less in one request, or split it into several".to_owned())
+            }
         }
     }
 

@@ -2,9 +2,11 @@
 //! checked against the columns the caller may see.
 
 pub mod error;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 
 pub use error::QueryError;
-pub use parse::{QueryLimits, parse_filters, parse_read_query};
+pub use limits::QueryLimits;
+pub use parse::{parse_filters, parse_read_query};
 pub use plan::ReadPlan;

@@ -10,24 +10,12 @@
 use std::collections::HashSet;
 
 use super::error::{QueryError, excerpt};
+use super::limits::{FilterBudget, QueryLimits};
 use super::plan::{
     AggregateFunction, ColumnIndex, Condition, Filter, IsValue, NullsOrder, Operator, OrderTerm,
     ReadPlan, SelectItem,
 };
 use crate::domain::{Field, FieldType, Schema, Value};
-
-/// Bounds on what a query may ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueryLimits {
-    /// Deepest allowed nesting of `and()`/`or()` groups; `or=(…)` is level 1.
-    pub max_nesting: usize,
-}
-
-impl Default for QueryLimits {
-    fn default() -> Self {
-        QueryLimits { max_nesting: 16 }
-    }
-}
 
 /// Keys the HTTP layer reads itself (output format, paging, CSV options).
 const IGNORED_KEYS: &[&str] = &["format", "page", "page_size", "csv_sep", "bom"];
@@ -50,6 +38,7 @@ pub fn parse_read_query(
     let columns = Columns { schema, visible };
     let mut plan = ReadPlan::default();
     let mut filters = Vec::new();
+    let mut budget = FilterBudget::new(limits);
     let mut seen = HashSet::new();
     for (key, value) in params {
         let key = key.as_str();
@@ -57,12 +46,22 @@ pub fn parse_read_query(
             return Err(QueryError::malformed(key, "is given more than once"));
         }
         match key {
-            "select" => plan.select = parse_select(value, &columns)?,
-            "order" => plan.order = parse_order(value, &columns)?,
+            "select" => {
+                plan.select = parse_select(value, &columns)?;
+                limits.check_select(plan.select.len())?;
+            }
+            "order" => {
+                plan.order = parse_order(value, &columns)?;
+                limits.check_order(plan.order.len())?;
+            }
             "limit" => plan.limit = Some(parse_count(key, value)?),
             "offset" => plan.offset = parse_count(key, value)?,
             _ if IGNORED_KEYS.contains(&key) => {}
-            _ => filters.push(parse_filter_parameter(key, value, &columns, limits)?),
+            _ => {
+                let filter = parse_filter_parameter(key, value, &columns, limits)?;
+                budget.charge(key, &filter)?;
+                filters.push(filter);
+            }
         }
     }
     plan.filter = combine(filters);
@@ -1225,7 +1224,10 @@ mod tests {
             }
         );
         assert_eq!(error.postgrest_code(), "PGRST100");
-        let limits = QueryLimits { max_nesting: 2 };
+        let limits = QueryLimits {
+            max_nesting: 2,
+            ..QueryLimits::default()
+        };
         let deep = [("and".to_owned(), nested(3))];
         assert!(parse_read_query(&deep, &schema(), &visible(), &limits).is_err());
         let very_deep = format!("({}{}", "or(".repeat(10_000), ")".repeat(10_001));

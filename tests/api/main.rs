@@ -16,4 +16,5 @@ mod postgrest_client;
 mod read;
 mod resilience_edge;
 mod resilience_imports;
+mod resilience_input;
 mod resilience_outage;

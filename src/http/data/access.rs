@@ -11,6 +11,8 @@ use crate::auth::Caller;
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::{AccessLevel, ViewDefinition};
 use crate::domain::Schema;
+use crate::domain::client_text::{TextDefect, escaped, header_text};
+use crate::http::client_text::invalid_header;
 use crate::http::context::RequestContext;
 use crate::http::problem::Problem;
 use crate::policy::{Action, DatasetRef, Decision, PolicyEngine};
@@ -50,11 +52,17 @@ pub fn authorize(
 ) -> Result<Grant, Problem> {
     let caller = &context.caller;
     let dataset = dataset_ref(entry);
+    let declared = purpose(headers);
     context.note(|record| {
         record.dataset = Some(entry.id().to_owned());
         record.action = Some(action.as_str().to_owned());
         record.closed_data = entry.definition.access != AccessLevel::Open;
-        record.purpose = purpose(headers);
+        record.purpose = match &declared {
+            Ok(purpose) => purpose.clone(),
+            Err(_) => headers
+                .get(PURPOSE)
+                .map(|value| escaped(value.as_bytes()).chars().take(500).collect()),
+        };
     });
     if !policy.may_see(&caller.roles, &dataset) {
         let decision = policy.decide(&caller.roles, &dataset, action);
@@ -97,7 +105,8 @@ pub fn authorize(
             ))
         });
     }
-    if entry.definition.personal_data && purpose(headers).is_none() {
+    let declared = declared.map_err(|defect| invalid_header("X-Purpose", &defect))?;
+    if entry.definition.personal_data && declared.is_none() {
         return Err(Problem::bad_request(
             "purpose-required",
             "Purpose required",
@@ -150,14 +159,20 @@ fn note_decision(context: &RequestContext, decision: &Decision, allowed: bool) {
     });
 }
 
-/// The declared purpose; blank counts as missing.
-pub fn purpose(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-purpose")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .map(|value| value.chars().take(500).collect())
+/// The header that declares why personal data is read.
+const PURPOSE: &str = "x-purpose";
+
+/// The declared purpose, as the caller wrote it: UTF-8 text (accents
+/// included) or the RFC 8187 form `UTF-8''…`; blank counts as missing. Bytes
+/// that are not UTF-8 or hold a control character are an error, never
+/// mistaken for a missing purpose.
+pub fn purpose(headers: &HeaderMap) -> Result<Option<String>, TextDefect> {
+    let Some(value) = headers.get(PURPOSE) else {
+        return Ok(None);
+    };
+    let text = header_text(value.as_bytes())?;
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| text.chars().take(500).collect()))
 }
 
 /// Without a view every column; with one, its listed columns, or every
@@ -177,8 +192,9 @@ pub fn visible_columns(schema: &Schema, view: Option<&ViewDefinition>) -> Vec<bo
 }
 
 /// Substitutes `${claims.X}` from the caller and parses the filter. A missing
-/// claim, or one that could change the filter's meaning, refuses (403): never
-/// a fallback to no filter.
+/// claim, or one that could change the filter's meaning or that a store could
+/// not hold (a NUL byte, any control character), refuses (403): never a
+/// fallback to no filter.
 fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter, Problem> {
     let mut text = String::with_capacity(template.len());
     let mut rest = template;

@@ -3,6 +3,8 @@
 
 use axum::http::{HeaderMap, StatusCode};
 
+use crate::http::problem::Problem;
+
 /// What `Prefer: count=` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountPreference {
@@ -36,22 +38,64 @@ impl CountPreference {
     }
 }
 
-/// `Range: 0-99` (items) as an offset and an optional limit; `None` when the
-/// header is absent or not an items range (ignored, as PostgREST does).
-pub fn requested_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let value = headers.get("range")?.to_str().ok()?.trim();
-    let value = value.strip_prefix("items=").unwrap_or(value);
-    let (start, end) = value.split_once('-')?;
-    let start: u64 = start.trim().parse().ok()?;
-    let end = end.trim();
-    if end.is_empty() {
-        return Some((start, None));
+/// A `Range` whose end comes before its start: no rows can satisfy it, so it
+/// is a 416 (PostgREST's answer), not ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversedRange(pub String);
+
+impl From<ReversedRange> for Problem {
+    fn from(ReversedRange(range): ReversedRange) -> Problem {
+        let mut problem = Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+            format!(
+                "Range `{range}`: the lower boundary must be lower than or equal to the upper boundary"
+            ),
+        )
+        .with_code("PGRST103");
+        problem.details = Some(
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header."
+                .to_owned(),
+        );
+        problem
     }
-    let end: u64 = end.parse().ok()?;
+}
+
+/// `Range: 0-99` (items) as an offset and an optional limit. `Ok(None)` when
+/// the header is absent or not an items range (ignored, as PostgREST does);
+/// an error when the end is before the start. Bounds beyond 64 bits are read
+/// as the largest offset: past every row, never an error of their own.
+pub fn requested_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, ReversedRange> {
+    let Some(value) = headers.get("range").and_then(|value| value.to_str().ok()) else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    let value = value.strip_prefix("items=").unwrap_or(value);
+    let Some((start, end)) = value.split_once('-') else {
+        return Ok(None);
+    };
+    let Some(start) = bound(start) else {
+        return Ok(None);
+    };
+    if end.is_empty() {
+        return Ok(Some((start, None)));
+    }
+    let Some(end) = bound(end) else {
+        return Ok(None);
+    };
     if end < start {
+        return Err(ReversedRange(value.to_owned()));
+    }
+    Ok(Some((start, Some((end - start).saturating_add(1)))))
+}
+
+/// Digits only, saturating at `u64::MAX`.
+fn bound(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
-    Some((start, Some(end - start + 1)))
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// The status and `Content-Range` of an answer that returned `returned` rows
@@ -106,16 +150,29 @@ mod tests {
         }
     }
 
-    /// Range headers are read as items ranges; nonsense is ignored.
+    /// Range headers are read as items ranges; nonsense is ignored; an end
+    /// before the start is refused, as PostgREST does.
     #[test]
     fn reads_range_headers() {
         let mut headers = HeaderMap::new();
+        assert_eq!(requested_range(&headers), Ok(None));
+        let huge = "99999999999999999999999";
         for (value, expected) in [
-            ("0-99", Some((0, Some(100)))),
-            ("items=5-5", Some((5, Some(1)))),
-            ("10-", Some((10, None))),
-            ("9-2", None),
-            ("bytes", None),
+            ("0-99", Ok(Some((0, Some(100))))),
+            ("items=5-5", Ok(Some((5, Some(1))))),
+            ("10-", Ok(Some((10, None)))),
+            ("999999999999-", Ok(Some((999_999_999_999, None)))),
+            (&format!("{huge}-"), Ok(Some((u64::MAX, None)))),
+            (&format!("0-{huge}"), Ok(Some((0, Some(u64::MAX))))),
+            ("9-2", Err(ReversedRange("9-2".to_owned()))),
+            (
+                "999999999999-0",
+                Err(ReversedRange("999999999999-0".to_owned())),
+            ),
+            ("-5", Ok(None)),
+            ("+1-2", Ok(None)),
+            ("1-x", Ok(None)),
+            ("bytes", Ok(None)),
         ] {
             headers.insert("range", value.parse().unwrap());
             assert_eq!(requested_range(&headers), expected, "{value}");

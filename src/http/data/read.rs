@@ -14,6 +14,7 @@ use super::access::authorize;
 use super::cache::{CachedPage, PageCache};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
+use crate::domain::client_text::query_pairs;
 use crate::format::{
     CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat,
     RowEncoder,
@@ -23,7 +24,7 @@ use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
-use crate::query::{QueryLimits, parse_read_query};
+use crate::query::parse_read_query;
 use crate::store::StoreError;
 use crate::store::datasets::DatasetRead;
 use crate::store::sql::{CellKind, OutputColumn};
@@ -70,7 +71,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
         (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 416, description = "Offset past the end of a counted answer", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_dataset(
@@ -80,6 +81,10 @@ pub async fn read_dataset(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> AppResult<Response> {
+    // Decoded strictly once. A failure is reported after the access checks,
+    // so it reveals nothing they would not; until then no parameter is read.
+    let decoded = query_pairs(raw_query.as_deref());
+    let pairs: &[(String, String)] = decoded.as_deref().unwrap_or_default();
     let catalog = state.catalog.current();
     let Some(entry) = catalog.get(&id) else {
         context.note(|record| {
@@ -90,14 +95,6 @@ pub async fn read_dataset(
         });
         return Err(Problem::dataset_not_found(&id));
     };
-    let pairs: Vec<(String, String)> = raw_query
-        .as_deref()
-        .map(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
     let parameter = |name: &str| {
         pairs
             .iter()
@@ -113,6 +110,9 @@ pub async fn read_dataset(
         _ => Action::Read,
     };
     let grant = authorize(&state.policy, &context, entry, action, &headers)?;
+    if let Err(error) = &decoded {
+        return Err(error.clone().into());
+    }
     let format = format.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -122,20 +122,25 @@ pub async fn read_dataset(
         )
         .with_code("PGRST107")
     })?;
-    let limits = QueryLimits { max_nesting: 16 };
-    let mut plan = parse_read_query(&pairs, &entry.schema, &grant.visible, &limits)?;
+    let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &state.settings.query)?;
     if grant.aggregate_only.is_some() && !plan.is_aggregate() {
         return Err(Problem::forbidden(format!(
             "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",
             entry.id()
         )));
     }
-    if let Some((offset, limit)) = requested_range(&headers) {
-        plan.offset = offset;
-        plan.limit = match (plan.limit, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+    match requested_range(&headers) {
+        Ok(Some((offset, limit))) => {
+            plan.offset = offset;
+            plan.limit = match (plan.limit, limit) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(None) => {}
+        // `limit=0` asks for no rows whatever the range, as in PostgREST.
+        Err(_) if plan.limit == Some(0) => {}
+        Err(reversed) => return Err(reversed.into()),
     }
     let csv_options = csv_options(parameter("csv_sep"), parameter("bom"))?;
     let read = Arc::new(DatasetRead {

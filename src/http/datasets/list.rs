@@ -1,11 +1,12 @@
 //! `GET /api/v1/datasets`: the catalogue, only what the caller may see.
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{DatasetSummary, summarize};
 use crate::catalog::definition::AccessLevel;
+use crate::domain::client_text::query_pairs;
 use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
@@ -47,6 +48,7 @@ pub struct DatasetList {
 pub async fn list_datasets(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
+    RawQuery(raw_query): RawQuery,
     query: Result<Query<ListParameters>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<DatasetList>> {
     context.note(|record| {
@@ -54,6 +56,8 @@ pub async fn list_datasets(
         record.decision = Some(true);
         record.rule = Some("catalogue listing".to_owned());
     });
+    // `Query` decodes leniently (invalid bytes become U+FFFD): check strictly first.
+    query_pairs(raw_query.as_deref())?;
     let Query(parameters) = query.map_err(|rejection| {
         Problem::bad_request(
             "invalid-parameter",
