@@ -68,25 +68,6 @@ pub fn checked_text(bytes: Vec<u8>) -> Result<String, TextDefect> {
     }
 }
 
-/// `bytes` as text fit to record: UTF-8 runs kept, invalid bytes and refused
-/// characters written `\xNN`, so what was sent stays readable and storable.
-pub fn escaped(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for character in chunk.valid().chars() {
-            if is_refused(character) {
-                text.push_str(&format!("\\x{:02X}", u32::from(character)));
-            } else {
-                text.push(character);
-            }
-        }
-        for byte in chunk.invalid() {
-            text.push_str(&format!("\\x{byte:02X}"));
-        }
-    }
-    text
-}
-
 /// A query parameter whose name or value cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidParameter {
@@ -285,16 +266,8 @@ mod tests {
                 header_text(bytes),
                 expected.map(str::to_owned),
                 "{}",
-                escaped(bytes)
+                crate::domain::text::from_bytes(bytes, 100)
             );
         }
-    }
-
-    /// What was sent stays readable: valid text kept, the rest as `\xNN`.
-    #[test]
-    fn escapes_for_the_record() {
-        assert_eq!(escaped("précarité".as_bytes()), "précarité");
-        assert_eq!(escaped(b"pr\xe9carit\xe9"), "pr\\xE9carit\\xE9");
-        assert_eq!(escaped(b"a\0b\tc"), "a\\x00b\tc");
     }
 }

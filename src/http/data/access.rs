@@ -11,7 +11,8 @@ use crate::auth::Caller;
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::{AccessLevel, ViewDefinition};
 use crate::domain::Schema;
-use crate::domain::client_text::{TextDefect, escaped, header_text};
+use crate::domain::client_text::{TextDefect, header_text};
+use crate::domain::text;
 use crate::http::client_text::invalid_header;
 use crate::http::context::RequestContext;
 use crate::http::problem::Problem;
@@ -61,7 +62,7 @@ pub fn authorize(
             Ok(purpose) => purpose.clone(),
             Err(_) => headers
                 .get(PURPOSE)
-                .map(|value| escaped(value.as_bytes()).chars().take(500).collect()),
+                .map(|value| text::from_bytes(value.as_bytes(), 500)),
         };
     });
     if !policy.may_see(&caller.roles, &dataset) {
