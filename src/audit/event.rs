@@ -368,26 +368,13 @@ pub fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// HMAC-SHA256 (RFC 2104) over sha2, which has no HMAC of its own.
+/// HMAC-SHA256 (RFC 2104).
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block_key = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block_key[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block_key[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block_key.iter().map(|byte| byte ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block_key.iter().map(|byte| byte ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&inner_pad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(&outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{KeyInit, Mac};
+    // HMAC accepts keys of any length (longer ones are hashed first).
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
