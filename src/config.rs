@@ -19,7 +19,14 @@ use crate::auth::AuthConfig;
 pub struct Settings {
     /// `sqlite:…` (default: `sqlite:data/passerelle.db`) or `postgres://…`.
     pub database_url: String,
+    /// Connections of the main pool (reads, catalogue, identity).
     pub database_max_connections: u32,
+    /// Connections of the pool reserved for streamed exports (CSV, NDJSON,
+    /// GeoJSON), so that slow downloads cannot take the connections other
+    /// requests need. Default: a quarter of `database_max_connections`, at least 2.
+    pub database_export_connections: Option<u32>,
+    /// Connections reserved for the audit writer, which no read or export can take.
+    pub database_audit_connections: u32,
     /// Folder of dataset definitions.
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
@@ -30,6 +37,38 @@ pub struct Settings {
     /// Identity: external issuers, the gateway's own tokens, partner clients.
     pub auth: AuthConfig,
     pub audit: AuditSettings,
+    /// Streamed exports: their share per caller and how slow a reader may be.
+    pub exports: ExportSettings,
+}
+
+/// Limits on streamed exports, which hold a database connection for as long
+/// as the client takes to read them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Exports one caller (subject, partner client, or IP when anonymous) may
+    /// have open at once; the next one is refused with 429.
+    pub max_per_caller: u32,
+    /// How long a new export waits for a free export connection before it is
+    /// refused with 503 and `Retry-After`.
+    pub wait_ms: u64,
+    /// A reader that takes nothing for this long, or reads slower than
+    /// `min_bytes_per_second` over this long, is cut (its completion event
+    /// says `complete: false`).
+    pub stall_seconds: u64,
+    /// The slowest reading rate accepted over `stall_seconds` (0: no minimum).
+    pub min_bytes_per_second: u64,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            max_per_caller: 2,
+            wait_ms: 500,
+            stall_seconds: 30,
+            min_bytes_per_second: 8 * 1024,
+        }
+    }
 }
 
 /// The access log and what happens when it cannot be written.
@@ -59,6 +98,9 @@ pub struct ServerSettings {
     pub catalog_refresh_seconds: u64,
     /// Bytes of JSON pages kept in memory (0 disables the cache).
     pub page_cache_bytes: u64,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
+    /// before the exports still open are cut.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Settings {
@@ -66,12 +108,15 @@ impl Default for Settings {
         Settings {
             database_url: "sqlite:data/passerelle.db".to_owned(),
             database_max_connections: 16,
+            database_export_connections: None,
+            database_audit_connections: 2,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
             server: ServerSettings::default(),
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
+            exports: ExportSettings::default(),
         }
     }
 }
@@ -86,6 +131,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             catalog_refresh_seconds: 10,
             page_cache_bytes: 64 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -100,6 +146,13 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// Size of the export pool: the setting, else a quarter of the main pool, at least 2.
+    pub fn export_connections(&self) -> u32 {
+        self.database_export_connections
+            .unwrap_or(self.database_max_connections / 4)
+            .max(2)
+    }
+
     /// Reads the layered configuration.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         // Missing keys take `Settings::default()` through `#[serde(default)]`.

@@ -122,7 +122,11 @@ pub struct AuditLog {
 }
 
 struct Shared {
+    /// The writer's pool (checkpoints and purges too).
     store: Store,
+    /// Where auditors' reads go, so that a long listing never holds the
+    /// connections the writer needs.
+    reader: Store,
     signer: Arc<dyn CheckpointSigner>,
     healthy: AtomicBool,
     instance: String,
@@ -133,6 +137,17 @@ impl AuditLog {
     /// Starts the writer task on `store` (whose migrations are applied).
     pub async fn start(
         store: Store,
+        config: AuditConfig,
+        signer: Arc<dyn CheckpointSigner>,
+    ) -> anyhow::Result<AuditLog> {
+        AuditLog::start_with_reader(store.clone(), store, config, signer).await
+    }
+
+    /// Starts the writer task on `writer` (a pool reserved for it) and reads
+    /// the log through `reader`.
+    pub async fn start_with_reader(
+        store: Store,
+        reader: Store,
         config: AuditConfig,
         signer: Arc<dyn CheckpointSigner>,
     ) -> anyhow::Result<AuditLog> {
@@ -149,6 +164,7 @@ impl AuditLog {
         );
         let shared = Arc::new(Shared {
             store,
+            reader,
             signer,
             healthy: AtomicBool::new(true),
             instance: config.instance.clone(),
@@ -233,12 +249,12 @@ impl AuditLog {
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<Verification, AuditError> {
-        Ok(verify::verify(&self.shared.store, self.shared.signer.as_ref(), from, to).await?)
+        Ok(verify::verify(&self.shared.reader, self.shared.signer.as_ref(), from, to).await?)
     }
 
     /// One page of events, newest first.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
-        Ok(query::list(&self.shared.store, query).await?)
+        Ok(query::list(&self.shared.reader, query).await?)
     }
 
     /// Every event matching the filters, newest first, read page by page
@@ -247,7 +263,7 @@ impl AuditLog {
         &self,
         query: EventQuery,
     ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
-        let store = self.shared.store.clone();
+        let store = self.shared.reader.clone();
         async_stream::try_stream! {
             let mut query = EventQuery { limit: MAX_LIMIT, ..query };
             loop {
@@ -265,7 +281,7 @@ impl AuditLog {
 
     /// Request counts over a period.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
-        Ok(query::stats(&self.shared.store, query).await?)
+        Ok(query::stats(&self.shared.reader, query).await?)
     }
 
     /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.
@@ -286,7 +302,7 @@ impl AuditLog {
         }
         let start = match from {
             Some(from) => {
-                store::first_seq_since(&self.shared.store, from.timestamp_micros()).await?
+                store::first_seq_since(&self.shared.reader, from.timestamp_micros()).await?
             }
             None => Some(0),
         };
@@ -294,7 +310,7 @@ impl AuditLog {
         let to_us = to.map(|to| to.timestamp_micros());
         let from_us = from.map(|from| from.timestamp_micros());
         loop {
-            let rows = store::events_ascending(&self.shared.store, next, None, 1000).await?;
+            let rows = store::events_ascending(&self.shared.reader, next, None, 1000).await?;
             let Some(last) = rows.last() else { break };
             next = last.seq + 1;
             for row in rows {

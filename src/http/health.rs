@@ -33,6 +33,9 @@ pub async fn live() -> &'static str {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.lifecycle.is_draining() {
+        return draining(&state);
+    }
     let store = state.store.ping().await;
     let audit = state.audit.healthy();
     let mut problems = Vec::new();
@@ -67,4 +70,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Shutting down: load balancers must stop sending traffic here at once.
+fn draining(state: &AppState) -> Response {
+    let body = Readiness {
+        ready: false,
+        store: true,
+        audit: state.audit.healthy(),
+        datasets: state.catalog.current().entries().len(),
+        problems: vec!["shutting down: finishing the requests in flight".to_owned()],
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

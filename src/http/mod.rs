@@ -7,12 +7,14 @@ pub mod data;
 pub mod datasets;
 pub mod guard;
 pub mod health;
+pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod request;
 pub mod state;
+pub mod streamed;
 
 use std::time::Duration;
 

@@ -4,20 +4,17 @@
 //! cannot be written, closed data is refused with 503 (fail closed).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 
 use super::context::{self, AccessRecord, RequestContext, RequestInfo, rows_sent};
 use super::problem::Problem;
 use super::state::AppState;
-use crate::audit::{NewEvent, Outcome};
+use crate::audit::NewEvent;
 use crate::auth::Caller;
 
 /// The middleware on every `/api/v1` route.
@@ -68,7 +65,7 @@ async fn serve(
         Ok(caller) => (caller, None),
         Err(failure) => (Caller::anonymous(), Some(failure)),
     };
-    let context = RequestContext::new(&request_id, caller);
+    let context = RequestContext::new(&request_id, caller).with_client_ip(ip);
     let response = match failure {
         Some(failure) => {
             context.note(|record| {
@@ -138,39 +135,14 @@ async fn serve(
         return response;
     }
     // A streamed export: complete its event when the body ends or is cut off.
-    let audit = state.audit.clone();
-    let (parts, body) = response.into_parts();
-    let status = parts.status.as_u16();
-    let record = Arc::new(record);
-    let mut body_stream = body.into_data_stream();
-    let stream = async_stream::stream! {
-        let mut bytes_sent: i64 = 0;
-        let mut complete = true;
-        while let Some(chunk) = body_stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    bytes_sent += i64::try_from(chunk.len()).unwrap_or(0);
-                    yield Ok::<_, axum::Error>(chunk);
-                }
-                Err(error) => {
-                    complete = false;
-                    yield Err(error);
-                    break;
-                }
-            }
-        }
-        let outcome = Outcome {
-            status,
-            rows: rows_sent(&record),
-            bytes: Some(bytes_sent),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            complete,
-        };
-        if let Err(error) = audit.complete(receipt, outcome).await {
-            tracing::error!(%error, "could not complete the audit event of an export");
-        }
-    };
-    Response::from_parts(parts, Body::from_stream(stream))
+    super::streamed::complete_when_done(
+        &state.audit,
+        &state.lifecycle,
+        receipt,
+        record,
+        response,
+        started,
+    )
 }
 
 /// Request facts known before the handler runs.

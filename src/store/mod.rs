@@ -45,6 +45,22 @@ pub enum Store {
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Store::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A pool of its own on the same database as `self` (already migrated),
+    /// so that one kind of work cannot take every connection of the others.
+    /// An in-memory SQLite database exists once per pool: it is shared instead.
+    pub async fn sibling(&self, url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if self.backend() == Backend::Sqlite && url.contains(":memory:") {
+            return Ok(self.clone());
+        }
+        Store::connect(url, max_connections).await
+    }
+
+    async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: redact_password(url),
             source,
@@ -75,7 +91,6 @@ impl Store {
                 .map_err(connect_error)?;
             Store::Sqlite(pool)
         };
-        store.migrate().await?;
         Ok(store)
     }
 

@@ -14,3 +14,4 @@ mod ingestion;
 mod openapi;
 mod postgrest_client;
 mod read;
+mod resilience_exports;

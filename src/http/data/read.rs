@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +11,7 @@ use futures::StreamExt;
 
 use super::access::authorize;
 use super::cache::{CachedPage, PageCache};
+use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::format::{
@@ -48,9 +48,6 @@ pub struct ReadParameters {
     /// `true` to start CSV with a byte-order mark.
     bom: Option<bool>,
 }
-
-/// Bytes buffered before a streamed body sends a chunk.
-const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Rows of a dataset, filtered, ordered and paged with the PostgREST grammar
 /// (`col=op.value`, `or=()`, `select`, `order`, `limit`, `offset`, `Range`,
@@ -160,9 +157,11 @@ pub async fn read_dataset(
     let count_preference = CountPreference::from_headers(&headers);
     let counter = context.row_counter();
     if format.is_export() {
+        let slot = state.exports.admit(&context).await?;
         let suppressed = suppressed_groups(&state, &read).await?;
         let mut response = export(
             &state,
+            slot,
             &context,
             entry,
             read,
@@ -440,10 +439,12 @@ fn sha2_256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// A streamed export: rows are encoded as they arrive, flushed in chunks, so
-/// memory stays flat whatever the size. Not capped.
+/// memory stays flat whatever the size. Not capped. Read through the export
+/// pool by a task of its own (see [`super::exports`]).
 #[allow(clippy::too_many_arguments)]
 fn export(
     state: &AppState,
+    slot: ExportSlot,
     context: &RequestContext,
     entry: &DatasetEntry,
     read: Arc<DatasetRead>,
@@ -455,43 +456,24 @@ fn export(
 ) -> Response {
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
-    let mut encoder: Box<dyn RowEncoder> = match format {
+    let encoder: Box<dyn RowEncoder> = match format {
         OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
         OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
         OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
         OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
     };
     let limit = read.plan.limit;
-    let mut rows = state.store.stream_rows(read, limit);
+    let rows = state.exports.store().stream_rows(read, limit);
     context.note(|record| record.streamed = true);
-    let request_id = context.request_id.clone();
-    let stream = async_stream::stream! {
-        let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
-        encoder.begin(&mut buffer);
-        while let Some(row) = rows.next().await {
-            match row {
-                Ok(row) => {
-                    encoder.row(&mut buffer, &row);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    if buffer.len() >= CHUNK_BYTES {
-                        yield Ok::<_, std::io::Error>(bytes::Bytes::from(std::mem::replace(
-                            &mut buffer,
-                            Vec::with_capacity(CHUNK_BYTES + 4096),
-                        )));
-                    }
-                }
-                Err(error) => {
-                    // Headers are gone: cut the body so the client sees a broken transfer.
-                    tracing::error!(%request_id, %error, "export failed mid-stream");
-                    yield Err(std::io::Error::other("export failed"));
-                    return;
-                }
-            }
-        }
-        encoder.end(&mut buffer);
-        yield Ok(bytes::Bytes::from(buffer));
-    };
-    let mut response = Response::new(Body::from_stream(stream));
+    let body = state.exports.body(
+        slot,
+        rows,
+        encoder,
+        counter,
+        state.lifecycle.cut_token(),
+        context.request_id.clone(),
+    );
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
