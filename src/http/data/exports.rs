@@ -306,12 +306,19 @@ impl Producer {
         let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
         let mut rows_in_buffer = 0;
         encoder.begin(&mut buffer);
+        // Made once: polled only while the store keeps the next row waiting
+        // (rows first), so a row at hand costs no check; a cut or a client
+        // gone is otherwise seen at the next chunk handed over.
+        let (cut, sender) = (self.cut.clone(), self.sender.clone());
+        let cancelled = cut.cancelled();
+        let closed = sender.closed();
+        tokio::pin!(cancelled, closed);
         loop {
             let row = tokio::select! {
                 biased;
-                () = self.cut.cancelled() => return Err(Cut::Shutdown),
-                () = self.sender.closed() => return Err(Cut::ClientGone),
                 row = rows.next() => row,
+                () = &mut cancelled => return Err(Cut::Shutdown),
+                () = &mut closed => return Err(Cut::ClientGone),
             };
             match row {
                 Some(Ok(row)) => {
