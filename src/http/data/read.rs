@@ -66,6 +66,8 @@ pub struct ReadParameters {
         (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 416, description = "Offset past the end of a counted answer", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "Too many exports open for this caller (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_dataset(
