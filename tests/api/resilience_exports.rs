@@ -382,3 +382,20 @@ async fn every_export_is_accounted_for(kind: StoreKind) {
 }
 
 test_both_stores!(every_export_is_accounted_for);
+
+/// Once a stop is asked for, readiness answers 503 at once, so that load
+/// balancers stop sending traffic while requests in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_draining() {
+    let app = crate::helpers::spawn_app(StoreKind::Sqlite)
+        .await
+        .expect("SQLite app");
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    app.state.lifecycle.begin_drain();
+    let started = Instant::now();
+    let response = app.get("/health/ready").await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
