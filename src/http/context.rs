@@ -64,6 +64,8 @@ pub struct AccessRecord {
     pub rows: Option<Arc<AtomicU64>>,
     /// Set when the response body streams: the audit event is completed when it ends.
     pub streamed: bool,
+    /// For a streamed export: how its producer ends the event when it cuts it.
+    pub early_end: Option<Arc<super::streamed::EarlyEnd>>,
     /// Why authentication failed, when it did.
     pub auth_failure: Option<String>,
 }

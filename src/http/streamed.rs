@@ -5,7 +5,7 @@
 //! handed to the connection.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -45,6 +45,41 @@ impl Completion {
             complete,
         };
         Some((receipt, outcome))
+    }
+}
+
+/// Lets the producer of an export write the completion event when it cuts
+/// the export: a client that reads nothing never has its body polled again,
+/// so the body's own end would only come when the client leaves.
+#[derive(Default)]
+pub struct EarlyEnd {
+    completion: Mutex<Weak<Completion>>,
+}
+
+impl std::fmt::Debug for EarlyEnd {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("EarlyEnd")
+    }
+}
+
+impl EarlyEnd {
+    fn attach(&self, completion: &Arc<Completion>) {
+        if let Ok(mut slot) = self.completion.lock() {
+            *slot = Arc::downgrade(completion);
+        }
+    }
+
+    /// Writes `complete: false` with what was handed over so far, unless
+    /// the event is already written.
+    pub fn cut(&self, lifecycle: &Lifecycle) {
+        let completion = self.completion.lock().ok().and_then(|slot| slot.upgrade());
+        let Some(completion) = completion else { return };
+        if let Some((receipt, outcome)) = completion.take(false) {
+            let audit = completion.audit.clone();
+            lifecycle
+                .tasks()
+                .spawn(async move { write(&audit, receipt, outcome).await });
+        }
     }
 }
 
@@ -97,6 +132,9 @@ pub fn complete_when_done(
         bytes: AtomicI64::new(0),
     });
     lifecycle.register(&completion);
+    if let Some(early_end) = &completion.record.early_end {
+        early_end.attach(&completion);
+    }
     let guard = DropGuard {
         completion,
         lifecycle: lifecycle.clone(),

@@ -180,7 +180,7 @@ async fn export_events(
     panic!("no access and completion events for {request_id}");
 }
 
-/// Ten slow downloads (more than twice the pool) beside normal traffic: other
+/// Ten slow downloads (more than twice the pool; one reads nothing) beside normal traffic: other
 /// requests keep answering 200 with their usual latency, readiness answers
 /// at once, exports beyond the export pool are refused with 503 and
 /// `Retry-After` instead of hanging, and the slow readers are cut after the
@@ -202,7 +202,19 @@ async fn slow_readers_do_not_starve_the_gateway(kind: StoreKind) {
     };
     let address = socket_address(&app);
     let (baseline, _, _) = normal_traffic(&app, 30, 0).await;
-    let readers: Vec<_> = (0..10)
+    // A client that reads nothing at all, its socket kept open.
+    let mut silent = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    silent
+        .write_all(
+            format!("GET /api/v1/data/{DATASET}?format=csv HTTP/1.1\r\nHost: test\r\nX-Request-Id: silent\r\nX-Forwarded-For: 198.51.100.200\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let readers: Vec<_> = (0..9)
         .map(|index| {
             tokio::spawn(slow_reader(
                 address,
@@ -269,6 +281,11 @@ async fn slow_readers_do_not_starve_the_gateway(kind: StoreKind) {
         (1..=4).contains(&streamed),
         "at most the export pool streams at once ({streamed})"
     );
+    // Cut while its connection is still open: the event does not wait for it.
+    let (_, completions) = export_events(&app, "silent").await;
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    assert_eq!(completions[0]["complete"], false, "{completions:?}");
+    drop(silent);
 }
 
 test_both_stores!(slow_readers_do_not_starve_the_gateway);

@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ExportSettings;
 use crate::format::RowEncoder;
 use crate::http::context::RequestContext;
+use crate::http::lifecycle::Lifecycle;
 use crate::http::problem::{AppResult, Problem};
+use crate::http::streamed::EarlyEnd;
 use crate::store::Store;
 use crate::store::datasets::RowStream;
 
@@ -149,14 +151,16 @@ impl Exports {
     /// The response body of an export: a producer task reads `rows`,
     /// encodes them with `encoder` and hands chunks over; `counter` counts
     /// the rows of the chunks handed to the connection. The body ends with
-    /// an error when the export is cut, so the client sees a broken transfer.
+    /// an error when the export is cut (slow reader, store error, the
+    /// lifecycle's cut), so the client sees a broken transfer, and
+    /// `early_end` writes the completion event at once.
     pub fn body(
         &self,
         slot: ExportSlot,
         rows: RowStream,
         encoder: Box<dyn RowEncoder>,
         counter: Arc<AtomicU64>,
-        cut: CancellationToken,
+        (lifecycle, early_end): (&Lifecycle, Arc<EarlyEnd>),
         request_id: Arc<str>,
     ) -> Body {
         let (sender, mut receiver) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
@@ -165,7 +169,9 @@ impl Exports {
         let producer = Producer {
             sender,
             pace: Pace::new(&self.settings),
-            cut,
+            cut: lifecycle.cut_token(),
+            lifecycle: lifecycle.clone(),
+            early_end,
             aborted: aborted.clone(),
             finished: finished.clone(),
             request_id,
@@ -268,6 +274,8 @@ struct Producer {
     sender: mpsc::Sender<Chunk>,
     pace: Pace,
     cut: CancellationToken,
+    lifecycle: Lifecycle,
+    early_end: Arc<EarlyEnd>,
     aborted: CancellationToken,
     finished: Arc<AtomicBool>,
     request_id: Arc<str>,
@@ -283,7 +291,7 @@ impl Producer {
             Ok(()) => self.finished.store(true, Ordering::Release),
             Err(cut) => {
                 let request_id = &self.request_id;
-                match cut {
+                match &cut {
                     Cut::ClientGone | Cut::Failed => {}
                     Cut::Stalled => {
                         tracing::info!(%request_id, "export cut: the client took nothing for too long");
@@ -294,6 +302,10 @@ impl Producer {
                     Cut::Shutdown => tracing::info!(%request_id, "export cut by the shutdown"),
                 }
                 self.aborted.cancel();
+                // The client may never poll its body again: end the event now.
+                if !matches!(cut, Cut::ClientGone) {
+                    self.early_end.cut(&self.lifecycle);
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::format::{
 use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
+use crate::http::streamed::EarlyEnd;
 use crate::policy::Action;
 use crate::query::{QueryLimits, parse_read_query};
 use crate::store::datasets::DatasetRead;
@@ -466,13 +467,17 @@ fn export(
     };
     let limit = read.plan.limit;
     let rows = state.exports.store().stream_rows(read, limit);
-    context.note(|record| record.streamed = true);
+    let early_end = Arc::new(EarlyEnd::default());
+    context.note(|record| {
+        record.streamed = true;
+        record.early_end = Some(early_end.clone());
+    });
     let body = state.exports.body(
         slot,
         rows,
         encoder,
         counter,
-        state.lifecycle.cut_token(),
+        (&state.lifecycle, early_end),
         context.request_id.clone(),
     );
     let mut response = Response::new(body);
