@@ -235,9 +235,10 @@ async fn slow_readers_do_not_starve_the_gateway(kind: StoreKind) {
         statuses.iter().all(|status| *status == 200),
         "every normal request answers 200: {statuses:?}"
     );
-    // The bound is 2x; a loaded shared test machine gets a generous margin.
+    // The bound is 2x; a shared test machine running other tests at
+    // the same time gets a generous margin (starved, this was 9 to 12 s).
     assert!(
-        loaded_p99 <= baseline_p99 * 4 + Duration::from_millis(250),
+        loaded_p99 <= (baseline_p99 * 4).max(Duration::from_secs(1)),
         "p99 {loaded_p99:?} against {baseline_p99:?} without slow readers"
     );
     assert!(
