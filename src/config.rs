@@ -21,6 +21,7 @@ use crate::query::QueryLimits;
 pub struct Settings {
     /// `sqlite:…` (default: `sqlite:data/passerelle.db`) or `postgres://…`.
     pub database_url: String,
+    /// Connections of the main pool (reads, catalogue, identity).
     pub database_max_connections: u32,
     /// Longest wait for a store connection, in milliseconds: past it the
     /// request is refused with 503 and `Retry-After`, so a store that is down
@@ -31,6 +32,12 @@ pub struct Settings {
     pub database_probe_interval_ms: u64,
     /// Longest wait for the probe's answer before the store counts as down.
     pub database_probe_timeout_ms: u64,
+    /// Connections of the pool reserved for streamed exports (CSV, NDJSON,
+    /// GeoJSON), so that slow downloads cannot take the connections other
+    /// requests need. Default: a quarter of `database_max_connections`, at least 2.
+    pub database_export_connections: Option<u32>,
+    /// Connections reserved for the audit writer, which no read or export can take.
+    pub database_audit_connections: u32,
     /// Folder of dataset definitions.
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
@@ -45,6 +52,38 @@ pub struct Settings {
     /// Identity: external issuers, the gateway's own tokens, partner clients.
     pub auth: AuthConfig,
     pub audit: AuditSettings,
+    /// Streamed exports: their share per caller and how slow a reader may be.
+    pub exports: ExportSettings,
+}
+
+/// Limits on streamed exports, which hold a database connection for as long
+/// as the client takes to read them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Exports one caller (subject, partner client, or IP when anonymous) may
+    /// have open at once; the next one is refused with 429.
+    pub max_per_caller: u32,
+    /// How long a new export waits for a free export connection before it is
+    /// refused with 503 and `Retry-After`.
+    pub wait_ms: u64,
+    /// A reader that takes nothing for this long, or reads slower than
+    /// `min_bytes_per_second` over this long, is cut (its completion event
+    /// says `complete: false`).
+    pub stall_seconds: u64,
+    /// The slowest reading rate accepted over `stall_seconds` (0: no minimum).
+    pub min_bytes_per_second: u64,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            max_per_caller: 2,
+            wait_ms: 500,
+            stall_seconds: 30,
+            min_bytes_per_second: 8 * 1024,
+        }
+    }
 }
 
 /// The access log and what happens when it cannot be written.
@@ -86,6 +125,9 @@ pub struct ServerSettings {
     /// catalogue refresh) and requests already under way. Never less than
     /// three catalogue refreshes, whatever is set here.
     pub retired_table_grace_seconds: u64,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
+    /// before the exports still open are cut.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl ServerSettings {
@@ -106,6 +148,8 @@ impl Default for Settings {
             database_acquire_timeout_ms: 1000,
             database_probe_interval_ms: 500,
             database_probe_timeout_ms: 1000,
+            database_export_connections: None,
+            database_audit_connections: 2,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
             dev_mode: false,
@@ -113,6 +157,7 @@ impl Default for Settings {
             query: QueryLimits::default(),
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
+            exports: ExportSettings::default(),
         }
     }
 }
@@ -130,6 +175,7 @@ impl Default for ServerSettings {
             catalog_refresh_seconds: 10,
             page_cache_bytes: 64 * 1024 * 1024,
             retired_table_grace_seconds: 120,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -157,6 +203,13 @@ impl Settings {
 
     pub fn database_probe_timeout(&self) -> Duration {
         Duration::from_millis(self.database_probe_timeout_ms)
+    }
+
+    /// Size of the export pool: the setting, else a quarter of the main pool, at least 2.
+    pub fn export_connections(&self) -> u32 {
+        self.database_export_connections
+            .unwrap_or(self.database_max_connections / 4)
+            .max(2)
     }
 
     /// Reads the layered configuration.

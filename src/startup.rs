@@ -12,6 +12,8 @@ use crate::auth::{Authenticator, KeyRing};
 use crate::catalog::CatalogHandle;
 use crate::catalog::sync::sync_folder;
 use crate::config::Settings;
+use crate::http::data::exports::Exports;
+use crate::http::lifecycle::Lifecycle;
 use crate::http::state::AppState;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
@@ -86,7 +88,25 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let authenticator = Authenticator::new(&settings.auth, store.clone())
         .await
         .context("cannot set up authentication")?;
-    let audit = AuditLog::start(
+    // Pools of their own: slow exports never take the connections of other
+    // requests, and nothing takes the audit writer's.
+    let export_connections = settings.export_connections();
+    let export_store = store
+        .sibling(
+            &settings.database_url,
+            export_connections,
+            settings.database_acquire_timeout(),
+        )
+        .await?;
+    let audit_store = store
+        .sibling(
+            &settings.database_url,
+            settings.database_audit_connections.max(1),
+            settings.database_acquire_timeout(),
+        )
+        .await?;
+    let audit = AuditLog::start_with_reader(
+        audit_store,
         store.clone(),
         settings.audit.log.clone(),
         checkpoint_signer(authenticator.keys()),
@@ -103,6 +123,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         policy,
         audit,
         pages: crate::http::data::cache::PageCache::new(settings.server.page_cache_bytes),
+        exports: Exports::new(export_store, export_connections, settings.exports.clone()),
+        lifecycle: Lifecycle::default(),
     })
 }
 
@@ -148,7 +170,7 @@ pub fn dataset_levels(
         .collect()
 }
 
-/// Serves until Ctrl-C or SIGTERM, then flushes the audit log.
+/// Serves until Ctrl-C or SIGTERM, then stops within the grace period.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.server.listen;
     let state = build_state(settings).await?;
@@ -157,17 +179,70 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listen, "Passerelle is serving");
     spawn_background_tasks(&state);
+    serve_until(listener, state, shutdown_signal()).await
+}
+
+/// Longest wait for cut streams to end and their events to be written.
+const CUT_WAIT: Duration = Duration::from_secs(2);
+
+/// Serves on `listener` until `stop` resolves, then stops in bounded time:
+/// readiness answers 503 and the listener closes at once; requests in flight
+/// have `shutdown_grace_seconds` to finish; exports still open are then cut,
+/// each with its completion event; the audit queue is flushed last.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let lifecycle = state.lifecycle.clone();
     let audit = state.audit.clone();
+    let grace = Duration::from_secs(state.settings.server.shutdown_grace_seconds);
     let app = crate::http::router(state);
-    axum::serve(
+    let draining = lifecycle.clone();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server error")?;
+    .with_graceful_shutdown(async move {
+        stop.await;
+        tracing::info!("shutting down: draining requests in flight");
+        draining.begin_drain();
+    });
+    let mut server = tokio::spawn(server.into_future());
+    let served = tokio::select! {
+        served = &mut server => Some(served),
+        () = lifecycle.draining() => None,
+    };
+    let served = match served {
+        Some(served) => served,
+        None => match tokio::time::timeout(grace, &mut server).await {
+            Ok(served) => served,
+            Err(_) => {
+                tracing::warn!("grace period over: cutting the exports still open");
+                lifecycle.cut();
+                match tokio::time::timeout(CUT_WAIT, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        // Connections stuck on clients that read nothing.
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        },
+    };
+    lifecycle.finish_open_exports().await;
+    lifecycle.tasks().close();
+    if tokio::time::timeout(CUT_WAIT, lifecycle.tasks().wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("some completion events were not written before shutdown");
+    }
     audit.shutdown().await;
-    Ok(())
+    served
+        .context("server task failed")?
+        .context("server error")
 }
 
 /// Policy file watching, catalogue refresh (imports by other instances) and

@@ -123,7 +123,11 @@ pub struct AuditLog {
 }
 
 struct Shared {
+    /// The writer's pool (checkpoints and purges too).
     store: Store,
+    /// Where auditors' reads go, so that a long listing never holds the
+    /// connections the writer needs.
+    reader: Store,
     signer: Arc<dyn CheckpointSigner>,
     /// False after a write failed, except for the store being down while
     /// `store_health` says so; true again after a write succeeds.
@@ -155,6 +159,17 @@ impl AuditLog {
         config: AuditConfig,
         signer: Arc<dyn CheckpointSigner>,
     ) -> anyhow::Result<AuditLog> {
+        AuditLog::start_with_reader(store.clone(), store, config, signer).await
+    }
+
+    /// Starts the writer task on `writer` (a pool reserved for it) and reads
+    /// the log through `reader`.
+    pub async fn start_with_reader(
+        store: Store,
+        reader: Store,
+        config: AuditConfig,
+        signer: Arc<dyn CheckpointSigner>,
+    ) -> anyhow::Result<AuditLog> {
         let ip_hash_key = match (config.hash_client_ip, &config.ip_hash_key) {
             (false, _) => None,
             (true, Some(key)) if key.len() >= 16 => Some(key.as_bytes().to_vec()),
@@ -168,6 +183,7 @@ impl AuditLog {
         );
         let shared = Arc::new(Shared {
             store,
+            reader,
             signer,
             healthy: AtomicBool::new(true),
             store_health: OnceLock::new(),
@@ -262,12 +278,12 @@ impl AuditLog {
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<Verification, AuditError> {
-        Ok(verify::verify(&self.shared.store, self.shared.signer.as_ref(), from, to).await?)
+        Ok(verify::verify(&self.shared.reader, self.shared.signer.as_ref(), from, to).await?)
     }
 
     /// One page of events, newest first.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
-        Ok(query::list(&self.shared.store, query).await?)
+        Ok(query::list(&self.shared.reader, query).await?)
     }
 
     /// Every event matching the filters, newest first, read page by page
@@ -276,7 +292,7 @@ impl AuditLog {
         &self,
         query: EventQuery,
     ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
-        let store = self.shared.store.clone();
+        let store = self.shared.reader.clone();
         async_stream::try_stream! {
             let mut query = EventQuery { limit: MAX_LIMIT, ..query };
             loop {
@@ -294,7 +310,7 @@ impl AuditLog {
 
     /// Request counts over a period.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
-        Ok(query::stats(&self.shared.store, query).await?)
+        Ok(query::stats(&self.shared.reader, query).await?)
     }
 
     /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.
@@ -315,7 +331,7 @@ impl AuditLog {
         }
         let start = match from {
             Some(from) => {
-                store::first_seq_since(&self.shared.store, from.timestamp_micros()).await?
+                store::first_seq_since(&self.shared.reader, from.timestamp_micros()).await?
             }
             None => Some(0),
         };
@@ -323,7 +339,7 @@ impl AuditLog {
         let to_us = to.map(|to| to.timestamp_micros());
         let from_us = from.map(|from| from.timestamp_micros());
         loop {
-            let rows = store::events_ascending(&self.shared.store, next, None, 1000).await?;
+            let rows = store::events_ascending(&self.shared.reader, next, None, 1000).await?;
             let Some(last) = rows.last() else { break };
             next = last.seq + 1;
             for row in rows {

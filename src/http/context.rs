@@ -2,6 +2,7 @@
 //! audit event share, and the facts handlers learn (dataset, decision, view,
 //! rows) that the audit event records once the response is ready.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +74,8 @@ pub struct AccessRecord {
     pub rows: Option<Arc<AtomicU64>>,
     /// Set when the response body streams: the audit event is completed when it ends.
     pub streamed: bool,
+    /// For a streamed export: how its producer ends the event when it cuts it.
+    pub early_end: Option<Arc<super::streamed::EarlyEnd>>,
     /// Why authentication failed, when it did.
     pub auth_failure: Option<String>,
 }
@@ -82,6 +85,8 @@ pub struct AccessRecord {
 pub struct RequestContext {
     pub request_id: Arc<str>,
     pub caller: Arc<Caller>,
+    /// The client's address (through trusted proxies only).
+    pub client_ip: Option<IpAddr>,
     record: Arc<Mutex<AccessRecord>>,
 }
 
@@ -90,8 +95,14 @@ impl RequestContext {
         RequestContext {
             request_id: Arc::from(request_id),
             caller: Arc::new(caller),
+            client_ip: None,
             record: Arc::default(),
         }
+    }
+
+    pub fn with_client_ip(mut self, ip: Option<IpAddr>) -> RequestContext {
+        self.client_ip = ip;
+        self
     }
 
     /// Changes the access record.

@@ -36,6 +36,9 @@ pub async fn live() -> &'static str {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.lifecycle.is_draining() {
+        return draining(&state);
+    }
     // The store's last background probe: readiness answers at once, even
     // while the store is down or its pool is busy.
     let probe = state.store_health.status();
@@ -79,4 +82,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Shutting down: load balancers must stop sending traffic here at once.
+fn draining(state: &AppState) -> Response {
+    let body = Readiness {
+        ready: false,
+        store: true,
+        audit: state.audit.healthy(),
+        datasets: state.catalog.current().entries().len(),
+        problems: vec!["shutting down: finishing the requests in flight".to_owned()],
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

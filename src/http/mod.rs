@@ -10,12 +10,14 @@ pub mod datasets;
 pub mod edge;
 pub mod guard;
 pub mod health;
+pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod request;
 pub mod state;
+pub mod streamed;
 
 use std::time::Duration;
 

@@ -4,20 +4,17 @@
 //! cannot be written, closed data is refused with 503 (fail closed).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 
 use super::context::{self, AccessRecord, RequestContext, RequestInfo, rows_sent};
 use super::problem::Problem;
 use super::state::AppState;
-use crate::audit::{NewEvent, Outcome};
+use crate::audit::NewEvent;
 use crate::auth::Caller;
 use crate::domain::text;
 
@@ -47,7 +44,7 @@ async fn serve(
         Ok(caller) => (caller, None),
         Err(failure) => (Caller::anonymous(), Some(failure)),
     };
-    let context = RequestContext::new(&request_id, caller);
+    let context = RequestContext::new(&request_id, caller).with_client_ip(facts.ip);
     let response = match failure {
         Some(failure) => {
             context.note(|record| {
@@ -117,39 +114,14 @@ async fn serve(
         return response;
     }
     // A streamed export: complete its event when the body ends or is cut off.
-    let audit = state.audit.clone();
-    let (parts, body) = response.into_parts();
-    let status = parts.status.as_u16();
-    let record = Arc::new(record);
-    let mut body_stream = body.into_data_stream();
-    let stream = async_stream::stream! {
-        let mut bytes_sent: i64 = 0;
-        let mut complete = true;
-        while let Some(chunk) = body_stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    bytes_sent += i64::try_from(chunk.len()).unwrap_or(0);
-                    yield Ok::<_, axum::Error>(chunk);
-                }
-                Err(error) => {
-                    complete = false;
-                    yield Err(error);
-                    break;
-                }
-            }
-        }
-        let outcome = Outcome {
-            status,
-            rows: rows_sent(&record),
-            bytes: Some(bytes_sent),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            complete,
-        };
-        if let Err(error) = audit.complete(receipt, outcome).await {
-            tracing::error!(%error, "could not complete the audit event of an export");
-        }
-    };
-    Response::from_parts(parts, Body::from_stream(stream))
+    super::streamed::complete_when_done(
+        &state.audit,
+        &state.lifecycle,
+        receipt,
+        record,
+        response,
+        started,
+    )
 }
 
 /// Request facts known before the handler runs.
@@ -158,7 +130,7 @@ struct RequestFacts {
     path: String,
     query: Option<String>,
     user_agent: Option<String>,
-    ip: Option<String>,
+    ip: Option<IpAddr>,
 }
 
 /// Longest `User-Agent` recorded, in characters.
@@ -191,7 +163,7 @@ impl RequestFacts {
                 .headers()
                 .get(header::USER_AGENT)
                 .map(|value| text::from_bytes(value.as_bytes(), MAX_USER_AGENT_CHARS)),
-            ip: ip.map(|ip| ip.to_string()),
+            ip,
         }
     }
 }
@@ -239,7 +211,7 @@ fn new_event(
         auth_method: auth_method_label(caller).to_owned(),
         client_id: caller.client_id.clone(),
         token_id: caller.token_id.clone(),
-        ip: facts.ip.clone(),
+        ip: facts.ip.map(|ip| ip.to_string()),
         user_agent: facts.user_agent.clone(),
         method: facts.method.clone(),
         path: facts.path.clone(),

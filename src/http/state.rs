@@ -24,6 +24,10 @@ pub struct AppState {
     pub audit: AuditLog,
     /// JSON pages by dataset version, plan and view.
     pub pages: crate::http::data::cache::PageCache,
+    /// The export pool and each caller's share of it.
+    pub exports: crate::http::data::exports::Exports,
+    /// Draining and cutting at shutdown.
+    pub lifecycle: crate::http::lifecycle::Lifecycle,
 }
 
 impl AppState {

@@ -117,6 +117,31 @@ impl Store {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Store, StoreError> {
+        let store = Store::connect(url, max_connections, acquire_timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A pool of its own on the same database as `self` (already migrated),
+    /// so that one kind of work cannot take every connection of the others.
+    /// An in-memory SQLite database exists once per pool: it is shared instead.
+    pub async fn sibling(
+        &self,
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        if self.backend() == Backend::Sqlite && url.contains(":memory:") {
+            return Ok(self.clone());
+        }
+        Store::connect(url, max_connections, acquire_timeout).await
+    }
+
+    async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: redact_password(url),
             source,
@@ -148,7 +173,6 @@ impl Store {
                 .map_err(connect_error)?;
             Store::Sqlite(pool)
         };
-        store.migrate().await?;
         Ok(store)
     }
 

@@ -15,6 +15,7 @@ mod openapi;
 mod postgrest_client;
 mod read;
 mod resilience_edge;
+mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;

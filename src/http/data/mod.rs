@@ -4,5 +4,6 @@
 
 pub mod access;
 pub mod cache;
+pub mod exports;
 pub mod range;
 pub mod read;

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +11,7 @@ use futures::StreamExt;
 
 use super::access::authorize;
 use super::cache::{CachedPage, PageCache};
+use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::domain::client_text::query_pairs;
@@ -23,6 +23,7 @@ use crate::http::context::RequestContext;
 use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
+use crate::http::streamed::EarlyEnd;
 use crate::policy::Action;
 use crate::query::parse_read_query;
 use crate::store::StoreError;
@@ -52,9 +53,6 @@ pub struct ReadParameters {
     bom: Option<bool>,
 }
 
-/// Bytes buffered before a streamed body sends a chunk.
-const CHUNK_BYTES: usize = 64 * 1024;
-
 /// Rows of a dataset, filtered, ordered and paged with the PostgREST grammar
 /// (`col=op.value`, `or=()`, `select`, `order`, `limit`, `offset`, `Range`,
 /// `Prefer: count=exact`), as JSON, CSV, NDJSON or GeoJSON.
@@ -72,6 +70,8 @@ const CHUNK_BYTES: usize = 64 * 1024;
         (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "Too many exports open for this caller (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_dataset(
@@ -168,9 +168,11 @@ pub async fn read_dataset(
     let count_preference = CountPreference::from_headers(&headers);
     let counter = context.row_counter();
     if format.is_export() {
+        let slot = state.exports.admit(&context).await?;
         let suppressed = suppressed_groups(&state, &read).await?;
         let mut response = export(
             &state,
+            slot,
             &context,
             entry,
             read,
@@ -472,10 +474,12 @@ fn sha2_256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// A streamed export: rows are encoded as they arrive, flushed in chunks, so
-/// memory stays flat whatever the size. Not capped.
+/// memory stays flat whatever the size. Not capped. Read through the export
+/// pool by a task of its own (see [`super::exports`]).
 #[allow(clippy::too_many_arguments)]
 fn export(
     state: &AppState,
+    slot: ExportSlot,
     context: &RequestContext,
     entry: &DatasetEntry,
     read: Arc<DatasetRead>,
@@ -487,43 +491,28 @@ fn export(
 ) -> Response {
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
-    let mut encoder: Box<dyn RowEncoder> = match format {
+    let encoder: Box<dyn RowEncoder> = match format {
         OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
         OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
         OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
         OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
     };
     let limit = read.plan.limit;
-    let mut rows = state.store.stream_rows(read, limit);
-    context.note(|record| record.streamed = true);
-    let request_id = context.request_id.clone();
-    let stream = async_stream::stream! {
-        let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
-        encoder.begin(&mut buffer);
-        while let Some(row) = rows.next().await {
-            match row {
-                Ok(row) => {
-                    encoder.row(&mut buffer, &row);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    if buffer.len() >= CHUNK_BYTES {
-                        yield Ok::<_, std::io::Error>(bytes::Bytes::from(std::mem::replace(
-                            &mut buffer,
-                            Vec::with_capacity(CHUNK_BYTES + 4096),
-                        )));
-                    }
-                }
-                Err(error) => {
-                    // Headers are gone: cut the body so the client sees a broken transfer.
-                    tracing::error!(%request_id, %error, "export failed mid-stream");
-                    yield Err(std::io::Error::other("export failed"));
-                    return;
-                }
-            }
-        }
-        encoder.end(&mut buffer);
-        yield Ok(bytes::Bytes::from(buffer));
-    };
-    let mut response = Response::new(Body::from_stream(stream));
+    let rows = state.exports.store().stream_rows(read, limit);
+    let early_end = Arc::new(EarlyEnd::default());
+    context.note(|record| {
+        record.streamed = true;
+        record.early_end = Some(early_end.clone());
+    });
+    let body = state.exports.body(
+        slot,
+        rows,
+        encoder,
+        counter,
+        (&state.lifecycle, early_end),
+        context.request_id.clone(),
+    );
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
