@@ -45,17 +45,25 @@ impl OutputFormat {
         }
     }
 
+    /// The names `?format=` takes, in the order problems list them.
+    pub const NAMES: [&'static str; 4] = ["json", "csv", "ndjson", "geojson"];
+
+    /// The format a `?format=` value names, if any.
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        match name {
+            "json" => Some(OutputFormat::Json),
+            "csv" => Some(OutputFormat::Csv),
+            "ndjson" => Some(OutputFormat::Ndjson),
+            "geojson" => Some(OutputFormat::GeoJson),
+            _ => None,
+        }
+    }
+
     /// `?format=` wins over `Accept`; `*/*` and no header mean JSON. `None`
     /// when nothing acceptable is offered (406).
     pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Option<OutputFormat> {
         if let Some(name) = format_param {
-            return match name {
-                "json" => Some(OutputFormat::Json),
-                "csv" => Some(OutputFormat::Csv),
-                "ndjson" => Some(OutputFormat::Ndjson),
-                "geojson" => Some(OutputFormat::GeoJson),
-                _ => None,
-            };
+            return OutputFormat::from_name(name);
         }
         let Some(accept) = accept else {
             return Some(OutputFormat::Json);

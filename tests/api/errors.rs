@@ -72,6 +72,22 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// An unknown `?format=` is a 400 naming it and the known ones (a
+    /// mistake in the query); an `Accept` nothing matches stays 406.
+    async fn unknown_format_parameter(app: TestApp) {
+        let body = problem(app.get(&format!("{CONSO}?format=xml")).await, 400).await;
+        assert_eq!(body["type"], "/problems/invalid-parameter");
+        let detail = body["detail"].as_str().unwrap();
+        for name in ["`xml`", "json", "csv", "ndjson", "geojson"] {
+            assert!(detail.contains(name), "{detail}");
+        }
+        let response = app.client.get(app.url(CONSO)).header("Accept", "application/xml").send().await.unwrap();
+        problem(response, 406).await;
+        assert_eq!(app.get(&format!("{CONSO}?format=csv&limit=1")).await.status(), 200);
+    }
+}
+
+on_both_stores! {
     /// The client's request id is echoed and used in problems; a bad one is replaced.
     async fn request_ids(app: TestApp) {
         let response = app.client.get(app.url(&format!("{CONSO}?nope=eq.1"))).header("X-Request-Id", "client-42").send().await.unwrap();

@@ -64,7 +64,7 @@ pub struct ReadParameters {
     responses(
         (status = 200, description = "Rows (JSON array, CSV, NDJSON or GeoJSON)"),
         (status = 206, description = "A counted partial page"),
-        (status = 400, description = "Malformed query, unknown column, missing X-Purpose", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query, unknown column or `format`, missing X-Purpose", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Credentials missing or invalid", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -112,6 +112,21 @@ pub async fn read_dataset(
     let grant = authorize(&state.policy, &context, entry, action, &headers)?;
     if let Err(error) = &decoded {
         return Err(error.clone().into());
+    }
+    // An unknown `?format=` is a mistake in the query (400 naming it); 406
+    // stays for an `Accept` header that nothing matches.
+    if let Some(name) = parameter("format")
+        && OutputFormat::from_name(name).is_none()
+    {
+        return Err(Problem::bad_request(
+            "invalid-parameter",
+            "Invalid parameter",
+            format!(
+                "format `{name}` is not one of {}",
+                OutputFormat::NAMES.join(", ")
+            ),
+        )
+        .with_code("PGRST100"));
     }
     let format = format.ok_or_else(|| {
         Problem::new(
