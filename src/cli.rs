@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditReader};
 use crate::auth::{ClientRegistry, KeyRing};
 use crate::catalog::sync::{import_file, read_definition};
 use crate::config::Settings;
@@ -268,36 +268,41 @@ pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Resu
 
 pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
-    let keys = KeyRing::load(&store, &settings.auth).await?;
-    let log = AuditLog::start(
-        store,
-        settings.audit.log.clone(),
-        crate::startup::checkpoint_signer(&keys),
-    )
-    .await?;
-    let code = match command {
+    if let AuditCommand::Purge { before } = command {
+        // The only audit command that writes: it starts the writer (which
+        // signs a checkpoint when it stops).
+        let keys = KeyRing::load(&store, &settings.auth).await?;
+        let log = AuditLog::start(
+            store,
+            settings.audit.log.clone(),
+            crate::startup::checkpoint_signer(&keys),
+        )
+        .await?;
+        let report = log.purge(before).await;
+        log.shutdown().await;
+        println!("{}", serde_json::to_string(&report?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Verify and export only read: no writer, no checkpoint, no new key.
+    let keys = KeyRing::load_read_only(&store, &settings.auth).await?;
+    let reader = AuditReader::new(store, crate::startup::checkpoint_signer(&keys));
+    match command {
         AuditCommand::Verify => {
-            let verification = log.verify(None, None).await?;
+            let verification = reader.verify(None, None).await?;
             println!("{}", serde_json::to_string_pretty(&verification)?);
-            if verification.ok {
+            Ok(if verification.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
-            }
+            })
         }
         AuditCommand::Export { from, to, format } => {
             let mut stdout = std::io::stdout();
-            log.export(from, to, &format, &mut stdout).await?;
-            ExitCode::SUCCESS
+            reader.export(from, to, &format, &mut stdout).await?;
+            Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Purge { before } => {
-            let report = log.purge(before).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            ExitCode::SUCCESS
-        }
-    };
-    log.shutdown().await;
-    Ok(code)
+        AuditCommand::Purge { .. } => unreachable!("handled above"),
+    }
 }
 
 /// `passerelle bench-audit`: sustained durable audit events per second, with

@@ -324,3 +324,37 @@ fn command_line() {
     let (ok, _, out, _) = run(&url, &["audit", "verify"], false);
     assert!(ok, "{out}");
 }
+
+/// Rows of each table that a read-only command must leave alone.
+async fn table_counts(database_url: &str) -> Vec<(String, i64)> {
+    let pool = sqlx::SqlitePool::connect(database_url)
+        .await
+        .expect("store");
+    let mut counts = Vec::new();
+    for table in ["auth_signing_keys", "audit_events", "audit_checkpoints"] {
+        let count: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        counts.push((table.to_owned(), count));
+    }
+    pool.close().await;
+    counts
+}
+
+/// `audit verify` and `audit export` only read: no signing key created, no
+/// checkpoint signed, no event written (they used to start the writer,
+/// which signed a checkpoint on exit, and to create a key on a fresh store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_audit_commands_write_nothing() {
+    let (url, _database) = test_support::sqlite_url();
+    let (ok, _, out, err) = run(&url, &["catalog", "sync"], false);
+    assert!(ok, "{out}{err}");
+    let before = table_counts(&url).await;
+    let (ok, _, out, err) = run(&url, &["audit", "verify"], false);
+    assert!(ok, "{out}{err}");
+    let (ok, _, out, err) = run(&url, &["audit", "export", "--format", "ndjson"], false);
+    assert!(ok, "{out}{err}");
+    assert_eq!(table_counts(&url).await, before);
+}

@@ -115,6 +115,109 @@ pub struct PurgeReport {
     pub anchor_hash: Option<String>,
 }
 
+/// The read side of the audit log: verification, listings, statistics and
+/// exports. It never writes (no writer task, no checkpoint), so
+/// `passerelle audit verify` and `audit export` leave the store as they found it.
+#[derive(Clone)]
+pub struct AuditReader {
+    store: Store,
+    signer: Arc<dyn CheckpointSigner>,
+}
+
+impl AuditReader {
+    /// Reads the log in `store`, checking checkpoints with `signer`'s keys.
+    pub fn new(store: Store, signer: Arc<dyn CheckpointSigner>) -> AuditReader {
+        AuditReader { store, signer }
+    }
+
+    /// Verifies the chain for `seq` in `[from, to]` (everything by default).
+    pub async fn verify(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Verification, AuditError> {
+        Ok(verify::verify(&self.store, self.signer.as_ref(), from, to).await?)
+    }
+
+    /// One page of events, newest first.
+    pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
+        Ok(query::list(&self.store, query).await?)
+    }
+
+    /// Every event matching the filters, newest first, read page by page
+    /// (constant memory); `limit` is the page size of the reads, not a cap.
+    pub fn stream(
+        &self,
+        query: EventQuery,
+    ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
+        let store = self.store.clone();
+        async_stream::try_stream! {
+            let mut query = EventQuery { limit: MAX_LIMIT, ..query };
+            loop {
+                let page = query::list(&store, &query).await?;
+                for event in page.events {
+                    yield event;
+                }
+                match page.next_cursor.and_then(|cursor| cursor.parse().ok()) {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Request counts over a period.
+    pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
+        Ok(query::stats(&self.store, query).await?)
+    }
+
+    /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.
+    pub async fn export(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        format: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<()> {
+        let csv = match format {
+            "csv" => true,
+            "ndjson" => false,
+            other => anyhow::bail!("unknown export format `{other}` (expected csv or ndjson)"),
+        };
+        if csv {
+            out.write_all(events_csv_header().as_bytes())?;
+        }
+        let start = match from {
+            Some(from) => store::first_seq_since(&self.store, from.timestamp_micros()).await?,
+            None => Some(0),
+        };
+        let mut next = start.unwrap_or(i64::MAX);
+        let to_us = to.map(|to| to.timestamp_micros());
+        let from_us = from.map(|from| from.timestamp_micros());
+        loop {
+            let rows = store::events_ascending(&self.store, next, None, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            next = last.seq + 1;
+            for row in rows {
+                let in_period = from_us.is_none_or(|from| row.time_us >= from)
+                    && to_us.is_none_or(|to| row.time_us < to);
+                if !in_period {
+                    continue;
+                }
+                let event = row.into_stored();
+                if csv {
+                    out.write_all(event_csv_line(&event).as_bytes())?;
+                } else {
+                    serde_json::to_writer(&mut *out, &event)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
 /// The audit log handle: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -127,7 +230,7 @@ struct Shared {
     store: Store,
     /// Where auditors' reads go, so that a long listing never holds the
     /// connections the writer needs.
-    reader: Store,
+    reader: AuditReader,
     signer: Arc<dyn CheckpointSigner>,
     /// False after a write failed, except for the store being down while
     /// `store_health` says so; true again after a write succeeds.
@@ -183,7 +286,7 @@ impl AuditLog {
         );
         let shared = Arc::new(Shared {
             store,
-            reader,
+            reader: AuditReader::new(reader, signer.clone()),
             signer,
             healthy: AtomicBool::new(true),
             store_health: OnceLock::new(),
@@ -272,93 +375,36 @@ impl AuditLog {
         answer.await.map_err(|_| AuditError::Stopped)?
     }
 
+    /// The read side of the log (verification, listings, statistics, exports).
+    pub fn reader(&self) -> &AuditReader {
+        &self.shared.reader
+    }
+
     /// Verifies the chain for `seq` in `[from, to]` (everything by default).
     pub async fn verify(
         &self,
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<Verification, AuditError> {
-        Ok(verify::verify(&self.shared.reader, self.shared.signer.as_ref(), from, to).await?)
+        self.shared.reader.verify(from, to).await
     }
 
     /// One page of events, newest first.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
-        Ok(query::list(&self.shared.reader, query).await?)
+        self.shared.reader.list(query).await
     }
 
-    /// Every event matching the filters, newest first, read page by page
-    /// (constant memory); `limit` is the page size of the reads, not a cap.
+    /// Every event matching the filters, newest first (see [`AuditReader::stream`]).
     pub fn stream(
         &self,
         query: EventQuery,
     ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
-        let store = self.shared.reader.clone();
-        async_stream::try_stream! {
-            let mut query = EventQuery { limit: MAX_LIMIT, ..query };
-            loop {
-                let page = query::list(&store, &query).await?;
-                for event in page.events {
-                    yield event;
-                }
-                match page.next_cursor.and_then(|cursor| cursor.parse().ok()) {
-                    Some(cursor) => query.cursor = Some(cursor),
-                    None => break,
-                }
-            }
-        }
+        self.shared.reader.stream(query)
     }
 
     /// Request counts over a period.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
-        Ok(query::stats(&self.shared.reader, query).await?)
-    }
-
-    /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.
-    pub async fn export(
-        &self,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        format: &str,
-        out: &mut (dyn std::io::Write + Send),
-    ) -> anyhow::Result<()> {
-        let csv = match format {
-            "csv" => true,
-            "ndjson" => false,
-            other => anyhow::bail!("unknown export format `{other}` (expected csv or ndjson)"),
-        };
-        if csv {
-            out.write_all(events_csv_header().as_bytes())?;
-        }
-        let start = match from {
-            Some(from) => {
-                store::first_seq_since(&self.shared.reader, from.timestamp_micros()).await?
-            }
-            None => Some(0),
-        };
-        let mut next = start.unwrap_or(i64::MAX);
-        let to_us = to.map(|to| to.timestamp_micros());
-        let from_us = from.map(|from| from.timestamp_micros());
-        loop {
-            let rows = store::events_ascending(&self.shared.reader, next, None, 1000).await?;
-            let Some(last) = rows.last() else { break };
-            next = last.seq + 1;
-            for row in rows {
-                let in_period = from_us.is_none_or(|from| row.time_us >= from)
-                    && to_us.is_none_or(|to| row.time_us < to);
-                if !in_period {
-                    continue;
-                }
-                let event = row.into_stored();
-                if csv {
-                    out.write_all(event_csv_line(&event).as_bytes())?;
-                } else {
-                    serde_json::to_writer(&mut *out, &event)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-        }
-        out.flush()?;
-        Ok(())
+        self.shared.reader.stats(query).await
     }
 
     /// Deletes events older than `before`, keeping the rest verifiable: the

@@ -806,7 +806,10 @@ async fn counts_and_exports() {
         assert_eq!(none.total, 0);
 
         let mut csv = Vec::new();
-        log.export(None, None, "csv", &mut csv).await.unwrap();
+        log.reader()
+            .export(None, None, "csv", &mut csv)
+            .await
+            .unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().count(), 7);
         assert!(
@@ -817,14 +820,15 @@ async fn counts_and_exports() {
         );
         let mut ndjson = Vec::new();
         let at = sample("x").time;
-        log.export(
-            Some(at),
-            Some(at + Duration::seconds(1)),
-            "ndjson",
-            &mut ndjson,
-        )
-        .await
-        .unwrap();
+        log.reader()
+            .export(
+                Some(at),
+                Some(at + Duration::seconds(1)),
+                "ndjson",
+                &mut ndjson,
+            )
+            .await
+            .unwrap();
         let lines: Vec<serde_json::Value> = String::from_utf8(ndjson)
             .unwrap()
             .lines()
@@ -837,7 +841,8 @@ async fn counts_and_exports() {
         );
         assert_eq!(lines[0]["seq"], 1);
         assert!(
-            log.export(None, None, "xml", &mut Vec::new())
+            log.reader()
+                .export(None, None, "xml", &mut Vec::new())
                 .await
                 .is_err()
         );

@@ -80,6 +80,30 @@ struct KeyRow {
 impl KeyRing {
     /// Loads the keys from the store, generating the first one on first start.
     pub async fn load(store: &Store, config: &AuthConfig) -> anyhow::Result<KeyRing> {
+        let ring = KeyRing::empty(store, config);
+        if !ring
+            .read_rows()
+            .await?
+            .iter()
+            .any(|row| row.retired_at.is_none())
+        {
+            ring.insert_new_key().await?;
+        }
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    /// The keys as stored, without creating one when there is none: for
+    /// commands that only read (`passerelle audit verify`, `audit export`),
+    /// which verify signatures and never sign.
+    pub async fn load_read_only(store: &Store, config: &AuthConfig) -> anyhow::Result<KeyRing> {
+        let ring = KeyRing::empty(store, config);
+        let keys = ring.read_keys().await?;
+        ring.inner.keys.store(Arc::new(KeySet { keys }));
+        Ok(ring)
+    }
+
+    fn empty(store: &Store, config: &AuthConfig) -> KeyRing {
         let inner = KeyRingInner {
             store: store.clone(),
             issuer: config.issuer.clone(),
@@ -88,15 +112,9 @@ impl KeyRing {
             keys: ArcSwap::from_pointee(KeySet { keys: Vec::new() }),
             last_reload: tokio::sync::Mutex::new(None),
         };
-        let ring = KeyRing {
+        KeyRing {
             inner: Arc::new(inner),
-        };
-        let rows = ring.read_rows().await?;
-        if !rows.iter().any(|row| row.retired_at.is_none()) {
-            ring.insert_new_key().await?;
         }
-        ring.reload().await?;
-        Ok(ring)
     }
 
     /// Signs a token for `subject` with the current key (`ttl_seconds` at most
@@ -258,6 +276,17 @@ impl KeyRing {
     }
 
     async fn reload(&self) -> anyhow::Result<()> {
+        let keys = self.read_keys().await?;
+        anyhow::ensure!(
+            keys.iter().any(|key| key.retired_at.is_none()),
+            "the store holds no current signing key"
+        );
+        self.inner.keys.store(Arc::new(KeySet { keys }));
+        Ok(())
+    }
+
+    /// Every stored key, decoded.
+    async fn read_keys(&self) -> anyhow::Result<Vec<GatewayKey>> {
         let rows = self.read_rows().await?;
         let now = Utc::now();
         let mut keys = Vec::with_capacity(rows.len());
@@ -275,12 +304,7 @@ impl KeyRing {
                 retired_at: row.retired_at,
             });
         }
-        anyhow::ensure!(
-            keys.iter().any(|key| key.retired_at.is_none()),
-            "the store holds no current signing key"
-        );
-        self.inner.keys.store(Arc::new(KeySet { keys }));
-        Ok(())
+        Ok(keys)
     }
 
     async fn read_rows(&self) -> anyhow::Result<Vec<KeyRow>> {
