@@ -129,11 +129,22 @@ struct TokenRequest {
     scope: Option<String>,
 }
 
+/// The client's address as the HTTP edge resolved it (the peer, or the hop
+/// before the trusted proxies): failed token requests are counted per this
+/// address, never per a proxy's, which would lock every client behind it
+/// out with one bad client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 async fn token(State(authenticator): State<Authenticator>, request: Request) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string());
+    let ip = match request.extensions().get::<ClientAddress>() {
+        Some(ClientAddress(address)) => Some(address.to_string()),
+        // Outside the application's middleware (unit tests): the peer.
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string()),
+    };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,

@@ -71,6 +71,11 @@ async fn serve(
         }
         None => {
             request.extensions_mut().insert(context.clone());
+            if let Some(ip) = facts.ip {
+                request
+                    .extensions_mut()
+                    .insert(crate::auth::ClientAddress(ip));
+            }
             next.run(request).await
         }
     };

@@ -140,3 +140,53 @@ on_both_stores! {
         assert!(metadata["grant_types_supported"].as_array().unwrap().iter().any(|grant| grant == "client_credentials"));
     }
 }
+
+/// Behind a trusted reverse proxy, failed token requests are counted per
+/// client (the `X-Forwarded-For` hop before the proxy), not per the proxy:
+/// one client guessing secrets is locked out, the others are not.
+async fn failed_token_requests_limited_per_client_behind_a_proxy(kind: crate::helpers::StoreKind) {
+    let Some(app) = crate::helpers::spawn_app_with(kind, |settings| {
+        settings.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        settings.auth.failed_auth_limit = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let attempt = |forwarded_for: &'static str, client_id: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/token"))
+            .header("X-Forwarded-For", forwarded_for)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", "guess"),
+            ])
+            .send()
+    };
+    // One client tries several ids (so that only its address can lock it out).
+    let mut statuses = Vec::new();
+    for client_id in ["a", "b", "c", "d", "e"] {
+        statuses.push(
+            attempt("203.0.113.7", client_id)
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429, 429],
+        "the guessing client is limited"
+    );
+    // Another client behind the same proxy is not.
+    let other = attempt("198.51.100.20", "f").await.unwrap();
+    assert_eq!(
+        other.status(),
+        401,
+        "another client behind the proxy is not locked out"
+    );
+}
+
+crate::test_both_stores!(failed_token_requests_limited_per_client_behind_a_proxy);
