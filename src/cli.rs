@@ -14,6 +14,7 @@ use crate::catalog::sync::{import_file, read_definition};
 use crate::config::Settings;
 use crate::policy::{Action, DatasetRef, PolicyEngine};
 use crate::startup::{dataset_levels, open_store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
@@ -271,13 +272,7 @@ pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result
     if let AuditCommand::Purge { before } = command {
         // The only audit command that writes: it starts the writer (which
         // signs a checkpoint when it stops).
-        let keys = KeyRing::load(&store, &settings.auth).await?;
-        let log = AuditLog::start(
-            store,
-            settings.audit.log.clone(),
-            crate::startup::checkpoint_signer(&keys),
-        )
-        .await?;
+        let log = writing_audit_log(settings, store).await?;
         let report = log.purge(before).await;
         log.shutdown().await;
         println!("{}", serde_json::to_string(&report?)?);
@@ -305,6 +300,17 @@ pub async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result
     }
 }
 
+/// The audit log with its writer, signing checkpoints with the gateway's key.
+async fn writing_audit_log(settings: &Settings, store: Store) -> anyhow::Result<AuditLog> {
+    let keys = KeyRing::load(&store, &settings.auth).await?;
+    AuditLog::start(
+        store,
+        settings.audit.log.clone(),
+        crate::startup::checkpoint_signer(&keys),
+    )
+    .await
+}
+
 /// `passerelle bench-audit`: sustained durable audit events per second, with
 /// `concurrency` tasks recording at once (the benchmark's scenario 6).
 pub async fn bench_audit(
@@ -313,13 +319,7 @@ pub async fn bench_audit(
     concurrency: u64,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
-    let keys = KeyRing::load(&store, &settings.auth).await?;
-    let log = AuditLog::start(
-        store,
-        settings.audit.log.clone(),
-        crate::startup::checkpoint_signer(&keys),
-    )
-    .await?;
+    let log = writing_audit_log(settings, store).await?;
     let concurrency = concurrency.max(1);
     let per_task = events.div_ceil(concurrency);
     let started = std::time::Instant::now();
