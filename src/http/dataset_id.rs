@@ -47,6 +47,22 @@ impl<S: Send + Sync> FromRequestParts<S> for DatasetId {
     }
 }
 
+/// The dataset id a request path names (`/api/v1/data/{id}`,
+/// `/api/v1/datasets/{id}` and their sub-paths), percent-decoded and quoted
+/// as sent, for the audit event of a request that never reached a handler
+/// (bad credentials, a wrong method, a refusal at the edge).
+pub fn dataset_in_path(path: &str) -> Option<String> {
+    let rest = path
+        .strip_prefix("/api/v1/data/")
+        .or_else(|| path.strip_prefix("/api/v1/datasets/"))?;
+    let segment = rest
+        .split('/')
+        .next()
+        .filter(|segment| !segment.is_empty())?;
+    let bytes: Cow<'_, [u8]> = percent_decode_str(segment).into();
+    Some(text::from_bytes(&bytes, MAX_QUOTED_CHARS))
+}
+
 /// The `{id}` segment of the request path, still percent-encoded.
 fn raw_id(parts: &Parts) -> Option<&str> {
     let route = parts.extensions.get::<MatchedPath>()?.as_str();
@@ -97,6 +113,26 @@ mod tests {
             .await
             .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// The audit names the dataset of any path that has one, decoded.
+    #[test]
+    fn finds_the_dataset_a_path_names() {
+        assert_eq!(
+            dataset_in_path("/api/v1/data/a%20b").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            dataset_in_path("/api/v1/datasets/x/y").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            dataset_in_path("/api/v1/data/%FF").as_deref(),
+            Some("\\x{ff}")
+        );
+        assert_eq!(dataset_in_path("/api/v1/data/"), None);
+        assert_eq!(dataset_in_path("/api/v1/datasets"), None);
+        assert_eq!(dataset_in_path("/api/v1/audit/events"), None);
     }
 
     /// Ids are percent-decoded; invisible characters pass (they name no

@@ -33,6 +33,11 @@ pub struct ProblemDocument {
     pub hint: Option<String>,
 }
 
+/// The kind of problem a response carries (a response extension), so that
+/// the audit event of a refusal can name it when no layer noted a reason.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemKind(pub &'static str);
+
 /// A refusal or failure, rendered as a problem document.
 #[derive(Debug)]
 pub struct Problem {
@@ -229,6 +234,7 @@ impl IntoResponse for Problem {
         };
         let body = serde_json::to_vec(&document).unwrap_or_default();
         let mut response = (self.status, body).into_response();
+        response.extensions_mut().insert(ProblemKind(self.slug));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

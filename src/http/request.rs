@@ -12,7 +12,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::context::{self, AccessRecord, RequestContext, RequestInfo, rows_sent};
-use super::problem::Problem;
+use super::dataset_id::dataset_in_path;
+use super::problem::{Problem, ProblemKind};
 use super::state::AppState;
 use crate::audit::NewEvent;
 use crate::auth::Caller;
@@ -79,6 +80,27 @@ async fn serve(
             next.run(request).await
         }
     };
+    let status = response.status().as_u16();
+    let decided = context.record().decision;
+    if status >= 400 && decided != Some(false) {
+        // Refused by a layer that noted no reason (a malformed query, a
+        // format nobody serves, a range past the end, a wrong method), maybe
+        // after the policy allowed access: the caller got no data, so the
+        // event is a refusal, named by the problem the caller received.
+        let when = if decided == Some(true) {
+            "refused after access was granted"
+        } else {
+            "refused"
+        };
+        let reason = match response.extensions().get::<ProblemKind>() {
+            Some(ProblemKind(kind)) => format!("{when}: {kind}"),
+            None => format!("{when}: status {status}"),
+        };
+        context.note(|record| {
+            record.decision = Some(false);
+            record.rule = Some(reason);
+        });
+    }
     let mut record = context.record();
     let mut event = new_event(
         &request_id,
@@ -221,12 +243,18 @@ fn new_event(
         method: facts.method.clone(),
         path: facts.path.clone(),
         query: facts.query.clone(),
-        dataset: record.dataset.clone(),
+        // The dataset the path names, whatever the outcome: an auditor
+        // filtering on it sees the forged-token and wrong-method attempts too.
+        dataset: record
+            .dataset
+            .clone()
+            .or_else(|| dataset_in_path(&facts.path)),
         action: record
             .action
             .clone()
             .unwrap_or_else(|| "request".to_owned()),
-        decision: if record.decision.unwrap_or(status < 400) {
+        // A response of 400 or more gave the caller nothing: never `allow`.
+        decision: if status < 400 && record.decision.unwrap_or(true) {
             "allow"
         } else {
             "deny"

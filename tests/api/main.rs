@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod admin;
 mod audit_trail;
+mod audit_truth;
 mod catalogue;
 mod errors;
 mod formats;

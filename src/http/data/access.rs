@@ -106,8 +106,12 @@ pub fn authorize(
             ))
         });
     }
-    let declared = declared.map_err(|defect| invalid_header("X-Purpose", &defect))?;
+    let declared = declared.map_err(|defect| {
+        refuse(context, "X-Purpose header unreadable".to_owned());
+        invalid_header("X-Purpose", &defect)
+    })?;
     if entry.definition.personal_data && declared.is_none() {
+        refuse(context, "personal data: X-Purpose required".to_owned());
         return Err(Problem::bad_request(
             "purpose-required",
             "Purpose required",
@@ -125,6 +129,10 @@ pub fn authorize(
             None => {
                 // A rule naming a view the catalogue lacks: refuse rather than show everything.
                 tracing::error!(dataset = entry.id(), view = %name, "policy names a view the dataset does not define");
+                refuse(
+                    context,
+                    format!("view `{name}` is not defined in the catalogue"),
+                );
                 return Err(Problem::forbidden(format!(
                     "the view granted on dataset `{}` is not available",
                     entry.id()
@@ -135,7 +143,7 @@ pub fn authorize(
     };
     let visible = visible_columns(&entry.schema, view);
     let row_filter = match view.and_then(|view| view.row_filter.as_deref()) {
-        Some(template) => Some(row_filter(template, caller, &entry.schema)?),
+        Some(template) => Some(row_filter(template, context, &entry.schema)?),
         None => None,
     };
     let aggregate_only = match view {
@@ -150,6 +158,15 @@ pub fn authorize(
         view: decision.view.clone(),
         rule: decision.rule.clone(),
     })
+}
+
+/// Records a refusal decided after the policy allowed access, with the
+/// reason of the check that refused.
+pub fn refuse(context: &RequestContext, rule: String) {
+    context.note(|record| {
+        record.decision = Some(false);
+        record.rule = Some(rule);
+    });
 }
 
 fn note_decision(context: &RequestContext, decision: &Decision, allowed: bool) {
@@ -196,7 +213,12 @@ pub fn visible_columns(schema: &Schema, view: Option<&ViewDefinition>) -> Vec<bo
 /// claim, or one that could change the filter's meaning or that a store could
 /// not hold (a NUL byte, any control character), refuses (403): never a
 /// fallback to no filter.
-fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter, Problem> {
+fn row_filter(
+    template: &str,
+    context: &RequestContext,
+    schema: &Schema,
+) -> Result<Filter, Problem> {
+    let caller: &Caller = &context.caller;
     let mut text = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${claims.") {
@@ -204,9 +226,10 @@ fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter
         let after = &rest[start + "${claims.".len()..];
         let end = after
             .find('}')
-            .ok_or_else(|| misconfigured_view(template))?;
+            .ok_or_else(|| misconfigured_view(context, template))?;
         let name = &after[..end];
         let value = caller.claim(name).ok_or_else(|| {
+            refuse(context, format!("row filter needs claim `{name}`"));
             Problem::forbidden(format!(
                 "this dataset is filtered by your `{name}` claim, which your token does not carry"
             ))
@@ -216,6 +239,7 @@ fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter
                 .chars()
                 .all(|character| character.is_alphanumeric() || " -_.'".contains(character));
         if !safe {
+            refuse(context, format!("row filter cannot use claim `{name}`"));
             return Err(Problem::forbidden(format!(
                 "your `{name}` claim cannot be used to filter this dataset"
             )));
@@ -230,12 +254,13 @@ fn row_filter(template: &str, caller: &Caller, schema: &Schema) -> Result<Filter
     let everything = vec![true; schema.fields.len()];
     match parse_filters(&pairs, schema, &everything) {
         Ok(Some(filter)) => Ok(filter),
-        Ok(None) | Err(_) => Err(misconfigured_view(template)),
+        Ok(None) | Err(_) => Err(misconfigured_view(context, template)),
     }
 }
 
-fn misconfigured_view(template: &str) -> Problem {
+fn misconfigured_view(context: &RequestContext, template: &str) -> Problem {
     tracing::error!(%template, "a view's row filter does not parse");
+    refuse(context, "the view's row filter is misconfigured".to_owned());
     Problem::new(
         StatusCode::FORBIDDEN,
         "forbidden",

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::access::authorize;
+use super::access::{authorize, refuse};
 use super::cache::{CachedPage, PageCache};
 use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
@@ -139,6 +139,13 @@ pub async fn read_dataset(
     })?;
     let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &state.settings.query)?;
     if grant.aggregate_only.is_some() && !plan.is_aggregate() {
+        refuse(
+            &context,
+            match &grant.view {
+                Some(view) => format!("aggregate-only view `{view}`: raw rows refused"),
+                None => "aggregate-only grant: raw rows refused".to_owned(),
+            },
+        );
         return Err(Problem::forbidden(format!(
             "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",
             entry.id()
