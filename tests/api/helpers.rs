@@ -245,3 +245,22 @@ pub async fn execute(app: &TestApp, sql: &str) {
     }
     .unwrap_or_else(|error| panic!("{sql}: {error}"));
 }
+
+/// Whether the Python module `module` (from PyPI package `package`) can be
+/// imported. In CI (`CI=true`) it must be: `.ci/run` installs it, and a
+/// missing one fails the test rather than skipping it.
+pub fn python_module_available(module: &str, package: &str) -> bool {
+    let available = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install the {package} package"
+        );
+        eprintln!("skipping: python3 -m pip install {package} to run this test");
+    }
+    available
+}

@@ -5,17 +5,7 @@
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_postgrest_client() {
-    let available = std::process::Command::new("python3")
-        .args(["-c", "import postgrest"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must install the postgrest package"
-        );
-        eprintln!("skipping: python3 -m pip install postgrest to run this test");
+    if !crate::helpers::python_module_available("postgrest", "postgrest") {
         return;
     }
     let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Sqlite)
