@@ -411,3 +411,183 @@ impl Grant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::AuthMethod;
+    use crate::policy::{MODEL_FILE, POLICY_FILE};
+
+    const POLICY: &str = "\
+p, partner, level:partners, read, allow, by-commune
+p, stats, level:partners, aggregate, allow, counts
+p, counter, level:partners, aggregate, allow,
+p, broken, level:partners, read, allow, absent
+";
+
+    fn dataset(views: &str, personal: bool) -> DatasetEntry {
+        let definition = format!(
+            "id: trips\ntitle: Trips\npublisher: Mobility\nlicence: etalab-2.0\naccess: partners\n\
+             personal_data: {personal}\nsource: {{file: trips.csv}}\nviews:\n{views}"
+        );
+        let schema = serde_json::json!({"fields": [
+            {"name": "commune", "type": "string"},
+            {"name": "minutes", "type": "integer"},
+            {"name": "subscriber", "type": "string", "sensitivity": "personal"},
+        ]});
+        DatasetEntry {
+            definition: serde_yaml_ng::from_str(&definition).unwrap(),
+            schema: Arc::new(serde_json::from_value(schema).unwrap()),
+            table_name: "ds_trips_1".into(),
+            version: 1,
+            record_count: 0,
+            last_updated: String::new(),
+            geometry: None,
+        }
+    }
+
+    const VIEWS: &str = concat!(
+        "  - {name: by-commune, row_filter: 'commune=eq.${claims.org}'}\n",
+        "  - {name: counts, columns: [commune, minutes], aggregate_only: true}\n",
+    );
+
+    async fn engine(settings: PolicySettings) -> (tempfile::TempDir, PolicyEngine) {
+        let folder = tempfile::tempdir().unwrap();
+        let model = include_str!("../../policies/model.conf");
+        std::fs::write(folder.path().join(MODEL_FILE), model).unwrap();
+        std::fs::write(folder.path().join(POLICY_FILE), POLICY).unwrap();
+        let datasets = [("trips".to_owned(), AccessLevel::Partners)];
+        let engine = PolicyEngine::load_with(folder.path(), &datasets, settings)
+            .await
+            .unwrap();
+        (folder, engine)
+    }
+
+    fn caller(roles: &[&str], org: Option<&str>) -> Caller {
+        let mut caller = Caller::anonymous();
+        caller.auth_method = AuthMethod::GatewayToken;
+        caller.subject = "someone".into();
+        caller
+            .roles
+            .extend(roles.iter().map(|role| (*role).to_owned()));
+        caller.org = org.map(str::to_owned);
+        caller
+    }
+
+    /// A view's row filter gets the caller's claim; without it, refused.
+    #[tokio::test]
+    async fn row_filter_takes_the_claim_or_refuses() {
+        let (_folder, engine) = engine(PolicySettings::default()).await;
+        let entry = dataset(VIEWS, false);
+        let grant = engine
+            .grant(&caller(&["partner"], Some("Troyes")), &entry, Action::Read)
+            .unwrap();
+        assert_eq!(grant.view.as_deref(), Some("by-commune"));
+        assert_eq!(grant.row_filter_text.as_deref(), Some("commune=eq.Troyes"));
+        assert!(grant.row_filter.is_some());
+        // No column list: every column but the personal ones.
+        assert_eq!(grant.visible, [true, true, false]);
+        assert_eq!(grant.aggregate_only, None);
+        let refusal = engine
+            .grant(&caller(&["partner"], None), &entry, Action::Read)
+            .unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::ClaimMissing {
+                claim: "org".into()
+            }
+        );
+        assert_eq!(refusal.rule(), "row filter needs claim `org`");
+        // A claim that would change the filter's meaning is refused, never spliced.
+        let refusal = engine
+            .grant(
+                &caller(&["partner"], Some("a&commune=neq.x")),
+                &entry,
+                Action::Read,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::ClaimUnusable { .. }),
+            "{refusal:?}"
+        );
+    }
+
+    /// An aggregate grant is the fallback of a read; its minimum group size
+    /// is the view's, else the configured default.
+    #[tokio::test]
+    async fn aggregate_fallback_and_minimum_group_size() {
+        let (_folder, engine) = engine(PolicySettings { min_group_size: 5 }).await;
+        let entry = dataset(VIEWS, false);
+        let grant = engine
+            .grant(&caller(&["stats"], None), &entry, Action::Read)
+            .unwrap();
+        assert_eq!(grant.view.as_deref(), Some("counts"));
+        assert_eq!(grant.aggregate_only, Some(5));
+        assert_eq!(grant.visible, [true, true, false]);
+        let raw = ReadPlan::default();
+        assert!(matches!(
+            grant.admit_plan(&entry, &raw),
+            Err(Refusal::AggregateOnly { .. })
+        ));
+        let with_minimum = dataset(
+            "  - {name: counts, columns: [commune], aggregate_only: true, min_group_size: 20}\n",
+            false,
+        );
+        let grant = engine
+            .grant(&caller(&["stats"], None), &with_minimum, Action::Export)
+            .unwrap();
+        assert_eq!(grant.aggregate_only, Some(20));
+        // An aggregate rule without a view: every column, the default minimum.
+        let grant = engine
+            .grant(&caller(&["counter"], None), &entry, Action::Read)
+            .unwrap();
+        assert_eq!(
+            (grant.view.as_deref(), grant.aggregate_only),
+            (None, Some(5))
+        );
+    }
+
+    /// Refusals in order: not granted (401 for anonymous callers), a view the
+    /// catalogue lacks, a purpose missing on personal data.
+    #[tokio::test]
+    async fn refusals() {
+        let (_folder, engine) = engine(PolicySettings::default()).await;
+        let entry = dataset(VIEWS, true);
+        let anonymous = engine
+            .grant(&Caller::anonymous(), &entry, Action::Read)
+            .unwrap_err();
+        assert!(
+            matches!(
+                anonymous,
+                Refusal::NotGranted {
+                    anonymous: true,
+                    ..
+                }
+            ),
+            "{anonymous:?}"
+        );
+        assert_eq!(anonymous.rule(), crate::policy::reasons::DEFAULT_DENY);
+        let missing = engine
+            .grant(&caller(&["broken"], None), &entry, Action::Read)
+            .unwrap_err();
+        assert_eq!(missing.view(), Some("absent"));
+        let grant = engine
+            .grant(&caller(&["partner"], Some("Troyes")), &entry, Action::Read)
+            .unwrap();
+        assert!(grant.purpose_required);
+        assert!(matches!(
+            grant.admit_purpose(&entry, None),
+            Err(Refusal::PurposeRequired { .. })
+        ));
+        assert!(grant.admit_purpose(&entry, Some("  ")).is_err());
+        assert!(grant.admit_purpose(&entry, Some("dossier 12")).is_ok());
+        let mut restricted = caller(&["partner"], Some("Troyes"));
+        restricted.allowed_datasets = Some(vec!["other".into()]);
+        assert!(matches!(
+            engine.grant(&restricted, &entry, Action::Read),
+            Err(Refusal::ClientNotRegistered { .. })
+        ));
+    }
+}
