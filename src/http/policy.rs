@@ -3,9 +3,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{AuthMethod, Caller};
 use crate::http::context::RequestContext;
@@ -58,10 +59,11 @@ pub struct PolicyReloadResponse {
     pub generation: u64,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/policy/check", post(check))
-        .route("/api/v1/policy/reload", post(reload))
+/// Each route registered with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(reload))
 }
 
 /// Decides `action` on `dataset` for `roles` with the policy in force.
@@ -72,10 +74,10 @@ pub fn routes() -> Router<AppState> {
     request_body = PolicyCheckRequest,
     responses(
         (status = 200, description = "The decision, the rule that made it and the effective grant", body = PolicyCheckResponse),
-        (status = 400, description = "Unknown action or malformed body", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Unknown action or malformed body"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "No such dataset"),
     ),
     security(("bearer" = []))
 )]
@@ -184,9 +186,9 @@ fn check_caller(roles: Vec<String>, claims: serde_json::Map<String, serde_json::
     tag = "policy",
     responses(
         (status = 200, description = "The new policy is in force", body = PolicyReloadResponse),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "The files do not load; the previous policy stays in force", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "Not an administrator"),
+        (status = 422, description = "The files do not load; the previous policy stays in force"),
     ),
     security(("bearer" = []))
 )]

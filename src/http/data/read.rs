@@ -64,14 +64,14 @@ pub struct ReadParameters {
     responses(
         (status = 200, description = "Rows (JSON array, CSV, NDJSON or GeoJSON)"),
         (status = 206, description = "A counted partial page"),
-        (status = 400, description = "Malformed query, unknown column or `format`, missing X-Purpose", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Credentials missing or invalid", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many exports open for this caller (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query, unknown column or `format`, missing X-Purpose"),
+        (status = 401, description = "Credentials missing or invalid"),
+        (status = 403, description = "Not allowed"),
+        (status = 404, description = "No such dataset"),
+        (status = 406, description = "Format not available"),
+        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts"),
+        (status = 429, description = "Too many exports open for this caller (see Retry-After)"),
+        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)"),
     )
 )]
 pub async fn read_dataset(
