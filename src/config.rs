@@ -131,6 +131,89 @@ pub struct ServerSettings {
     /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
     /// before the exports still open are cut.
     pub shutdown_grace_seconds: u64,
+    /// Browser applications on other origins (`[server.cors]`).
+    pub cors: CorsSettings,
+    /// Compression of answers (`[server.compression]`).
+    pub compression: CompressionSettings,
+    /// HTTP caching of open data (`[server.caching]`).
+    pub caching: CachingSettings,
+}
+
+/// Which web applications on other origins may read the API's answers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins (`https://app.example.org`) whose pages may read every
+    /// answer, credentialed ones included. `*` lets any origin read answers
+    /// to requests without credentials (open data, the catalogue, refusals);
+    /// a request with `Authorization` or `X-API-Key` from an origin not
+    /// listed gets no `Access-Control-Allow-Origin`. Empty: CORS off.
+    pub allowed_origins: Vec<String>,
+    /// Methods a cross-origin page may use.
+    pub allowed_methods: Vec<String>,
+    /// Response headers a cross-origin page may read, besides the safelisted ones.
+    pub exposed_headers: Vec<String>,
+    /// How long a browser may keep a preflight answer.
+    pub max_age_seconds: u64,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        CorsSettings {
+            allowed_origins: vec!["*".to_owned()],
+            allowed_methods: ["GET", "HEAD", "POST"].map(str::to_owned).to_vec(),
+            exposed_headers: [
+                "Content-Range",
+                "X-Request-Id",
+                "X-Suppressed-Groups",
+                "X-View",
+                "ETag",
+                "Preference-Applied",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_age_seconds: 600,
+        }
+    }
+}
+
+/// gzip, br and zstd, negotiated from `Accept-Encoding`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionSettings {
+    pub enabled: bool,
+    /// Answers of a known size under this many bytes go out uncompressed
+    /// (compressing them costs more than it saves). Streamed exports, whose
+    /// size is not known when they start, are always compressed.
+    pub min_bytes: u64,
+}
+
+impl Default for CompressionSettings {
+    fn default() -> Self {
+        CompressionSettings {
+            enabled: true,
+            min_bytes: 1024,
+        }
+    }
+}
+
+/// How long shared caches and browsers may keep open data.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CachingSettings {
+    /// `Cache-Control: public, max-age=…` on open data read anonymously.
+    pub max_age_seconds: u64,
+}
+
+impl Default for CachingSettings {
+    fn default() -> Self {
+        CachingSettings {
+            max_age_seconds: 60,
+        }
+    }
 }
 
 impl ServerSettings {
@@ -180,6 +263,9 @@ impl Default for ServerSettings {
             page_cache_bytes: 64 * 1024 * 1024,
             retired_table_grace_seconds: 120,
             shutdown_grace_seconds: 30,
+            cors: CorsSettings::default(),
+            compression: CompressionSettings::default(),
+            caching: CachingSettings::default(),
         }
     }
 }
@@ -243,6 +329,8 @@ impl Settings {
                 "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
             ));
         }
+        // A misspelt origin or method would silently lock browsers out.
+        crate::http::cors::check(&self.server.cors).map_err(ConfigError::OutOfRange)?;
         if self.dev_mode {
             return Ok(());
         }
@@ -354,6 +442,9 @@ mod tests {
                 defaults.audit.log.max_batch_size
             );
             assert_eq!(settings.query, defaults.query);
+            assert_eq!(settings.server.cors, defaults.server.cors);
+            assert_eq!(settings.server.compression, defaults.server.compression);
+            assert_eq!(settings.server.caching, defaults.server.caching);
             Ok(())
         });
     }

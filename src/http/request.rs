@@ -6,8 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -28,8 +29,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         request_id: request_id.clone(),
         path: request.uri().path().to_owned(),
     };
-    let response = context::scope(info, serve(state, request, request_id, started, next)).await;
+    let mut response = context::scope(info, serve(state, request, request_id, started, next)).await;
     super::metrics::record_request(response.status(), started.elapsed().as_secs_f64());
+    // No cache keeps an API answer unless its handler says so (open data).
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(super::caching::PRIVATE));
     response
 }
 
@@ -102,6 +108,13 @@ async fn serve(
         });
     }
     let mut record = context.record();
+    // An answer held in memory is measured as it goes on the wire
+    // (compressed); a streamed one by its completion event.
+    let (response, bytes) = if record.streamed || facts.method == "HEAD" {
+        (response, None)
+    } else {
+        measured(response).await
+    };
     let mut event = new_event(
         &request_id,
         &context.caller,
@@ -123,6 +136,7 @@ async fn serve(
         .to_owned();
         record.closed_data = true;
     }
+    event.bytes = bytes;
     let receipt = match state.audit.record(event).await {
         Ok(receipt) => receipt,
         Err(error) => {
@@ -149,6 +163,42 @@ async fn serve(
         response,
         started,
     )
+}
+
+/// The bytes of an answer held in memory, as they go on the wire. A
+/// compressed one is compressed here, before the audit event is written,
+/// so that the event records its size (and the answer gets a
+/// `Content-Length`); an uncompressed one knows its size already.
+async fn measured(response: Response) -> (Response, Option<i64>) {
+    if let Some(size) = response.body().size_hint().exact() {
+        return (response, i64::try_from(size).ok());
+    }
+    if !response.headers().contains_key(header::CONTENT_ENCODING) {
+        return (response, None);
+    }
+    let (mut parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let size = i64::try_from(bytes.len()).ok();
+            (Response::from_parts(parts, Body::from(bytes)), size)
+        }
+        Err(error) => {
+            tracing::error!(%error, "an answer could not be compressed");
+            (
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-error",
+                    "Internal error",
+                    "the gateway could not answer; the incident is logged with this request id",
+                )
+                .into_response(),
+                None,
+            )
+        }
+    }
 }
 
 /// Request facts known before the handler runs.

@@ -13,12 +13,14 @@ use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
 use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
+use crate::catalog::definition::AccessLevel;
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::domain::client_text::query_pairs;
 use crate::format::{
     CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat,
     RowEncoder,
 };
+use crate::http::caching;
 use crate::http::context::RequestContext;
 use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
@@ -179,7 +181,18 @@ pub async fn read_dataset(
     }
     let count_preference = CountPreference::from_headers(&headers);
     let counter = context.row_counter();
+    // Cacheable by anyone only when nothing about the caller shaped it.
+    let public = entry.definition.access == AccessLevel::Open && context.caller.is_anonymous();
+    let max_age = state.settings.server.caching.max_age_seconds;
+    let modified = caching::last_modified(&entry.last_updated);
     if format.is_export() {
+        let etag = export_etag(&read, format, csv_options);
+        let freshness = caching::headers(public, max_age, &etag, modified);
+        if caching::not_modified(&headers, &etag, modified) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().extend(freshness);
+            return Ok(response);
+        }
         let slot = state.exports.admit(&context).await?;
         let store = state.exports.store();
         let limit = read.plan.limit;
@@ -211,13 +224,22 @@ pub async fn read_dataset(
         response
             .headers_mut()
             .extend(answer_headers(None, suppressed, grant.view.as_deref()));
+        response.headers_mut().extend(freshness);
         return Ok(response);
     }
     let cap = state.settings.server.max_page_size;
     let key = PageCache::key(&read, count_preference.map(CountPreference::as_str), cap);
+    let freshness = |page: &CachedPage| {
+        let etag = page
+            .headers
+            .get(header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        caching::headers(public, max_age, etag, modified)
+    };
     if let Some(page) = state.pages.get(key) {
         counter.store(page.rows, Ordering::Relaxed);
-        return Ok(page_response(&page, &headers));
+        return Ok(page_response(&page, &headers, freshness(&page), modified));
     }
     let (mut page, suppressed) = json_page(&state, entry, read, columns, count_preference).await?;
     page.headers.extend(answer_headers(
@@ -226,7 +248,7 @@ pub async fn read_dataset(
         grant.view.as_deref(),
     ));
     counter.store(page.rows, Ordering::Relaxed);
-    let response = page_response(&page, &headers);
+    let response = page_response(&page, &headers, freshness(&page), modified);
     state.pages.insert(key, page);
     Ok(response)
 }
@@ -368,7 +390,7 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
 }
 
 /// A JSON page, capped at `max_page_size`, with its `Content-Range` and a
-/// strong `ETag` (a hash of the body), and for an aggregate-only read the
+/// weak `ETag` (a hash of the body), and for an aggregate-only read the
 /// number of groups left out (counted in the same pass that reads them, which
 /// also gives the exact count of an aggregate-only answer).
 async fn json_page(
@@ -437,7 +459,8 @@ async fn json_page(
     if let Ok(value) = HeaderValue::from_str(&range) {
         headers.insert(header::CONTENT_RANGE, value);
     }
-    let etag = format!("\"{}\"", hex::encode(&sha2_256(&body)[..16]));
+    // Weak: the same page goes out in several content codings (see `caching`).
+    let etag = caching::weak_etag(&sha2_256(&body));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
@@ -445,22 +468,21 @@ async fn json_page(
     Ok((page, suppressed))
 }
 
-/// The response for a page: 304 when the client's `If-None-Match` names its ETag.
-fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
+/// The response for a page: 304 when the client's copy is current
+/// (`If-None-Match`, else `If-Modified-Since`), with the page's validators
+/// and caching headers either way.
+fn page_response(
+    page: &CachedPage,
+    request: &HeaderMap,
+    freshness: HeaderMap,
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Response {
     let etag = page
         .headers
         .get(header::ETAG)
-        .and_then(|value| value.to_str().ok());
-    let not_modified = etag.is_some_and(|etag| {
-        request
-            .get(header::IF_NONE_MATCH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                value
-                    .split(',')
-                    .any(|tag| tag.trim() == etag || tag.trim() == "*")
-            })
-    });
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let not_modified = caching::not_modified(request, etag, modified);
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -472,7 +494,20 @@ fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
         }
         response.headers_mut().insert(name, value.clone());
     }
+    response.headers_mut().extend(freshness);
     response
+}
+
+/// The ETag of an export, from what makes its content: the dataset's
+/// version (its table), the query, the view, the format and its options.
+/// Known before any row is read, so a 304 costs no query.
+fn export_etag(read: &DatasetRead, format: OutputFormat, options: CsvOptions) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(PageCache::key(read, None, 0).as_bytes());
+    digest.update(format.extension().as_bytes());
+    digest.update([options.separator, u8::from(options.bom)]);
+    caching::weak_etag(&digest.finalize())
 }
 
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {
