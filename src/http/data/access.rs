@@ -51,6 +51,12 @@ pub fn authorize(
     action: Action,
     headers: &HeaderMap,
 ) -> Result<Grant, Problem> {
+    let _span = tracing::debug_span!(
+        "policy",
+        request_id = %context.request_id,
+        action = action.as_str()
+    )
+    .entered();
     let caller = &context.caller;
     let dataset = dataset_ref(entry);
     let declared = purpose(headers);

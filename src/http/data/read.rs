@@ -8,6 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::access::{authorize, refuse};
 use super::cache::{CachedPage, PageCache};
@@ -211,7 +212,9 @@ pub async fn read_dataset(
     }
     let cap = state.settings.server.max_page_size;
     let key = PageCache::key(&read, count_preference.map(CountPreference::as_str), cap);
-    if let Some(page) = state.pages.get(key) {
+    let cached = state.pages.get(key);
+    crate::telemetry::metrics::page_cache_lookup(cached.is_some());
+    if let Some(page) = cached {
         counter.store(page.rows, Ordering::Relaxed);
         return Ok(page_response(&page, &headers));
     }
@@ -392,6 +395,10 @@ async fn json_page(
     columns: Vec<OutputColumn>,
     total: Option<u64>,
 ) -> AppResult<(CachedPage, Option<u64>)> {
+    let request_id = crate::http::context::current_request()
+        .map(|request| request.request_id)
+        .unwrap_or_default();
+    let sql = tracing::debug_span!("sql", request_id = %request_id, table = %read.table);
     let cap = state.settings.server.max_page_size;
     let limit = Some(read.plan.limit.map_or(cap, |limit| limit.min(cap)));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
@@ -406,7 +413,7 @@ async fn json_page(
             let (mut skipped, mut left_out) = (0, 0);
             let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
             let mut groups = state.store.stream_groups(read.clone());
-            while let Some(group) = groups.next().await {
+            while let Some(group) = groups.next().instrument(sql.clone()).await {
                 let (row, size) = group.map_err(store_failure(state))?;
                 if size < i64::from(minimum) {
                     left_out += 1;
@@ -421,13 +428,15 @@ async fn json_page(
         }
         _ => {
             let mut rows = state.store.stream_rows(read.clone(), limit);
-            while let Some(row) = rows.next().await {
+            while let Some(row) = rows.next().instrument(sql.clone()).await {
                 let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
                 returned += 1;
             }
         }
     }
+    let encode =
+        tracing::debug_span!("encode", request_id = %request_id, format = "json").entered();
     encoder.end(&mut body);
     let offset = read.plan.offset;
     let (status, range) = content_range(offset, returned, total);
@@ -457,6 +466,7 @@ async fn json_page(
         headers.insert(header::ETAG, value);
     }
     let page = CachedPage::new(status, body, headers, returned);
+    drop(encode);
     Ok((page, suppressed))
 }
 
