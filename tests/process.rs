@@ -327,28 +327,39 @@ fn command_line() {
 
 /// Rows of each table that a read-only command must leave alone.
 async fn table_counts(database_url: &str) -> Vec<(String, i64)> {
-    let pool = sqlx::SqlitePool::connect(database_url)
+    let store = passerelle::store::Store::open(database_url, 1, Duration::from_secs(5))
         .await
         .expect("store");
     let mut counts = Vec::new();
     for table in ["auth_signing_keys", "audit_events", "audit_checkpoints"] {
-        let count: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(&pool)
-                .await
-                .expect("count");
+        let sql = format!("SELECT count(*) FROM {table}");
+        let count = match &store {
+            passerelle::store::Store::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+            passerelle::store::Store::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("count");
         counts.push((table.to_owned(), count));
     }
-    pool.close().await;
+    store.close().await;
     counts
 }
 
 /// `audit verify` and `audit export` only read: no signing key created, no
 /// checkpoint signed, no event written (they used to start the writer,
 /// which signed a checkpoint on exit, and to create a key on a fresh store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_audit_commands_write_nothing() {
-    let (url, _database) = test_support::sqlite_url();
+/// On both stores.
+async fn read_only_audit_commands(postgres: bool) {
+    let Some((url, _database)) = database(postgres).await else {
+        return;
+    };
     let (ok, _, out, err) = run(&url, &["catalog", "sync"], false);
     assert!(ok, "{out}{err}");
     let before = table_counts(&url).await;
@@ -357,6 +368,16 @@ async fn read_only_audit_commands_write_nothing() {
     let (ok, _, out, err) = run(&url, &["audit", "export", "--format", "ndjson"], false);
     assert!(ok, "{out}{err}");
     assert_eq!(table_counts(&url).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_audit_commands_write_nothing_sqlite() {
+    read_only_audit_commands(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_audit_commands_write_nothing_postgres() {
+    read_only_audit_commands(true).await;
 }
 
 /// `passerelle health`, the container's health check: exit 0 while the
