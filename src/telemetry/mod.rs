@@ -15,9 +15,9 @@ pub mod otel;
 use std::io::IsTerminal;
 
 use serde::Deserialize;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// `[telemetry]`: where traces go.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,17 +38,18 @@ pub struct TelemetryGuard {
     _traces: Option<otel::Traces>,
 }
 
-/// Logs only (tests, and commands before the settings are read).
+/// For tests: logs only, through the test harness's capture (shown for a
+/// failing test only), and the process-wide TLS provider.
 pub fn init() {
-    let _ = install(None);
+    let _ = install(None, true);
 }
 
-/// Logs, and traces when the settings name a collector.
+/// Logs on standard error, and traces when the settings name a collector.
 pub fn init_with(settings: &TelemetrySettings) -> TelemetryGuard {
-    install(Some(settings))
+    install(Some(settings), false)
 }
 
-fn install(settings: Option<&TelemetrySettings>) -> TelemetryGuard {
+fn install(settings: Option<&TelemetrySettings>, for_tests: bool) -> TelemetryGuard {
     // One TLS crypto provider for the whole process (JWKS fetches over HTTPS);
     // a second call finds it installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -56,15 +57,14 @@ fn install(settings: Option<&TelemetrySettings>) -> TelemetryGuard {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour && !json);
-    let logs = if json {
-        tracing_subscriber::Layer::boxed(logs.json())
-    } else {
-        tracing_subscriber::Layer::boxed(logs)
+    let logs = tracing_subscriber::fmt::layer().with_ansi(colour && !json && !for_tests);
+    let logs = match (json, for_tests) {
+        (true, false) => logs.json().with_writer(std::io::stderr).boxed(),
+        (false, false) => logs.with_writer(std::io::stderr).boxed(),
+        (true, true) => logs.json().with_test_writer().boxed(),
+        (false, true) => logs.with_test_writer().boxed(),
     };
-    let logs = tracing_subscriber::Layer::with_filter(logs, filter);
+    let logs = logs.with_filter(filter);
     #[cfg(feature = "otel")]
     {
         let traces = settings.and_then(otel::Traces::start);
