@@ -2,6 +2,8 @@
 //! each carrying the request id. Run with
 //! `cargo test --features otel-testing --test otel`.
 
+#![cfg(feature = "otel-testing")]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
