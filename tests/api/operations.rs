@@ -434,4 +434,13 @@ fn dockerfile_health_check_uses_the_binary() {
             .lines()
             .any(|line| line.trim_end_matches('/') == "target")
     );
+    // The build copies only the manifest, src/ and migrations/: a target
+    // section naming a file elsewhere (tests/, benches/) breaks the image.
+    let manifest = std::fs::read_to_string(repository_path("Cargo.toml")).unwrap();
+    for section in ["[[test]]", "[[bench]]", "[[example]]"] {
+        assert!(
+            !manifest.lines().any(|line| line.trim() == section),
+            "{section} in Cargo.toml"
+        );
+    }
 }
