@@ -57,6 +57,8 @@ pub struct Settings {
     /// The access decision's settings that are not in the policy files
     /// (the minimum group size of aggregate-only grants).
     pub policy: crate::policy::PolicySettings,
+    /// Traces over OpenTelemetry (with the `otel` build feature).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -245,6 +247,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
             policy: crate::policy::PolicySettings::default(),
+            telemetry: crate::telemetry::TelemetrySettings::default(),
         }
     }
 }
@@ -273,8 +276,9 @@ impl Default for ServerSettings {
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Each wrong setting, named with where its value came from.
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] Box<figment::Error>),
+    Invalid(String),
     #[error("unsafe configuration refused outside dev mode: {0}")]
     Unsafe(String),
     /// A value out of its range, in dev mode too.
@@ -310,9 +314,16 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("PASSERELLE_").split("__"))
+            .merge(
+                Env::prefixed("PASSERELLE_")
+                    // Read by the command line and the logs, not settings.
+                    .ignore(&NOT_SETTINGS)
+                    .split("__"),
+            )
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|error| ConfigError::Invalid(describe(error)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -334,11 +345,6 @@ impl Settings {
         if self.dev_mode {
             return Ok(());
         }
-        if !self.server.listen.ip().is_loopback() && self.database_url.starts_with("sqlite:") {
-            tracing::warn!(
-                "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
-            );
-        }
         if self.database_acquire_timeout_ms == 0 || self.database_probe_interval_ms == 0 {
             return Err(ConfigError::Unsafe(
                 "database_acquire_timeout_ms and database_probe_interval_ms must be at least 1"
@@ -351,6 +357,47 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+}
+
+/// `PASSERELLE_*` variables that are not settings: `PASSERELLE_CONFIG`
+/// (the `--config` file) and `PASSERELLE_LOG_FORMAT` (read by the logs).
+const NOT_SETTINGS: [&str; 2] = ["config", "log_format"];
+
+/// One line per wrong setting: its key as written in the TOML file
+/// (`server.listen`, without figment's profile prefix), where the value came
+/// from (the file, or the environment variable by its name), and what is
+/// wrong with it.
+fn describe(error: figment::Error) -> String {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|error| describe_one(&error))
+        .collect();
+    lines.join("\n")
+}
+
+fn describe_one(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let origin = error
+        .metadata
+        .as_ref()
+        .and_then(|metadata| match &metadata.source {
+            Some(figment::Source::File(path)) => Some(format!("in {}", path.display())),
+            _ if metadata.name.contains("`PASSERELLE_`") => Some(format!(
+                "from the environment variable PASSERELLE_{}",
+                error.path.join("__").to_ascii_uppercase()
+            )),
+            _ if metadata.name.contains("environment") => Some(format!(
+                "from the environment variable {}",
+                error.path.join("_").to_ascii_uppercase()
+            )),
+            _ => None,
+        });
+    match (key.is_empty(), origin) {
+        (false, Some(origin)) => format!("`{key}` {origin}: {}", error.kind),
+        (false, None) => format!("`{key}`: {}", error.kind),
+        (true, Some(origin)) => format!("{origin}: {}", error.kind),
+        (true, None) => error.kind.to_string(),
     }
 }
 
@@ -455,6 +502,50 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("p.toml", "[server]\nmax_pagesize = 5\n")?;
             assert!(Settings::load(Some(Path::new("p.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    /// A wrong value is named once, by its key and the file it is in,
+    /// without figment's `default.` profile prefix.
+    #[test]
+    fn errors_name_the_setting_and_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "[server]\nmax_page_size = \"many\"\n")?;
+            let error = Settings::load(Some(Path::new("p.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`server.max_page_size`"), "{error}");
+            assert!(error.contains("p.toml"), "{error}");
+            assert!(!error.contains("default."), "{error}");
+            assert_eq!(error.matches("max_page_size").count(), 1, "{error}");
+            Ok(())
+        });
+    }
+
+    /// `PASSERELLE_LOG_FORMAT` and `PASSERELLE_CONFIG` are not settings:
+    /// the compose file sets the first, and an unknown key is an error.
+    #[test]
+    fn log_format_and_config_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PASSERELLE_LOG_FORMAT", "json");
+            jail.set_env("PASSERELLE_CONFIG", "elsewhere.toml");
+            Settings::load(None).expect("valid");
+            Ok(())
+        });
+    }
+
+    /// A wrong environment variable is named as it was set.
+    #[test]
+    fn errors_name_the_environment_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PASSERELLE_SERVER__MAX_PAGE_SIZE", "many");
+            let error = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                error.contains("PASSERELLE_SERVER__MAX_PAGE_SIZE"),
+                "{error}"
+            );
+            assert!(!error.contains("default."), "{error}");
             Ok(())
         });
     }

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod policy;
 pub mod problem;

@@ -15,6 +15,7 @@ mod formats;
 mod identity;
 mod ingestion;
 mod openapi;
+mod operations;
 mod postgrest_client;
 mod read;
 mod resilience_edge;

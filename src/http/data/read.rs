@@ -8,6 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
@@ -237,7 +238,9 @@ pub async fn read_dataset(
             .unwrap_or_default();
         caching::headers(public, max_age, etag, modified)
     };
-    if let Some(page) = state.pages.get(key) {
+    let cached = state.pages.get(key);
+    crate::telemetry::metrics::page_cache_lookup(cached.is_some());
+    if let Some(page) = cached {
         counter.store(page.rows, Ordering::Relaxed);
         return Ok(page_response(&page, &headers, freshness(&page), modified));
     }
@@ -400,6 +403,10 @@ async fn json_page(
     columns: Vec<OutputColumn>,
     count_preference: Option<CountPreference>,
 ) -> AppResult<(CachedPage, Option<u64>)> {
+    let request_id = crate::http::context::current_request()
+        .map(|request| request.request_id)
+        .unwrap_or_default();
+    let sql = tracing::debug_span!("sql", request_id = %request_id, table = %read.table);
     let cap = state.settings.server.max_page_size;
     let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
@@ -413,6 +420,7 @@ async fn json_page(
             let groups = state
                 .store
                 .read_groups(read.clone(), minimum, Some(limit))
+                .instrument(sql.clone())
                 .await
                 .map_err(store_failure(state))?;
             for row in &groups.rows {
@@ -427,7 +435,7 @@ async fn json_page(
                 None => None,
             };
             let mut rows = state.store.stream_rows(read.clone(), Some(limit));
-            while let Some(row) = rows.next().await {
+            while let Some(row) = rows.next().instrument(sql.clone()).await {
                 let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
                 returned += 1;
@@ -435,6 +443,8 @@ async fn json_page(
             (total, None)
         }
     };
+    let encode =
+        tracing::debug_span!("encode", request_id = %request_id, format = "json").entered();
     encoder.end(&mut body);
     let offset = read.plan.offset;
     let (status, range) = content_range(offset, returned, total);
@@ -465,6 +475,7 @@ async fn json_page(
         headers.insert(header::ETAG, value);
     }
     let page = CachedPage::new(status, body, headers, returned);
+    drop(encode);
     Ok((page, suppressed))
 }
 
