@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditConfig;
 use crate::auth::AuthConfig;
+use crate::limits::LimitSettings;
 use crate::query::QueryLimits;
 
 /// Everything the gateway can be told.
@@ -54,6 +55,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Streamed exports: their share per caller and how slow a reader may be.
     pub exports: ExportSettings,
+    /// Request rates and daily quotas per kind of caller (and per client in
+    /// the store), in memory or shared through Redis.
+    pub limits: LimitSettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -158,6 +162,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -234,6 +239,7 @@ impl Settings {
             .map_err(|error| ConfigError::Unsafe(format!("{error:#}")))?;
         // A query limit past a store's own limit turns queries into 500s.
         self.query.check().map_err(ConfigError::OutOfRange)?;
+        self.limits.check().map_err(ConfigError::OutOfRange)?;
         if self.dev_mode {
             return Ok(());
         }
@@ -345,6 +351,15 @@ mod tests {
                 defaults.audit.log.max_batch_size
             );
             assert_eq!(settings.query, defaults.query);
+            assert_eq!(settings.limits.anonymous.requests, Some(50));
+            assert_eq!(
+                settings
+                    .limits
+                    .policy(crate::limits::policy::CallerClass::Partners, None),
+                defaults
+                    .limits
+                    .policy(crate::limits::policy::CallerClass::Partners, None)
+            );
             Ok(())
         });
     }
