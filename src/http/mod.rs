@@ -11,6 +11,7 @@ pub mod edge;
 pub mod guard;
 pub mod health;
 pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;

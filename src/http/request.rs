@@ -46,8 +46,13 @@ async fn serve(
         Err(failure) => (Caller::anonymous(), Some(failure)),
     };
     let context = RequestContext::new(&request_id, caller).with_client_ip(facts.ip);
-    let response = match failure {
-        Some(failure) => {
+    // Counted once the caller is known (a refused credential counts as
+    // anonymous, by address), before any work is done for the request.
+    let limits = super::limits::check(&state, &context).await;
+    context.note(|record| record.quota = limits.charge());
+    let mut response = match (limits.refused(&context), failure) {
+        (Some(refused), _) => refused,
+        (None, Some(failure)) => {
             context.note(|record| {
                 record.decision = Some(false);
                 record.rule = Some("authentication failed".to_owned());
@@ -70,7 +75,7 @@ async fn serve(
             )
             .into_response()
         }
-        None => {
+        (None, None) => {
             request.extensions_mut().insert(context.clone());
             if let Some(ip) = facts.ip {
                 request
@@ -80,6 +85,14 @@ async fn serve(
             next.run(request).await
         }
     };
+    // What a page sent is known now (an export's only when it ends): it
+    // counts against the daily quota before the caller has it, and the
+    // RateLimit fields already tell what remains after it.
+    let sent = page_sent(&context.record(), &response);
+    if let (Some(charge), Some(sent)) = (&context.record().quota, sent) {
+        charge.spend(sent.rows, sent.bytes).await;
+    }
+    limits.annotate(&mut response, sent.unwrap_or_default());
     let status = response.status().as_u16();
     let decided = context.record().decision;
     if status >= 400 && decided != Some(false) {
@@ -149,6 +162,21 @@ async fn serve(
         response,
         started,
     )
+}
+
+/// The rows and bytes of a data answer that is not streamed (`None` for
+/// anything else: an export is charged when it ends).
+fn page_sent(record: &AccessRecord, response: &Response) -> Option<crate::limits::Usage> {
+    if record.streamed || !response.status().is_success() {
+        return None;
+    }
+    let rows = rows_sent(record)?;
+    Some(crate::limits::Usage {
+        rows: u64::try_from(rows).unwrap_or(0),
+        bytes: axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .unwrap_or(0),
+    })
 }
 
 /// Request facts known before the handler runs.

@@ -14,6 +14,7 @@ mod identity;
 mod ingestion;
 mod openapi;
 mod postgrest_client;
+mod rate_limits;
 mod read;
 mod resilience_edge;
 mod resilience_exports;
