@@ -159,6 +159,82 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
+/// Documents the 429 every API operation may answer, with its headers
+/// (the read endpoint's own 429, for exports, is completed).
+pub struct RateLimitResponses;
+
+impl utoipa::Modify for RateLimitResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type,
+        };
+        let text = |description: &str| -> utoipa::openapi::RefOr<utoipa::openapi::Header> {
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some(description))
+                .build()
+                .into()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The routes behind the request middleware (health, metrics and
+            // this description are not).
+            if !(path.starts_with("/api/v1/") || path.starts_with("/.well-known/")) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let limited = "over a rate limit or daily quota of the caller (`[limits]`)";
+                // An operation's own 429 (too many exports, failed token
+                // requests) keeps its body type; the limits add theirs.
+                let mut response = match operation.responses.responses.remove("429") {
+                    Some(utoipa::openapi::RefOr::T(mut earlier)) => {
+                        earlier.description = format!("{}; or {limited}", earlier.description);
+                        earlier
+                    }
+                    _ => ResponseBuilder::new()
+                        .description(format!("Too many requests: {limited}"))
+                        .build(),
+                };
+                response
+                    .content
+                    .entry("application/problem+json".to_owned())
+                    .or_insert_with(|| {
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ProblemDocument")))
+                            .build()
+                            .into()
+                    });
+                response.headers.insert(
+                    "Retry-After".to_owned(),
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds to wait"))
+                        .build()
+                        .into(),
+                );
+                response.headers.insert(
+                    "RateLimit-Policy".to_owned(),
+                    text("The caller's quota policies (draft-ietf-httpapi-ratelimit-headers), on every answer to a limited caller"),
+                );
+                response.headers.insert(
+                    "RateLimit".to_owned(),
+                    text("What remains under each policy, and for how long"),
+                );
+                operation
+                    .responses
+                    .responses
+                    .insert("429".to_owned(), response.into());
+            }
+        }
+    }
+}
+
 /// `passerelle_rate_limit_refusals_total{policy}`: the policy names are the
 /// configured classes, `client`, and their `-daily-rows`/`-daily-bytes`.
 fn count_refusal(policy: &str) {

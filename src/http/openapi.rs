@@ -6,6 +6,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::limits::RateLimitResponses;
 use super::state::AppState;
 
 #[derive(OpenApi)]
@@ -33,7 +34,7 @@ use super::state::AppState;
         super::auth_doc::jwks,
         super::auth_doc::authorization_server_metadata,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RateLimitResponses),
     tags(
         (name = "catalogue", description = "What datasets exist and what the caller may do with them"),
         (name = "data", description = "Rows, in the PostgREST read grammar"),
