@@ -58,6 +58,9 @@ pub struct Settings {
     /// Request rates and daily quotas per kind of caller (and per client in
     /// the store), in memory or shared through Redis.
     pub limits: LimitSettings,
+    /// The access decision's settings that are not in the policy files
+    /// (the minimum group size of aggregate-only grants).
+    pub policy: crate::policy::PolicySettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -163,6 +166,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
             limits: LimitSettings::default(),
+            policy: crate::policy::PolicySettings::default(),
         }
     }
 }
@@ -240,6 +244,11 @@ impl Settings {
         // A query limit past a store's own limit turns queries into 500s.
         self.query.check().map_err(ConfigError::OutOfRange)?;
         self.limits.check().map_err(ConfigError::OutOfRange)?;
+        if self.policy.min_group_size == 0 {
+            return Err(ConfigError::OutOfRange(
+                "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
+            ));
+        }
         if self.dev_mode {
             return Ok(());
         }
