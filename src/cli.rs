@@ -58,6 +58,30 @@ pub enum ClientsCommand {
         /// The key's visible id (`api_key_id`, not the key itself).
         key_id: String,
     },
+    /// Set a client's own rate limit and daily quota, over its class's
+    /// (`[limits.partners]`). Values not given keep their current setting;
+    /// 0 lifts a limit; --reset returns to the configured limits.
+    SetLimit {
+        client_id: String,
+        /// Requests per --per-seconds in the long run (0: no rate limit).
+        #[arg(long)]
+        requests: Option<u64>,
+        /// The period of --requests, in seconds.
+        #[arg(long)]
+        per_seconds: Option<u64>,
+        /// Requests that may arrive at once.
+        #[arg(long)]
+        burst: Option<u64>,
+        /// Rows of data sent per UTC day (0: no quota).
+        #[arg(long)]
+        daily_rows: Option<u64>,
+        /// Bytes of data sent per UTC day (0: no quota).
+        #[arg(long)]
+        daily_bytes: Option<u64>,
+        /// Forget the client's own limits: the configured ones apply.
+        #[arg(long, conflicts_with_all = ["requests", "per_seconds", "burst", "daily_rows", "daily_bytes"])]
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +294,31 @@ pub async fn clients(settings: &Settings, command: ClientsCommand) -> anyhow::Re
         }
         ClientsCommand::Delete { client_id } => registry.delete(&client_id).await?,
         ClientsCommand::RevokeKey { key_id } => registry.revoke_api_key(&key_id).await?,
+        ClientsCommand::SetLimit {
+            client_id,
+            requests,
+            per_seconds,
+            burst,
+            daily_rows,
+            daily_bytes,
+            reset,
+        } => {
+            let given = crate::limits::LimitSet {
+                requests,
+                per_seconds,
+                burst,
+                daily_rows,
+                daily_bytes,
+            };
+            let limits = if reset {
+                crate::limits::LimitSet::default()
+            } else {
+                let current = registry.limits(&client_id).await?.unwrap_or_default();
+                given.over(current)
+            };
+            registry.set_limits(&client_id, limits).await?;
+            println!("{}", serde_json::to_string(&limits)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

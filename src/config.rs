@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditConfig;
 use crate::auth::AuthConfig;
+use crate::limits::LimitSettings;
 use crate::query::QueryLimits;
 
 /// Everything the gateway can be told.
@@ -54,6 +55,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Streamed exports: their share per caller and how slow a reader may be.
     pub exports: ExportSettings,
+    /// Request rates and daily quotas per kind of caller (and per client in
+    /// the store), in memory or shared through Redis.
+    pub limits: LimitSettings,
     /// The access decision's settings that are not in the policy files
     /// (the minimum group size of aggregate-only grants).
     pub policy: crate::policy::PolicySettings,
@@ -246,6 +250,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
+            limits: LimitSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
         }
@@ -335,6 +340,7 @@ impl Settings {
             .map_err(|error| ConfigError::Unsafe(format!("{error:#}")))?;
         // A query limit past a store's own limit turns queries into 500s.
         self.query.check().map_err(ConfigError::OutOfRange)?;
+        self.limits.check().map_err(ConfigError::OutOfRange)?;
         if self.policy.min_group_size == 0 {
             return Err(ConfigError::OutOfRange(
                 "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
@@ -492,6 +498,15 @@ mod tests {
             assert_eq!(settings.server.cors, defaults.server.cors);
             assert_eq!(settings.server.compression, defaults.server.compression);
             assert_eq!(settings.server.caching, defaults.server.caching);
+            assert_eq!(settings.limits.anonymous.requests, Some(50));
+            assert_eq!(
+                settings
+                    .limits
+                    .policy(crate::limits::policy::CallerClass::Partners, None),
+                defaults
+                    .limits
+                    .policy(crate::limits::policy::CallerClass::Partners, None)
+            );
             Ok(())
         });
     }

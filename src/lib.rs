@@ -19,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod format;
 pub mod http;
+pub mod limits;
 pub mod policy;
 pub mod query;
 pub mod startup;

@@ -116,6 +116,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     .await
     .context("cannot start the audit log")?;
     audit.follow_store_health(store_health.clone());
+    let limits = crate::limits::Limits::new(&settings.limits, store.clone())
+        .context("cannot set up the rate limits")?;
     Ok(AppState {
         settings: settings.clone(),
         store,
@@ -126,6 +128,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         audit,
         pages: crate::http::data::cache::PageCache::new(settings.server.page_cache_bytes),
         exports: Exports::new(export_store, export_connections, settings.exports.clone()),
+        limits,
         lifecycle: Lifecycle::default(),
     })
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::limits::LimitSet;
 use crate::store::Store;
 
 /// Prefix of every API key: `pk_<key id>_<secret>`.
@@ -43,6 +44,8 @@ pub struct ClientInfo {
     pub created_at: DateTime<Utc>,
     /// End of the agreement: the client is refused afterwards.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The client's own limits (unset values: its class's, from the configuration).
+    pub limits: LimitSet,
     pub api_keys: Vec<ApiKeyInfo>,
 }
 
@@ -99,6 +102,31 @@ struct ClientRow {
     enabled: bool,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    limits: LimitsRow,
+}
+
+/// A client's own limits as stored (NULL: the configured value applies).
+#[derive(sqlx::FromRow)]
+struct LimitsRow {
+    limit_requests: Option<i64>,
+    limit_per_seconds: Option<i64>,
+    limit_burst: Option<i64>,
+    limit_daily_rows: Option<i64>,
+    limit_daily_bytes: Option<i64>,
+}
+
+impl LimitsRow {
+    fn limits(&self) -> LimitSet {
+        let value = |stored: Option<i64>| stored.map(|value| u64::try_from(value).unwrap_or(0));
+        LimitSet {
+            requests: value(self.limit_requests),
+            per_seconds: value(self.limit_per_seconds),
+            burst: value(self.limit_burst),
+            daily_rows: value(self.limit_daily_rows),
+            daily_bytes: value(self.limit_daily_bytes),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -186,7 +214,8 @@ impl ClientRegistry {
     /// Every client with its API keys.
     pub async fn list(&self) -> anyhow::Result<Vec<ClientInfo>> {
         let clients = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
-            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at \
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, \
+             limit_requests, limit_per_seconds, limit_burst, limit_daily_rows, limit_daily_bytes \
              FROM auth_clients ORDER BY created_at, id",
         )
         .fetch_all(pool)
@@ -196,6 +225,7 @@ impl ClientRegistry {
         )
         .fetch_all(pool)
         .await)?;
+
         clients
             .into_iter()
             .map(|row| {
@@ -221,10 +251,50 @@ impl ClientRegistry {
                     enabled: row.enabled,
                     created_at: row.created_at,
                     expires_at: row.expires_at,
+                    limits: row.limits.limits(),
                     api_keys,
                 })
             })
             .collect()
+    }
+
+    /// The client's own limits (`None`: none set, or no such client).
+    pub async fn limits(&self, id: &str) -> anyhow::Result<Option<LimitSet>> {
+        let row = self.find(id).await?;
+        Ok(row
+            .map(|row| row.limits.limits())
+            .filter(|limits| !limits.is_empty()))
+    }
+
+    /// Replaces the client's own limits (an empty set: its class's limits
+    /// apply again). Every instance applies them within
+    /// `limits.client_limits_cache_seconds`.
+    pub async fn set_limits(&self, id: &str, limits: LimitSet) -> anyhow::Result<()> {
+        let stored = |value: Option<u64>| -> anyhow::Result<Option<i64>> {
+            value
+                .map(|value| i64::try_from(value).context("a limit above 2^63"))
+                .transpose()
+        };
+        anyhow::ensure!(
+            limits.per_seconds != Some(0),
+            "per-seconds must be at least 1"
+        );
+        anyhow::ensure!(limits.burst != Some(0), "burst must be at least 1");
+        let changed = with_pool!(&self.store, pool => sqlx::query(
+            "UPDATE auth_clients SET limit_requests = $1, limit_per_seconds = $2, limit_burst = $3, \
+             limit_daily_rows = $4, limit_daily_bytes = $5 WHERE id = $6",
+        )
+        .bind(stored(limits.requests)?)
+        .bind(stored(limits.per_seconds)?)
+        .bind(stored(limits.burst)?)
+        .bind(stored(limits.daily_rows)?)
+        .bind(stored(limits.daily_bytes)?)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        anyhow::ensure!(changed == 1, "no client `{id}`");
+        Ok(())
     }
 
     /// Refuses the client from now on (tokens already issued expire on their own).
@@ -345,7 +415,9 @@ impl ClientRegistry {
 
     async fn find(&self, id: &str) -> anyhow::Result<Option<ClientRow>> {
         let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
-            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at FROM auth_clients WHERE id = $1",
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, \
+             limit_requests, limit_per_seconds, limit_burst, limit_daily_rows, limit_daily_bytes \
+             FROM auth_clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(pool)
@@ -497,6 +569,20 @@ mod tests {
         assert_eq!(listed.len(), 1);
         let text = serde_json::to_string(&listed).unwrap();
         assert!(!text.contains("argon2") && !text.contains(&secret));
+
+        // A client's own limits, value by value; an empty set removes them.
+        assert_eq!(registry.limits(&id).await.unwrap(), None);
+        let own = LimitSet {
+            requests: Some(5),
+            daily_rows: Some(0),
+            ..LimitSet::default()
+        };
+        registry.set_limits(&id, own).await.unwrap();
+        assert_eq!(registry.limits(&id).await.unwrap(), Some(own));
+        assert_eq!(registry.list().await.unwrap()[0].limits, own);
+        registry.set_limits(&id, LimitSet::default()).await.unwrap();
+        assert_eq!(registry.limits(&id).await.unwrap(), None);
+        assert!(registry.set_limits("client_x", own).await.is_err());
 
         let rotated = registry.rotate_secret(&id).await.unwrap();
         assert!(matches!(

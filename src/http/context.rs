@@ -78,6 +78,8 @@ pub struct AccessRecord {
     pub early_end: Option<Arc<super::streamed::EarlyEnd>>,
     /// Why authentication failed, when it did.
     pub auth_failure: Option<String>,
+    /// The caller's daily quota, charged with the rows and bytes sent.
+    pub quota: Option<crate::limits::QuotaCharge>,
 }
 
 /// Shared between the middleware and the handler (an extension of the request).

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod guard;
 pub mod health;
 pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;

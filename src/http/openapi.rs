@@ -6,6 +6,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::limits::RateLimitResponses;
 use super::state::AppState;
 
 #[derive(OpenApi)]
@@ -116,7 +117,7 @@ impl utoipa::Modify for ProblemResponses {
 }
 
 /// The full description: every documented route (see [`super::api_routes`]),
-/// with the shared problem responses.
+/// with the shared problem responses and the 429 of the rate limits.
 pub fn document() -> utoipa::openapi::OpenApi {
     use utoipa::Modify;
     let mut document =
@@ -125,6 +126,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             .merge(super::operation_routes())
             .into_openapi();
     ProblemResponses.modify(&mut document);
+    RateLimitResponses.modify(&mut document);
     document
 }
 

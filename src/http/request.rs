@@ -65,8 +65,13 @@ async fn serve(
         Err(failure) => (Caller::anonymous(), Some(failure)),
     };
     let context = RequestContext::new(&request_id, caller).with_client_ip(facts.ip);
-    let response = match failure {
-        Some(failure) => {
+    // Counted once the caller is known (a refused credential counts as
+    // anonymous, by address), before any work is done for the request.
+    let limits = super::limits::check(&state, &context).await;
+    context.note(|record| record.quota = limits.charge());
+    let response = match (limits.refused(&context), failure) {
+        (Some(refused), _) => refused,
+        (None, Some(failure)) => {
             metrics::auth_failure(failure.reason);
             context.note(|record| {
                 record.decision = Some(false);
@@ -90,7 +95,7 @@ async fn serve(
             )
             .into_response()
         }
-        None => {
+        (None, None) => {
             request.extensions_mut().insert(context.clone());
             if let Some(ip) = facts.ip {
                 request
@@ -100,6 +105,21 @@ async fn serve(
             next.run(request).await
         }
     };
+    // What a page sent is known now (an export's only when it ends): it
+    // counts against the daily quota before the caller has it, and the
+    // RateLimit fields already tell what remains after it.
+    // An answer held in memory is measured as it goes on the wire
+    // (compressed); a streamed one by its completion event.
+    let (mut response, bytes) = if context.record().streamed || facts.method == "HEAD" {
+        (response, None)
+    } else {
+        measured(response).await
+    };
+    let sent = page_sent(&context.record(), &response, bytes);
+    if let (Some(charge), Some(sent)) = (&context.record().quota, sent) {
+        charge.spend(sent.rows, sent.bytes).await;
+    }
+    limits.annotate(&mut response, sent.unwrap_or_default());
     let status = response.status().as_u16();
     let decided = context.record().decision;
     if status >= 400 && decided != Some(false) {
@@ -122,13 +142,6 @@ async fn serve(
         });
     }
     let mut record = context.record();
-    // An answer held in memory is measured as it goes on the wire
-    // (compressed); a streamed one by its completion event.
-    let (response, bytes) = if record.streamed || facts.method == "HEAD" {
-        (response, None)
-    } else {
-        measured(response).await
-    };
     let mut event = new_event(
         &request_id,
         &context.caller,
@@ -252,6 +265,25 @@ fn served_dataset(state: &AppState, record: &AccessRecord, status: StatusCode) -
         && matches!(action, "read" | "export")
         && state.catalog.current().get(dataset).is_some())
     .then(|| dataset.to_owned())
+}
+
+/// The rows and bytes (as sent on the wire) of a data answer that is not
+/// streamed (`None` for anything else: an export is charged when it ends).
+fn page_sent(
+    record: &AccessRecord,
+    response: &Response,
+    bytes: Option<i64>,
+) -> Option<crate::limits::Usage> {
+    if record.streamed || !response.status().is_success() {
+        return None;
+    }
+    let rows = rows_sent(record)?;
+    Some(crate::limits::Usage {
+        rows: u64::try_from(rows).unwrap_or(0),
+        bytes: bytes
+            .and_then(|bytes| u64::try_from(bytes).ok())
+            .unwrap_or(0),
+    })
 }
 
 /// Request facts known before the handler runs.

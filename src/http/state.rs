@@ -26,6 +26,8 @@ pub struct AppState {
     pub pages: crate::http::data::cache::PageCache,
     /// The export pool and each caller's share of it.
     pub exports: crate::http::data::exports::Exports,
+    /// Request rates and daily quotas.
+    pub limits: crate::limits::Limits,
     /// Draining and cutting at shutdown.
     pub lifecycle: crate::http::lifecycle::Lifecycle,
 }

@@ -15,6 +15,7 @@ use super::context::{AccessRecord, rows_sent};
 use super::lifecycle::Lifecycle;
 use super::observe::{self, RequestEnd, RequestSummary};
 use crate::audit::{AuditLog, Outcome, Receipt};
+use crate::limits::QuotaCharge;
 
 /// What the completion event of one streamed response needs.
 pub struct Completion {
@@ -31,12 +32,12 @@ pub struct Completion {
 impl Completion {
     /// Writes the completion event unless it is already written.
     pub async fn finish(&self, complete: bool) {
-        if let Some((receipt, outcome)) = self.take(complete) {
-            write(&self.audit, receipt, outcome).await;
+        if let Some((receipt, outcome, charge)) = self.take(complete) {
+            write(&self.audit, receipt, outcome, charge).await;
         }
     }
 
-    fn take(&self, complete: bool) -> Option<(Receipt, Outcome)> {
+    fn take(&self, complete: bool) -> Option<(Receipt, Outcome, Option<QuotaCharge>)> {
         let receipt = self.receipt.lock().ok()?.take()?;
         let (summary, end) = &self.observed;
         let outcome = Outcome {
@@ -52,7 +53,7 @@ impl Completion {
             ..end.clone()
         };
         observe::finish(summary, &end);
-        Some((receipt, outcome))
+        Some((receipt, outcome, self.record.quota.clone()))
     }
 }
 
@@ -82,16 +83,28 @@ impl EarlyEnd {
     pub fn cut(&self, lifecycle: &Lifecycle) {
         let completion = self.completion.lock().ok().and_then(|slot| slot.upgrade());
         let Some(completion) = completion else { return };
-        if let Some((receipt, outcome)) = completion.take(false) {
+        if let Some((receipt, outcome, charge)) = completion.take(false) {
             let audit = completion.audit.clone();
             lifecycle
                 .tasks()
-                .spawn(async move { write(&audit, receipt, outcome).await });
+                .spawn(async move { write(&audit, receipt, outcome, charge).await });
         }
     }
 }
 
-async fn write(audit: &AuditLog, receipt: Receipt, outcome: Outcome) {
+/// Charges the caller's daily quota with what was sent (before the event is
+/// written: whoever sees the completion event sees the charge), then
+/// completes the event.
+async fn write(audit: &AuditLog, receipt: Receipt, outcome: Outcome, charge: Option<QuotaCharge>) {
+    if let Some(charge) = charge {
+        let rows = outcome
+            .rows
+            .map_or(0, |rows| u64::try_from(rows).unwrap_or(0));
+        let bytes = outcome
+            .bytes
+            .map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0));
+        charge.spend(rows, bytes).await;
+    }
     if let Err(error) = audit.complete(receipt, outcome).await {
         tracing::error!(%error, "could not complete the audit event of an export");
     }
@@ -106,14 +119,14 @@ struct DropGuard {
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
-        let Some((receipt, outcome)) = self.completion.take(false) else {
+        let Some((receipt, outcome, charge)) = self.completion.take(false) else {
             return;
         };
         let audit = self.completion.audit.clone();
         if tokio::runtime::Handle::try_current().is_ok() {
             self.lifecycle
                 .tasks()
-                .spawn(async move { write(&audit, receipt, outcome).await });
+                .spawn(async move { write(&audit, receipt, outcome, charge).await });
         } else {
             tracing::error!("an export's completion event is lost: no runtime left");
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use passerelle::config::Settings;
 use passerelle::http::state::AppState;
+use passerelle::limits::LimitSet;
 use passerelle::store::test_support::{self, TestDatabase};
 
 /// Which store a test runs against.
@@ -28,14 +29,27 @@ pub fn repository_path(relative: &str) -> PathBuf {
 
 /// Settings for a test gateway on `database_url`.
 pub fn test_settings(database_url: String) -> Settings {
-    Settings {
+    let mut settings = Settings {
         database_url,
         catalog_dir: repository_path("catalog"),
         policies_dir: repository_path("policies"),
         dev_mode: true,
         database_max_connections: 8,
         ..Settings::default()
-    }
+    };
+    // Tests send hundreds of requests from one address: limits on (every
+    // answer carries the RateLimit fields) but far above what they send.
+    // tests/api/rate_limits.rs sets the limits it tests.
+    let high = LimitSet {
+        requests: Some(1_000_000),
+        burst: Some(1_000_000),
+        daily_rows: Some(0),
+        daily_bytes: Some(0),
+        ..LimitSet::default()
+    };
+    settings.limits.anonymous = high;
+    settings.limits.partners = high;
+    settings
 }
 
 /// Starts the gateway; `None` only for PostgreSQL outside CI when no server runs.

@@ -17,6 +17,7 @@ mod ingestion;
 mod openapi;
 mod operations;
 mod postgrest_client;
+mod rate_limits;
 mod read;
 mod resilience_edge;
 mod resilience_exports;
