@@ -62,6 +62,7 @@ pub enum ClientsCommand {
     /// (`[limits.partners]`). Values not given keep their current setting;
     /// 0 lifts a limit; --reset returns to the configured limits.
     SetLimit {
+        /// The partner client whose limits to set (as printed by `clients create`).
         client_id: String,
         /// Requests per --per-seconds in the long run (0: no rate limit).
         #[arg(long)]
