@@ -540,6 +540,34 @@ pub(crate) mod tests {
         assert_eq!(record.instance, "gw\\u{0}");
     }
 
+    /// The canonical encoding of existing logs never changes: these hashes
+    /// were computed before the event's fields moved into one column table,
+    /// and an access event and its completion must still hash to them.
+    #[test]
+    fn canonical_hash_is_pinned() {
+        let record = EventRecord::from_new(sample("pinned"), "gw-1", Some(b"0123456789abcdef"));
+        let access = record.chain_hash(41, GENESIS_HASH);
+        assert_eq!(
+            access,
+            "b358e871fa87835c277d0a88a8fa3e11391b2a43088b3e01d47181d676a0aac1"
+        );
+        let outcome = Outcome {
+            status: 200,
+            rows: Some(7),
+            bytes: Some(2048),
+            duration_ms: 15.5,
+            complete: false,
+        };
+        let completion = EventRecord {
+            time_us: record.time_us + 1_000_000,
+            ..EventRecord::completion(&record, 41, outcome, "gw-2")
+        };
+        assert_eq!(
+            completion.chain_hash(42, &access),
+            "2edeb81fedb2dda8572df153d73846cab30b6a31ae137fb214a18e1cce212696"
+        );
+    }
+
     /// Times are RFC 3339 in UTC with microseconds.
     #[test]
     fn formats_time_with_microseconds() {
