@@ -344,12 +344,14 @@ sql_types! {
 /// JSON listing (through serde's renames) carry; the first variant is the default.
 macro_rules! named_enum {
     ($(#[$meta:meta])* pub enum $name:ident {
-        $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+
+        $($(#[$variant_meta:meta])* $variant:ident = $text:tt,)+
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
         pub enum $name {
             #[default]
+            // `tt`, not `literal`: utoipa's derive does not see a rename
+            // given as a `literal` fragment.
             $($(#[$variant_meta])* #[serde(rename = $text)] $variant,)+
         }
 

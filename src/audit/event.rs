@@ -97,12 +97,13 @@ impl From<crate::policy::Action> for Action {
     }
 }
 
+// Each line is a column of `audit_events` (its SQL name after `=>`); the
+// field name is its CSV header and JSON key; the order is the canonical
+// encoding's. The HTTP layer fills in what it knows and leaves the rest to
+// its default; the log normalises the event (`Event::sealed`) before
+// hashing and storing it.
 event_columns! {
-    /// One event of the log. The HTTP layer fills in what it knows and
-    /// leaves the rest to its default; the log normalises it
-    /// ([`Event::sealed`]) before hashing and storing it. Each line below is
-    /// a column of `audit_events` (its SQL name after `=>`); the field name
-    /// is its CSV header and JSON key.
+    /// One event of the audit log: a request, or the completion of a streamed one.
     #[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
     pub struct Event {
         kind: EventKind => "kind",
