@@ -936,3 +936,55 @@ async fn refuses_at_once_while_the_store_is_down() {
         started.elapsed()
     );
 }
+
+/// A value the gateway never writes (an unknown action, roles that are not
+/// a JSON array, a flag of 2) is an alteration that verify locates and
+/// names; the listing refuses to pass it off as an event.
+#[tokio::test]
+async fn values_the_gateway_never_writes_are_altered() {
+    for (store, _guard) in stores().await {
+        for (tampering, column) in [
+            (
+                "UPDATE audit_events SET action = 'fly' WHERE seq = 2",
+                "action",
+            ),
+            (
+                "UPDATE audit_events SET roles = 'partner' WHERE seq = 2",
+                "roles",
+            ),
+            (
+                "UPDATE audit_events SET complete = 2 WHERE seq = 2",
+                "complete",
+            ),
+        ] {
+            execute(
+                &store,
+                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
+            )
+            .await;
+            let log = start(&store, "gw").await;
+            record_many(&log, 3).await;
+            execute(&store, tampering).await;
+            let broken = log
+                .verify(None, None)
+                .await
+                .unwrap()
+                .first_broken
+                .expect("detected");
+            assert_eq!(
+                (broken.seq, broken.reason),
+                (2, BreakReason::Altered),
+                "{}: {tampering}",
+                backend(&store)
+            );
+            assert!(
+                broken.detail.contains(&format!("column `{column}`")),
+                "{}",
+                broken.detail
+            );
+            let listing = log.list(&EventQuery::default()).await;
+            assert!(matches!(listing, Err(AuditError::Read(_))), "{tampering}");
+            log.shutdown().await;
+        }
+    }
+}
