@@ -68,6 +68,27 @@ async fn execute(store: &Store, sql: &str) {
     }
 }
 
+/// A log of `count` events on `store`, emptied first.
+async fn fresh_log(store: &Store, count: usize) -> AuditLog {
+    execute(
+        store,
+        "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
+    )
+    .await;
+    let log = start(store, "gw").await;
+    record_many(&log, count).await;
+    log
+}
+
+/// The first broken entry `verify` reports; there must be one.
+async fn first_broken(log: &AuditLog) -> BrokenEntry {
+    log.verify(None, None)
+        .await
+        .unwrap()
+        .first_broken
+        .expect("detected")
+}
+
 fn backend(store: &Store) -> &'static str {
     match store {
         Store::Sqlite(_) => "sqlite",
@@ -366,13 +387,7 @@ async fn detects_tampering() {
 async fn detects_inserted_rows() {
     for (store, _guard) in stores().await {
         for correct_hash in [true, false] {
-            execute(
-                &store,
-                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
-            )
-            .await;
-            let log = start(&store, "gw").await;
-            record_many(&log, 10).await;
+            let log = fresh_log(&store, 10).await;
             let previous = store::hash_of(&store, 5).await.unwrap().unwrap();
             execute(&store, "UPDATE audit_events SET seq = seq + 1000 WHERE seq > 5; UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000").await;
             let mut forged =
@@ -381,12 +396,7 @@ async fn detects_inserted_rows() {
                 forged.hash = "ab".repeat(32);
             }
             store::insert_raw(&store, &forged).await.unwrap();
-            let broken = log
-                .verify(None, None)
-                .await
-                .unwrap()
-                .first_broken
-                .expect("detected");
+            let broken = first_broken(&log).await;
             assert_eq!(
                 (broken.seq, broken.reason),
                 (6, BreakReason::Inserted),
@@ -957,20 +967,9 @@ async fn values_the_gateway_never_writes_are_altered() {
                 "complete",
             ),
         ] {
-            execute(
-                &store,
-                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
-            )
-            .await;
-            let log = start(&store, "gw").await;
-            record_many(&log, 3).await;
+            let log = fresh_log(&store, 3).await;
             execute(&store, tampering).await;
-            let broken = log
-                .verify(None, None)
-                .await
-                .unwrap()
-                .first_broken
-                .expect("detected");
+            let broken = first_broken(&log).await;
             assert_eq!(
                 (broken.seq, broken.reason),
                 (2, BreakReason::Altered),
