@@ -237,7 +237,12 @@ pub async fn policy(settings: &Settings, command: PolicyCommand) -> anyhow::Resu
     let store = open_store(settings).await?;
     let catalog = crate::catalog::CatalogHandle::default();
     catalog.refresh(&store).await?;
-    let engine = PolicyEngine::load(&settings.policies_dir, &dataset_levels(&catalog)).await?;
+    let engine = PolicyEngine::load_with(
+        &settings.policies_dir,
+        &dataset_levels(&catalog),
+        settings.policy.clone(),
+    )
+    .await?;
     let action = Action::parse(&action).with_context(|| format!("unknown action `{action}`"))?;
     let current = catalog.current();
     let entry = current

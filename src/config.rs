@@ -54,6 +54,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Streamed exports: their share per caller and how slow a reader may be.
     pub exports: ExportSettings,
+    /// The access decision's settings that are not in the policy files
+    /// (the minimum group size of aggregate-only grants).
+    pub policy: crate::policy::PolicySettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -158,6 +161,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
+            policy: crate::policy::PolicySettings::default(),
         }
     }
 }
@@ -234,6 +238,11 @@ impl Settings {
             .map_err(|error| ConfigError::Unsafe(format!("{error:#}")))?;
         // A query limit past a store's own limit turns queries into 500s.
         self.query.check().map_err(ConfigError::OutOfRange)?;
+        if self.policy.min_group_size == 0 {
+            return Err(ConfigError::OutOfRange(
+                "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
+            ));
+        }
         if self.dev_mode {
             return Ok(());
         }

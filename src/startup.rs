@@ -77,7 +77,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let catalog = CatalogHandle::default();
     catalog.refresh(&store).await?;
     let levels = dataset_levels(&catalog);
-    let policy = PolicyEngine::load(&settings.policies_dir, &levels)
+    let policy = PolicyEngine::load_with(&settings.policies_dir, &levels, settings.policy.clone())
         .await
         .with_context(|| {
             format!(

@@ -9,15 +9,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::authenticator::Authenticator;
 use super::clients::{ClientRefusal, VerifiedClient};
@@ -43,15 +43,51 @@ struct TokenAttempt {
 
 /// `POST /api/v1/auth/token`, `GET /.well-known/jwks.json`,
 /// `GET /.well-known/oauth-authorization-server`.
-pub fn routes<S>() -> Router<S>
+/// Each route registered with its documentation.
+pub fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     Authenticator: FromRef<S>,
 {
-    Router::new()
-        .route(TOKEN_PATH, post(token))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(jwks))
+        .routes(routes!(metadata))
+}
+
+/// The OAuth2 formats these endpoints answer in, for the API description.
+mod schema {
+    #![allow(dead_code)]
+
+    use serde::{Deserialize, Serialize};
+
+    /// A client-credentials token request (form body; the client may
+    /// authenticate with HTTP Basic instead of the two client fields).
+    #[derive(Debug, Deserialize, utoipa::ToSchema)]
+    pub struct TokenRequest {
+        /// Always `client_credentials`.
+        pub grant_type: String,
+        pub client_id: Option<String>,
+        pub client_secret: Option<String>,
+    }
+
+    /// A token issued by the gateway (ES256 JWT).
+    #[derive(Debug, Serialize, utoipa::ToSchema)]
+    pub struct TokenResponse {
+        pub access_token: String,
+        /// `Bearer`.
+        pub token_type: String,
+        /// Seconds until the token expires.
+        pub expires_in: u64,
+    }
+
+    /// An OAuth2 error (RFC 6749 §5.2).
+    #[derive(Debug, Serialize, utoipa::ToSchema)]
+    pub struct OAuthError {
+        /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, …
+        pub error: String,
+        pub error_description: Option<String>,
+    }
 }
 
 /// An OAuth2 error answer (RFC 6749 §5.2).
@@ -144,6 +180,19 @@ struct TokenRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
+/// OAuth2 client-credentials grant (RFC 6749 §4.4) for partner clients.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    tag = "auth",
+    request_body(content = schema::TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A short-lived access token (RFC 6749 §5.1)", body = schema::TokenResponse),
+        (status = 400, description = "Malformed request or unsupported grant", body = schema::OAuthError),
+        (status = 401, description = "Unknown client, wrong secret, disabled client or ended agreement", body = schema::OAuthError),
+        (status = 429, description = "Too many failed attempts: wait `Retry-After` seconds", body = schema::OAuthError),
+    )
+)]
 async fn token(State(authenticator): State<Authenticator>, request: Request) -> Response {
     let context = request.extensions().get::<RequestContext>().cloned();
     let ip = match request.extensions().get::<ClientAddress>() {
@@ -397,6 +446,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((decode(id)?, decode(secret)?)))
 }
 
+/// The gateway's public signing keys (RFC 7517), rotated keys included until
+/// their tokens expire.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JSON Web Key Set", body = Object)))]
 async fn jwks(State(authenticator): State<Authenticator>) -> Response {
     let mut response = Json(authenticator.keys().jwks()).into_response();
     response.headers_mut().insert(
@@ -406,6 +458,8 @@ async fn jwks(State(authenticator): State<Authenticator>) -> Response {
     response
 }
 
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "auth", responses((status = 200, description = "Metadata", body = Object)))]
 async fn metadata(State(authenticator): State<Authenticator>, headers: HeaderMap) -> Json<Value> {
     let config = authenticator.config();
     let base = match &config.public_url {

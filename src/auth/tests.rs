@@ -836,7 +836,9 @@ async fn client_credentials_flow(store: Store) {
         ..AuthConfig::default()
     };
     let authenticator = Authenticator::new(&config, store.clone()).await.unwrap();
-    let app: Router = routes::<Authenticator>().with_state(authenticator.clone());
+    let app: Router = routes::<Authenticator>()
+        .with_state(authenticator.clone())
+        .into();
     let registry = ClientRegistry::new(store);
     let month = chrono::Utc::now() + chrono::Duration::days(30);
     let datasets = vec!["locations-velos".to_owned()];
@@ -1075,7 +1077,7 @@ async fn client_credentials_on_postgres() {
 #[tokio::test]
 async fn failed_attempts_are_limited_per_ip() {
     let (authenticator, _, _guard) = authenticator(AuthConfig::default()).await;
-    let app: Router = routes::<Authenticator>().with_state(authenticator);
+    let app: Router = routes::<Authenticator>().with_state(authenticator).into();
     let address: std::net::SocketAddr = "192.0.2.7:4000".parse().unwrap();
     let mut last = StatusCode::OK;
     for index in 0..6 {

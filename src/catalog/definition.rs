@@ -77,13 +77,10 @@ pub struct ViewDefinition {
     /// Only aggregates may be selected.
     #[serde(default)]
     pub aggregate_only: bool,
-    /// Groups built from fewer rows are suppressed (statistical secrecy).
-    #[serde(default = "default_min_group_size")]
-    pub min_group_size: u32,
-}
-
-fn default_min_group_size() -> u32 {
-    11
+    /// Groups built from fewer rows are suppressed (statistical secrecy);
+    /// absent: the gateway's `[policy] min_group_size` (11 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_group_size: Option<u32>,
 }
 
 /// One dataset as declared in `catalog/`.
@@ -175,7 +172,7 @@ impl DatasetDefinition {
             {
                 return Err(format!("view `{}` is declared twice", view.name));
             }
-            if view.min_group_size == 0 {
+            if view.min_group_size == Some(0) {
                 return Err(format!(
                     "view `{}`: min_group_size must be at least 1",
                     view.name
@@ -295,7 +292,7 @@ mod tests {
             columns: Some(vec!["absent".into()]),
             row_filter: None,
             aggregate_only: false,
-            min_group_size: 11,
+            min_group_size: None,
         });
         assert!(with_view.check_schema(&schema("commune")).is_err());
     }

@@ -1499,7 +1499,7 @@ mod tests {
             }
             let small = groups
                 .values()
-                .filter(|&&size| size < view.min_group_size)
+                .filter(|&&size| size < view.min_group_size.unwrap_or(11))
                 .count();
             assert!(small >= 3, "{groups:?}");
             assert!(groups.len() - small >= 3, "{groups:?}");

@@ -6,10 +6,11 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{
     AuditError, AuditQueryError, EventQuery, StatsQuery, event_csv_line, events_csv_header,
@@ -22,11 +23,12 @@ use crate::http::state::AppState;
 use crate::policy::Action;
 use crate::store::StoreError;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/audit/events", get(events))
-        .route("/api/v1/audit/stats", get(stats))
-        .route("/api/v1/audit/verify", get(verify))
+/// Each route registered with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(stats))
+        .routes(routes!(verify))
 }
 
 /// The query's pairs, strictly decoded: a filter value that is not UTF-8 or
@@ -93,9 +95,9 @@ pub struct EventParameters {
     params(EventParameters),
     responses(
         (status = 200, description = "A page of events (JSON) or every matching event (CSV)", body = crate::audit::EventPage),
-        (status = 400, description = "Malformed filter", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "No audit:read permission", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed filter"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "No audit:read permission"),
     ),
     security(("bearer" = []))
 )]
@@ -168,9 +170,9 @@ pub struct StatsParameters {
     params(StatsParameters),
     responses(
         (status = 200, description = "Request counts over the period", body = crate::audit::Stats),
-        (status = 400, description = "Malformed time range", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "No audit:read permission", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed time range"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "No audit:read permission"),
     ),
     security(("bearer" = []))
 )]
@@ -204,9 +206,9 @@ pub struct VerifyParameters {
     params(VerifyParameters),
     responses(
         (status = 200, description = "The verification report (`ok` false when the chain is broken)", body = crate::audit::Verification),
-        (status = 400, description = "Malformed range", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "No audit:read permission", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed range"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "No audit:read permission"),
     ),
     security(("bearer" = []))
 )]

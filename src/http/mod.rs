@@ -1,7 +1,6 @@
 //! The HTTP edge: routes, the per-request middleware, problem documents.
 
 pub mod audit;
-pub mod auth_doc;
 pub mod client_text;
 pub mod context;
 pub mod data;
@@ -24,9 +23,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::problem::Problem;
 use self::state::AppState;
@@ -35,13 +35,9 @@ use self::state::AppState;
 pub fn router(state: AppState) -> Router {
     metrics::install();
     let settings = state.settings.clone();
-    let api = Router::new()
-        .route("/api/v1/datasets", get(datasets::list::list_datasets))
-        .route("/api/v1/datasets/{id}", get(datasets::show::show_dataset))
-        .route("/api/v1/data/{id}", get(data::read::read_dataset))
-        .merge(crate::auth::routes())
-        .merge(audit::routes())
-        .merge(policy::routes())
+    let (api, _) = api_routes().split_for_parts();
+    let (operations, _) = operation_routes().split_for_parts();
+    let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -50,9 +46,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::render))
+        .merge(operations)
         .merge(openapi::routes())
         .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -61,6 +55,26 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         .with_state(state)
+}
+
+/// The API: every route registered with its documentation, each request
+/// authenticated and audited.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(datasets::list::list_datasets))
+        .routes(routes!(datasets::show::show_dataset))
+        .routes(routes!(data::read::read_dataset))
+        .merge(crate::auth::routes())
+        .merge(audit::routes())
+        .merge(policy::routes())
+}
+
+/// Health and metrics: outside authentication and the audit log.
+pub fn operation_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::render))
 }
 
 async fn not_found() -> Problem {

@@ -17,22 +17,7 @@ use super::state::AppState;
                        Rows are read with the PostgREST grammar; errors are RFC 9457 problem documents.",
         license(name = "EUPL-1.2")
     ),
-    paths(
-        super::datasets::list::list_datasets,
-        super::datasets::show::show_dataset,
-        super::data::read::read_dataset,
-        super::health::live,
-        super::health::ready,
-        super::metrics::render,
-        super::policy::check,
-        super::policy::reload,
-        super::audit::events,
-        super::audit::stats,
-        super::audit::verify,
-        super::auth_doc::token,
-        super::auth_doc::jwks,
-        super::auth_doc::authorization_server_metadata,
-    ),
+    components(schemas(super::problem::ProblemDocument)),
     modifiers(&BearerAuth),
     tags(
         (name = "catalogue", description = "What datasets exist and what the caller may do with them"),
@@ -65,9 +50,82 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The full description, handlers of every module included.
+/// Problem documents shared by the operations: each error answer a handler
+/// declares (status and what it means there) is an RFC 9457 problem
+/// document, and every API operation can also answer the errors any request
+/// may meet (credentials refused, a store or audit log unavailable, an
+/// internal error). Declared once here instead of on every handler.
+struct ProblemResponses;
+
+/// Errors every `/api/v1` operation may answer, whatever it does.
+const COMMON_PROBLEMS: [(&str, &str); 3] = [
+    (
+        "401",
+        "Credentials given but refused (expired, forged, unknown key): the problem says which check failed",
+    ),
+    (
+        "500",
+        "Internal error: the problem names the request id to quote",
+    ),
+    (
+        "503",
+        "The store or the audit log cannot serve now, or the gateway is shutting down: retry after `Retry-After` seconds",
+    ),
+];
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ProblemDocument")))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The OAuth2 endpoints answer in OAuth2's own error format.
+            let oauth = path.starts_with("/.well-known/") || path == "/api/v1/auth/token";
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if path.starts_with("/api/v1/") && !oauth {
+                    for (status, description) in COMMON_PROBLEMS {
+                        responses.entry(status.to_owned()).or_insert_with(|| {
+                            RefOr::T(ResponseBuilder::new().description(description).build())
+                        });
+                    }
+                }
+                for (status, response) in responses.iter_mut() {
+                    let error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, false, RefOr::T(response)) = (error, oauth, response)
+                        && response.content.is_empty()
+                    {
+                        response
+                            .content
+                            .insert("application/problem+json".to_owned(), problem().into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The full description: every documented route (see [`super::api_routes`]),
+/// with the shared problem responses.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    use utoipa::Modify;
+    let mut document =
+        utoipa_axum::router::OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+            .merge(super::api_routes())
+            .merge(super::operation_routes())
+            .into_openapi();
+    ProblemResponses.modify(&mut document);
+    document
 }
 
 /// The description as committed in `openapi/openapi.json`.

@@ -3,41 +3,54 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::auth::{AuthMethod, Caller};
 use crate::http::context::RequestContext;
-use crate::http::data::access::dataset_ref;
 use crate::http::guard::require;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
-use crate::policy::Action;
+use crate::policy::{Action, GrantSummary, dataset_ref};
 
-/// A decision to test.
+/// A decision to test: the identity a partner or an agent would present.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyCheckRequest {
     /// The roles of the caller to test (`anonymous` is always added).
     pub roles: Vec<String>,
+    /// The claims its token would carry, for row filters (`{"org": "Troyes"}`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
     /// `read`, `export`, `aggregate`, `metadata`, `audit:read` or `admin`.
     pub action: String,
-    pub dataset: String,
+    /// The dataset (required for every action but `audit:read` and `admin`).
+    #[serde(default)]
+    pub dataset: Option<String>,
 }
 
-/// What the policy decides, and why.
+/// What the policy decides, why, and what the caller would get.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PolicyCheckResponse {
     pub allowed: bool,
     /// The policy line (or built-in rule) that decided.
     pub rule: String,
+    /// Why access is refused, as the caller would be told; `null` when allowed.
+    pub reason: Option<String>,
     /// The catalogue view that applies, if any.
     pub view: Option<String>,
+    /// The effective grant of a data action (`read`, `export`, `aggregate`):
+    /// columns, row filter with the claims substituted, aggregate-only and
+    /// its minimum group size. `null` when refused or for other actions.
+    pub grant: Option<GrantSummary>,
     /// Whether the roles may know the dataset exists.
     pub may_see: bool,
     pub roles: Vec<String>,
     pub action: String,
-    pub dataset: String,
+    pub dataset: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,10 +59,11 @@ pub struct PolicyReloadResponse {
     pub generation: u64,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/policy/check", post(check))
-        .route("/api/v1/policy/reload", post(reload))
+/// Each route registered with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(reload))
 }
 
 /// Decides `action` on `dataset` for `roles` with the policy in force.
@@ -59,11 +73,11 @@ pub fn routes() -> Router<AppState> {
     tag = "policy",
     request_body = PolicyCheckRequest,
     responses(
-        (status = 200, description = "The decision, the rule that made it and the view that applies", body = PolicyCheckResponse),
-        (status = 400, description = "Unknown action or malformed body", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 200, description = "The decision, the rule that made it and the effective grant", body = PolicyCheckResponse),
+        (status = 400, description = "Unknown action or malformed body"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "No such dataset"),
     ),
     security(("bearer" = []))
 )]
@@ -79,7 +93,7 @@ pub async fn check(
             "Malformed request body",
             format!("the body is not a policy check: {error}"),
         )
-        .with_hint(r#"{"roles": ["partenaire"], "action": "read", "dataset": "locations-velos"}"#)
+        .with_hint(r#"{"roles": ["partenaire"], "claims": {"org": "Troyes"}, "action": "read", "dataset": "locations-velos"}"#)
     })?;
     let action = Action::parse(&request.action).ok_or_else(|| {
         Problem::bad_request(
@@ -91,25 +105,78 @@ pub async fn check(
             ),
         )
     })?;
+    let caller = check_caller(request.roles, request.claims);
+    let roles = caller.roles.clone();
+    let answer = |allowed: bool, rule: String, reason: Option<String>| PolicyCheckResponse {
+        allowed,
+        rule,
+        reason,
+        view: None,
+        grant: None,
+        may_see: true,
+        roles: roles.clone(),
+        action: action.as_str().to_owned(),
+        dataset: request.dataset.clone(),
+    };
+    if action.is_global() {
+        let decision = state.policy.decide_global(&caller.roles, action);
+        return Ok(Json(answer(decision.allowed, decision.rule, None)));
+    }
+    let id = request.dataset.clone().ok_or_else(|| {
+        Problem::bad_request(
+            "invalid-body",
+            "Dataset required",
+            format!("action `{action}` is about a dataset: name it in `dataset`"),
+        )
+    })?;
     let catalog = state.catalog.current();
     let entry = catalog
-        .get(&request.dataset)
-        .ok_or_else(|| Problem::dataset_not_found(&request.dataset))?;
-    let mut roles = request.roles;
-    if !roles.iter().any(|role| role == "anonymous") {
-        roles.push("anonymous".to_owned());
-    }
+        .get(&id)
+        .ok_or_else(|| Problem::dataset_not_found(&id))?;
     let dataset = dataset_ref(entry);
-    let decision = state.policy.decide(&roles, &dataset, action);
-    Ok(Json(PolicyCheckResponse {
-        allowed: decision.allowed,
-        rule: decision.rule,
-        view: decision.view,
-        may_see: state.policy.may_see(&roles, &dataset),
-        roles,
-        action: action.as_str().to_owned(),
-        dataset: request.dataset,
+    let may_see = state.policy.may_see(&caller.roles, &dataset);
+    if !action.is_data() {
+        let decision = state.policy.decide(&caller.roles, &dataset, action);
+        return Ok(Json(PolicyCheckResponse {
+            view: decision.view,
+            may_see,
+            ..answer(decision.allowed, decision.rule, None)
+        }));
+    }
+    Ok(Json(match state.policy.grant(&caller, entry, action) {
+        Ok(grant) => PolicyCheckResponse {
+            view: grant.view.clone(),
+            grant: Some(grant.summary(&entry.schema)),
+            may_see,
+            ..answer(true, grant.rule, None)
+        },
+        Err(refusal) => PolicyCheckResponse {
+            view: refusal.view().map(str::to_owned),
+            may_see,
+            ..answer(false, refusal.rule(), Some(refusal.detail()))
+        },
     }))
+}
+
+/// The caller `/policy/check` decides for: the roles (with `anonymous`) and
+/// the claims it would present; anonymous when no other role is given.
+fn check_caller(roles: Vec<String>, claims: serde_json::Map<String, serde_json::Value>) -> Caller {
+    let mut caller = Caller::anonymous();
+    for role in roles {
+        if !role.is_empty() && !caller.roles.contains(&role) {
+            caller.roles.push(role);
+        }
+    }
+    if caller.roles.len() > 1 {
+        caller.subject = "policy-check".to_owned();
+        caller.auth_method = AuthMethod::GatewayToken;
+    }
+    caller.org = claims
+        .get("org")
+        .and_then(|org| org.as_str())
+        .map(str::to_owned);
+    caller.claims = claims;
+    caller
 }
 
 /// Re-reads the policy files; a file that does not load leaves the policy in force unchanged.
@@ -119,9 +186,9 @@ pub async fn check(
     tag = "policy",
     responses(
         (status = 200, description = "The new policy is in force", body = PolicyReloadResponse),
-        (status = 401, description = "Not authenticated", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "The files do not load; the previous policy stays in force", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated"),
+        (status = 403, description = "Not an administrator"),
+        (status = 422, description = "The files do not load; the previous policy stays in force"),
     ),
     security(("bearer" = []))
 )]

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::DecisionCache;
 use super::rules::{Effect, PolicyFile, PolicyRule, is_valid_role, parse_model, parse_policy};
-use super::{Action, DatasetRef, Decision, PolicyError, reasons};
+use super::{Action, DatasetRef, Decision, PolicyError, PolicySettings, reasons};
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 
 /// Name of the casbin model file in the policy folder.
@@ -38,6 +38,7 @@ pub struct PolicyEngine {
 
 struct Inner {
     dir: PathBuf,
+    settings: PolicySettings,
     current: ArcSwap<Snapshot>,
     /// What the current snapshot was built from; held while rebuilding so that
     /// reloads and catalogue changes do not race.
@@ -248,6 +249,15 @@ impl PolicyEngine {
         dir: &Path,
         datasets: &[(String, AccessLevel)],
     ) -> Result<PolicyEngine, PolicyError> {
+        PolicyEngine::load_with(dir, datasets, PolicySettings::default()).await
+    }
+
+    /// [`PolicyEngine::load`] with the decision's settings from configuration.
+    pub async fn load_with(
+        dir: &Path,
+        datasets: &[(String, AccessLevel)],
+        settings: PolicySettings,
+    ) -> Result<PolicyEngine, PolicyError> {
         let files = read_files(dir).await?;
         let policy = parse_policy(&dir.join(POLICY_FILE), &files.policy)?;
         let snapshot = build_snapshot(dir, &files.model, &policy, datasets, 1).await?;
@@ -260,6 +270,7 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
+                settings,
                 current: ArcSwap::from_pointee(snapshot),
                 sources: tokio::sync::Mutex::new(Sources {
                     model_text: files.model,
@@ -271,6 +282,11 @@ impl PolicyEngine {
                 }),
             }),
         })
+    }
+
+    /// The decision's settings from configuration.
+    pub fn settings(&self) -> &PolicySettings {
+        &self.inner.settings
     }
 
     /// May `roles` do `action` on `dataset`, which rule decided, through which view.
@@ -296,13 +312,16 @@ impl PolicyEngine {
 
     /// May `roles` do a global `action` (`audit:read`, `admin`)? False for dataset actions.
     pub fn allows_global(&self, roles: &[String], action: Action) -> bool {
-        action.is_global()
-            && self
-                .inner
-                .current
-                .load()
-                .decide_global(roles, action)
-                .allowed
+        self.decide_global(roles, action).allowed
+    }
+
+    /// The decision on a global `action` (`audit:read`, `admin`), with its
+    /// rule; refused for dataset actions.
+    pub fn decide_global(&self, roles: &[String], action: Action) -> Decision {
+        if !action.is_global() {
+            return Decision::deny(reasons::DEFAULT_DENY);
+        }
+        self.inner.current.load().decide_global(roles, action)
     }
 
     /// Re-reads the policy files. On error the previous policy stays in force

@@ -25,6 +25,7 @@
 
 mod cache;
 mod engine;
+mod grant;
 mod rules;
 
 use std::path::PathBuf;
@@ -34,6 +35,10 @@ use serde::Serialize;
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 
 pub use engine::{MODEL_FILE, POLICY_FILE, PolicyEngine};
+pub use grant::{
+    Grant, GrantSummary, PolicySettings, Refusal, dataset_ref, is_closed, public_columns,
+    visible_columns,
+};
 
 /// What a caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

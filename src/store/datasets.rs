@@ -15,7 +15,7 @@ use sqlx::QueryBuilder;
 use super::retired::{RETIRE_SQL, TableLease, now_seconds};
 use super::sql::{
     self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_groups_with_sizes,
-    build_select, build_suppressed_count, quote_identifier,
+    build_select, quote_identifier,
 };
 use super::{Backend, Store, StoreError};
 use crate::domain::{FieldType, Schema, Value};
@@ -62,7 +62,6 @@ impl DatasetRead {
             plan: &self.plan,
             visible: &self.visible,
             row_filter: self.row_filter.as_ref(),
-            min_group_size: self.min_group_size,
         }
     }
 
@@ -89,6 +88,17 @@ fn decode_row<DB: DatasetBackend>(
         .enumerate()
         .map(|(index, kind)| DB::decode_cell(row, index, *kind).map_err(StoreError::Sql))
         .collect()
+}
+
+/// The groups an aggregate-only read shows, and how many it left out.
+#[derive(Debug, Default)]
+pub struct SuppressedGroups {
+    /// The groups shown (offset and limit applied).
+    pub rows: Vec<Vec<Value>>,
+    /// Groups of at least the minimum size, offset and limit ignored.
+    pub kept: u64,
+    /// Groups under the minimum size.
+    pub left_out: u64,
 }
 
 /// A row stream that owns its connection and query.
@@ -134,18 +144,39 @@ impl Store {
         })
     }
 
+    /// An aggregate-only answer: the groups of at least `minimum` rows,
+    /// after the plan's offset and within `limit`, with how many groups were
+    /// left out and how many kept. The one implementation of small-group
+    /// suppression, for every format: one GROUP BY, read in one pass.
+    pub async fn read_groups(
+        &self,
+        read: Arc<DatasetRead>,
+        minimum: u32,
+        limit: Option<u64>,
+    ) -> Result<SuppressedGroups, StoreError> {
+        let mut groups = self.stream_groups(read.clone());
+        let mut answer = SuppressedGroups::default();
+        let mut skipped = 0;
+        while let Some(group) = groups.try_next().await? {
+            let (row, size) = group;
+            if size < i64::from(minimum) {
+                answer.left_out += 1;
+                continue;
+            }
+            answer.kept += 1;
+            if skipped < read.plan.offset {
+                skipped += 1;
+            } else if limit.is_none_or(|limit| (answer.rows.len() as u64) < limit) {
+                answer.rows.push(row);
+            }
+        }
+        Ok(answer)
+    }
+
     /// Exact number of rows (or groups) `read` matches, ignoring limit and offset.
     pub async fn count_rows(&self, read: &DatasetRead) -> Result<u64, StoreError> {
         let count: i64 = with_backend!(self, pool, DB => {
             build_count::<DB>(&read.as_query()).build_query_scalar().fetch_one(pool).await?
-        });
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
-
-    /// Number of groups left out by the minimum group size.
-    pub async fn count_suppressed_groups(&self, read: &DatasetRead) -> Result<u64, StoreError> {
-        let count: i64 = with_backend!(self, pool, DB => {
-            build_suppressed_count::<DB>(&read.as_query()).build_query_scalar().fetch_one(pool).await?
         });
         Ok(u64::try_from(count).unwrap_or(0))
     }

@@ -59,8 +59,6 @@ pub struct TableQuery<'a> {
     pub visible: &'a [bool],
     /// The view's row filter, ANDed with the caller's.
     pub row_filter: Option<&'a Filter>,
-    /// Aggregate groups with fewer rows are left out (statistical secrecy).
-    pub min_group_size: Option<u32>,
 }
 
 /// The output columns of a read, in order.
@@ -185,7 +183,7 @@ where
     })
 }
 
-/// `SELECT … FROM … WHERE … GROUP BY … HAVING … ORDER BY … LIMIT … OFFSET …`.
+/// `SELECT … FROM … WHERE … GROUP BY … ORDER BY … LIMIT … OFFSET …`.
 /// `limit` is the effective one (after the server's page cap), if any.
 pub fn build_select<DB: DatasetBackend>(
     query: &TableQuery<'_>,
@@ -194,7 +192,7 @@ pub fn build_select<DB: DatasetBackend>(
     let mut builder = QueryBuilder::new("SELECT ");
     push_select_list(&mut builder, query);
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::Large);
+    push_group_by(&mut builder, query);
     push_order(&mut builder, query);
     if let Some(limit) = limit {
         builder.push(" LIMIT ");
@@ -223,7 +221,7 @@ pub fn build_count<DB: DatasetBackend>(query: &TableQuery<'_>) -> QueryBuilder<D
         push_group_columns_as_select(&mut builder, query);
     }
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::Large);
+    push_group_by(&mut builder, query);
     builder.push(") AS counted");
     builder
 }
@@ -237,18 +235,8 @@ pub fn build_groups_with_sizes<DB: DatasetBackend>(query: &TableQuery<'_>) -> Qu
     push_select_list(&mut builder, query);
     builder.push(", count(*)");
     push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::All);
+    push_group_by(&mut builder, query);
     push_order(&mut builder, query);
-    builder
-}
-
-/// How many groups the minimum group size left out.
-pub fn build_suppressed_count<DB: DatasetBackend>(query: &TableQuery<'_>) -> QueryBuilder<DB> {
-    let mut builder = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 AS one");
-    push_group_columns_as_select(&mut builder, query);
-    push_from_where(&mut builder, query);
-    push_group_having(&mut builder, query, GroupFilter::Small);
-    builder.push(") AS suppressed");
     builder
 }
 
@@ -352,17 +340,6 @@ fn push_from_where<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &T
     }
 }
 
-/// Which side of the minimum group size a grouped query keeps.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum GroupFilter {
-    /// Groups of at least the minimum size (what callers see).
-    Large,
-    /// Groups under the minimum size (the suppressed ones).
-    Small,
-    /// No HAVING: every group, whatever its size.
-    All,
-}
-
 /// The schema columns a grouped select groups by (its plain columns).
 pub fn group_columns(plan: &ReadPlan) -> Vec<usize> {
     if !plan.is_aggregate() {
@@ -379,11 +356,10 @@ pub fn group_columns(plan: &ReadPlan) -> Vec<usize> {
     columns
 }
 
-fn push_group_having<DB: DatasetBackend>(
-    builder: &mut QueryBuilder<DB>,
-    query: &TableQuery<'_>,
-    keep: GroupFilter,
-) {
+/// `GROUP BY` the plain columns of an aggregate select. Small groups are
+/// never left out here: [`crate::store::Store::read_groups`] does it, once for
+/// every format.
+fn push_group_by<DB: DatasetBackend>(builder: &mut QueryBuilder<DB>, query: &TableQuery<'_>) {
     let columns = group_columns(query.plan);
     if !columns.is_empty() {
         builder.push(" GROUP BY ");
@@ -393,18 +369,6 @@ fn push_group_having<DB: DatasetBackend>(
             }
             builder.push(quote_identifier(&query.schema.fields[*column].name));
         }
-    }
-    if keep == GroupFilter::All {
-        return;
-    }
-    let aggregate = query.plan.is_aggregate() || keep == GroupFilter::Small;
-    if let (Some(minimum), true) = (query.min_group_size, aggregate) {
-        builder.push(if keep == GroupFilter::Large {
-            " HAVING count(*) >= "
-        } else {
-            " HAVING count(*) < "
-        });
-        DB::push_value(builder, &Value::Int(i64::from(minimum)));
     }
 }
 
@@ -568,7 +532,6 @@ mod tests {
             plan: &plan,
             visible: &[true, true, false],
             row_filter: Some(&row_filter),
-            min_group_size: None,
         };
         let sql = build_select::<Postgres>(&query, Some(10)).into_string();
         assert_eq!(
@@ -580,9 +543,10 @@ mod tests {
         assert!(sql.contains("\"commune\" = ?"), "{sql}");
     }
 
-    /// Grouped selects group by their plain columns and suppress small groups.
+    /// Grouped selects group by their plain columns; small groups are left
+    /// out by the reader, never by a HAVING of their own.
     #[test]
-    fn groups_and_suppresses() {
+    fn groups_by_plain_columns() {
         let schema = schema();
         let plan = ReadPlan {
             select: vec![
@@ -604,19 +568,14 @@ mod tests {
             plan: &plan,
             visible: &[true, true, true],
             row_filter: None,
-            min_group_size: Some(11),
         };
         assert_eq!(
             build_select::<Postgres>(&query, None).into_string(),
-            "SELECT \"commune\", CAST(sum(\"id\") AS BIGINT) FROM \"t\" GROUP BY \"commune\" HAVING count(*) >= $1"
+            "SELECT \"commune\", CAST(sum(\"id\") AS BIGINT) FROM \"t\" GROUP BY \"commune\""
         );
         assert_eq!(
             build_groups_with_sizes::<Sqlite>(&query).into_string(),
             "SELECT \"commune\", sum(\"id\"), count(*) FROM \"t\" GROUP BY \"commune\""
-        );
-        assert_eq!(
-            build_suppressed_count::<Sqlite>(&query).into_string(),
-            "SELECT count(*) FROM (SELECT 1 AS one, \"commune\" FROM \"t\" GROUP BY \"commune\" HAVING count(*) < ?) AS suppressed"
         );
         let keys: Vec<String> = output_columns(&query).into_iter().map(|c| c.key).collect();
         assert_eq!(keys, ["commune", "sum"]);

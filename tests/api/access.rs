@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{StoreKind, TestApp, spawn_app_with};
 use crate::on_both_stores;
 
 async fn caller_token(app: &TestApp, caller: &str) -> Option<String> {
@@ -119,3 +119,82 @@ on_both_stores! {
         assert_eq!(all.len() as u64, groups.len() as u64 + suppressed);
     }
 }
+
+on_both_stores! {
+    /// Small groups are left out the same way whatever the format: JSON,
+    /// CSV and NDJSON give the same groups and the same suppressed count, and
+    /// an exact count counts the groups shown.
+    async fn suppression_is_the_same_for_every_format(app: TestApp) {
+        let token = app.token("ademe", &["ademe"], Some("ADEME")).await;
+        let path = "/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()&order=commune,chauffage";
+        let get = |format: &'static str| {
+            let url = app.url(&format!("{path}{format}"));
+            let token = token.clone();
+            let client = app.client.clone();
+            async move {
+                client.get(url).bearer_auth(&token).header("X-Purpose", "observatoire")
+                    .header("Prefer", "count=exact").send().await.unwrap()
+            }
+        };
+        let json = get("").await;
+        assert_eq!(json.status(), 200);
+        let suppressed = json.headers()["x-suppressed-groups"].to_str().unwrap().to_owned();
+        let groups: Vec<Value> = json.json().await.unwrap();
+        assert!(suppressed.parse::<u64>().unwrap() > 0);
+        let csv = get("&format=csv").await;
+        assert_eq!(csv.status(), 200);
+        assert_eq!(csv.headers()["x-suppressed-groups"].to_str().unwrap(), suppressed);
+        let csv = csv.text().await.unwrap();
+        let lines: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(lines.len(), groups.len(), "{csv}");
+        for (line, group) in lines.iter().zip(&groups) {
+            assert_eq!(*line, format!("{},{},{}", group["commune"].as_str().unwrap(), group["chauffage"].as_str().unwrap(), group["count"]));
+        }
+        let ndjson = get("&format=ndjson").await;
+        assert_eq!(ndjson.headers()["x-suppressed-groups"].to_str().unwrap(), suppressed);
+        let ndjson: Vec<Value> = ndjson.text().await.unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(ndjson, groups);
+        // Limit and offset apply to the groups shown, in exports too.
+        let paged = get("&format=csv&limit=2&offset=1").await.text().await.unwrap();
+        assert_eq!(paged.lines().skip(1).collect::<Vec<_>>(), lines[1..3].to_vec());
+        // An exact count counts the groups shown, never the suppressed ones.
+        let counted = get("&limit=1").await;
+        let range = counted.headers()["content-range"].to_str().unwrap().to_owned();
+        assert_eq!(range, format!("0-0/{}", groups.len()));
+    }
+}
+
+/// The minimum group size of a view that sets none is the configured one.
+async fn minimum_group_size_from_configuration(kind: StoreKind) {
+    let Some(app) = spawn_app_with(kind, |settings| settings.policy.min_group_size = 1).await
+    else {
+        return;
+    };
+    let token = app.token("ademe", &["ademe"], Some("ADEME")).await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/data/menages-precarite-energetique?select=commune,chauffage,count()"))
+        .bearer_auth(&token)
+        .header("X-Purpose", "observatoire")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-suppressed-groups"], "0");
+    let check = serde_json::json!({"roles": ["ademe"], "action": "read", "dataset": "menages-precarite-energetique"});
+    let admin = app.token("admin", &["admin"], None).await;
+    let decision: Value = app
+        .client
+        .post(app.url("/api/v1/policy/check"))
+        .bearer_auth(&admin)
+        .json(&check)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(decision["grant"]["min_group_size"], 1, "{decision}");
+}
+
+crate::test_both_stores!(minimum_group_size_from_configuration);

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::access::{authorize, refuse};
+use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
 use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
@@ -27,7 +27,7 @@ use crate::http::streamed::EarlyEnd;
 use crate::policy::Action;
 use crate::query::parse_read_query;
 use crate::store::StoreError;
-use crate::store::datasets::DatasetRead;
+use crate::store::datasets::{DatasetRead, RowStream};
 use crate::store::sql::{CellKind, OutputColumn};
 
 /// Query parameters of the read grammar, for the API description (the
@@ -64,14 +64,14 @@ pub struct ReadParameters {
     responses(
         (status = 200, description = "Rows (JSON array, CSV, NDJSON or GeoJSON)"),
         (status = 206, description = "A counted partial page"),
-        (status = 400, description = "Malformed query, unknown column or `format`, missing X-Purpose", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Credentials missing or invalid", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such dataset", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 406, description = "Format not available", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 429, description = "Too many exports open for this caller (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query, unknown column or `format`, missing X-Purpose"),
+        (status = 401, description = "Credentials missing or invalid"),
+        (status = 403, description = "Not allowed"),
+        (status = 404, description = "No such dataset"),
+        (status = 406, description = "Format not available"),
+        (status = 416, description = "Offset past the end of a counted answer, or a `Range` that ends before it starts"),
+        (status = 429, description = "Too many exports open for this caller (see Retry-After)"),
+        (status = 503, description = "Every export connection busy, or the audit log unavailable (see Retry-After)"),
     )
 )]
 pub async fn read_dataset(
@@ -138,19 +138,9 @@ pub async fn read_dataset(
         .with_code("PGRST107")
     })?;
     let mut plan = parse_read_query(pairs, &entry.schema, &grant.visible, &state.settings.query)?;
-    if grant.aggregate_only.is_some() && !plan.is_aggregate() {
-        refuse(
-            &context,
-            match &grant.view {
-                Some(view) => format!("aggregate-only view `{view}`: raw rows refused"),
-                None => "aggregate-only grant: raw rows refused".to_owned(),
-            },
-        );
-        return Err(Problem::forbidden(format!(
-            "only aggregates of dataset `{}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns",
-            entry.id()
-        )));
-    }
+    grant
+        .admit_plan(entry, &plan)
+        .map_err(|refusal| deny(&context, refusal))?;
     match requested_range(&headers) {
         Ok(Some((offset, limit))) => {
             plan.offset = offset;
@@ -191,13 +181,27 @@ pub async fn read_dataset(
     let counter = context.row_counter();
     if format.is_export() {
         let slot = state.exports.admit(&context).await?;
-        let suppressed = suppressed_groups(&state, &read).await?;
+        let store = state.exports.store();
+        let limit = read.plan.limit;
+        let (rows, suppressed) = match read.min_group_size {
+            Some(minimum) => {
+                let groups = store
+                    .read_groups(read.clone(), minimum, limit)
+                    .await
+                    .map_err(store_failure(&state))?;
+                let rows: RowStream =
+                    futures::stream::iter(groups.rows.into_iter().map(Ok)).boxed();
+                (rows, Some(groups.left_out))
+            }
+            None => (store.stream_rows(read.clone(), limit), None),
+        };
         let mut response = export(
             &state,
             slot,
             &context,
             entry,
-            read,
+            &read,
+            rows,
             columns,
             geometry,
             format,
@@ -215,12 +219,7 @@ pub async fn read_dataset(
         counter.store(page.rows, Ordering::Relaxed);
         return Ok(page_response(&page, &headers));
     }
-    let total = match count_preference {
-        Some(preference) => Some(count(&state, &read, preference, entry).await?),
-        None => None,
-    };
-    // Aggregate-only pages count their suppressed groups while reading them.
-    let (mut page, suppressed) = json_page(&state, read, columns, total).await?;
+    let (mut page, suppressed) = json_page(&state, entry, read, columns, count_preference).await?;
     page.headers.extend(answer_headers(
         count_preference,
         suppressed,
@@ -230,20 +229,6 @@ pub async fn read_dataset(
     let response = page_response(&page, &headers);
     state.pages.insert(key, page);
     Ok(response)
-}
-
-/// Groups left out of an aggregate-only answer, if the grant is aggregate-only.
-async fn suppressed_groups(state: &AppState, read: &DatasetRead) -> AppResult<Option<u64>> {
-    match read.min_group_size {
-        Some(_) => Ok(Some(
-            state
-                .store
-                .count_suppressed_groups(read)
-                .await
-                .map_err(store_failure(state))?,
-        )),
-        None => Ok(None),
-    }
 }
 
 /// Headers that describe the answer: the count preference applied, groups
@@ -384,50 +369,50 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
 
 /// A JSON page, capped at `max_page_size`, with its `Content-Range` and a
 /// strong `ETag` (a hash of the body), and for an aggregate-only read the
-/// number of groups left out. Those read every group with its size in one
-/// GROUP BY and drop, skip and cap here, so small groups cost no second pass.
+/// number of groups left out (counted in the same pass that reads them, which
+/// also gives the exact count of an aggregate-only answer).
 async fn json_page(
     state: &AppState,
+    entry: &DatasetEntry,
     read: Arc<DatasetRead>,
     columns: Vec<OutputColumn>,
-    total: Option<u64>,
+    count_preference: Option<CountPreference>,
 ) -> AppResult<(CachedPage, Option<u64>)> {
     let cap = state.settings.server.max_page_size;
-    let limit = Some(read.plan.limit.map_or(cap, |limit| limit.min(cap)));
+    let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
     let mut encoder = JsonEncoder::new(&keys, &raw);
     let mut body = Vec::with_capacity(16 * 1024);
     encoder.begin(&mut body);
     let mut returned = 0;
-    let mut suppressed = None;
-    match (read.min_group_size, read.plan.is_aggregate()) {
-        (Some(minimum), true) => {
-            let (mut skipped, mut left_out) = (0, 0);
-            let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
-            let mut groups = state.store.stream_groups(read.clone());
-            while let Some(group) = groups.next().await {
-                let (row, size) = group.map_err(store_failure(state))?;
-                if size < i64::from(minimum) {
-                    left_out += 1;
-                } else if skipped < read.plan.offset {
-                    skipped += 1;
-                } else if returned < limit {
-                    encoder.row(&mut body, &row);
-                    returned += 1;
-                }
+    let (total, suppressed) = match read.min_group_size {
+        Some(minimum) => {
+            let groups = state
+                .store
+                .read_groups(read.clone(), minimum, Some(limit))
+                .await
+                .map_err(store_failure(state))?;
+            for row in &groups.rows {
+                encoder.row(&mut body, row);
+                returned += 1;
             }
-            suppressed = Some(left_out);
+            (count_preference.map(|_| groups.kept), Some(groups.left_out))
         }
-        _ => {
-            let mut rows = state.store.stream_rows(read.clone(), limit);
+        None => {
+            let total = match count_preference {
+                Some(preference) => Some(count(state, &read, preference, entry).await?),
+                None => None,
+            };
+            let mut rows = state.store.stream_rows(read.clone(), Some(limit));
             while let Some(row) = rows.next().await {
                 let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
                 returned += 1;
             }
+            (total, None)
         }
-    }
+    };
     encoder.end(&mut body);
     let offset = read.plan.offset;
     let (status, range) = content_range(offset, returned, total);
@@ -504,7 +489,8 @@ fn export(
     slot: ExportSlot,
     context: &RequestContext,
     entry: &DatasetEntry,
-    read: Arc<DatasetRead>,
+    read: &DatasetRead,
+    rows: RowStream,
     columns: Vec<OutputColumn>,
     geometry: Option<Geometry>,
     format: OutputFormat,
@@ -519,8 +505,6 @@ fn export(
         OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
         OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
     };
-    let limit = read.plan.limit;
-    let rows = state.exports.store().stream_rows(read, limit);
     let early_end = Arc::new(EarlyEnd::default());
     context.note(|record| {
         record.streamed = true;

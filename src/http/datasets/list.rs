@@ -42,7 +42,7 @@ pub struct DatasetList {
     params(ListParameters),
     responses(
         (status = 200, description = "Catalogue page", body = DatasetList),
-        (status = 400, description = "Invalid parameter", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid parameter"),
     )
 )]
 pub async fn list_datasets(

@@ -9,8 +9,7 @@ use crate::auth::Caller;
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 use crate::domain::Schema;
-use crate::http::data::access::{dataset_ref, visible_columns};
-use crate::policy::{Action, PolicyEngine};
+use crate::policy::{Action, PolicyEngine, Refusal, public_columns};
 
 /// A catalogue entry as callers see it (DESIGN.md "Catalogue entry").
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -52,19 +51,15 @@ pub fn summarize(
     caller: &Caller,
     entry: &DatasetEntry,
 ) -> Option<DatasetSummary> {
-    let dataset = dataset_ref(entry);
-    if !policy.may_see(&caller.roles, &dataset) {
-        return None;
-    }
-    let read = policy.decide(&caller.roles, &dataset, Action::Read);
-    let aggregate = policy.decide(&caller.roles, &dataset, Action::Aggregate);
-    let decision = if read.allowed { read } else { aggregate };
-    let view = decision.view.as_deref().and_then(|name| entry.view(name));
-    let visible = if decision.allowed {
-        visible_columns(&entry.schema, view)
-    } else {
-        // Metadata only: describe the public columns, never the personal ones.
-        visible_columns(&entry.schema, Some(&NO_PERSONAL_COLUMNS))
+    let grant = match policy.grant(caller, entry, Action::Read) {
+        Ok(grant) => Some(grant),
+        Err(Refusal::Hidden { .. }) => return None,
+        Err(_) => None,
+    };
+    // Metadata only: describe the public columns, never the personal ones.
+    let visible = match &grant {
+        Some(grant) => grant.visible.clone(),
+        None => public_columns(&entry.schema),
     };
     let schema = Schema {
         fields: entry
@@ -94,12 +89,8 @@ pub fn summarize(
         last_updated: entry.last_updated.clone(),
         record_count: entry.record_count,
         schema,
-        can_read: decision.allowed,
-        view: if decision.allowed {
-            decision.view
-        } else {
-            None
-        },
+        can_read: grant.is_some(),
+        view: grant.and_then(|grant| grant.view),
         links: DatasetLinks {
             self_link: format!("/api/v1/datasets/{id}"),
             data: format!("/api/v1/data/{id}"),
@@ -107,12 +98,3 @@ pub fn summarize(
         },
     })
 }
-
-static NO_PERSONAL_COLUMNS: std::sync::LazyLock<crate::catalog::definition::ViewDefinition> =
-    std::sync::LazyLock::new(|| crate::catalog::definition::ViewDefinition {
-        name: String::new(),
-        columns: None,
-        row_filter: None,
-        aggregate_only: false,
-        min_group_size: 11,
-    });

@@ -18,8 +18,8 @@ use crate::http::state::AppState;
     params(("id" = String, Path, description = "Dataset id")),
     responses(
         (status = 200, description = "Catalogue entry", body = DatasetSummary),
-        (status = 400, description = "The id is not UTF-8 or holds a control character", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such dataset (or not visible to the caller)", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not UTF-8 or holds a control character"),
+        (status = 404, description = "No such dataset (or not visible to the caller)"),
     )
 )]
 pub async fn show_dataset(
