@@ -464,31 +464,25 @@ pub async fn bench_audit(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_event(task: u64, index: u64) -> crate::audit::NewEvent {
-    crate::audit::NewEvent {
+fn bench_event(task: u64, index: u64) -> crate::audit::Event {
+    use crate::audit::{Action, Decision, Event};
+    Event {
         time: chrono::Utc::now(),
         request_id: format!("bench-{task}-{index}"),
-        subject: "bench".to_owned(),
-        org: None,
         roles: vec!["anonymous".to_owned()],
-        auth_method: "anonymous".to_owned(),
-        client_id: None,
-        token_id: None,
         ip: Some("127.0.0.1".to_owned()),
         user_agent: Some("passerelle bench-audit".to_owned()),
         method: "GET".to_owned(),
         path: "/api/v1/data/bench".to_owned(),
         query: Some("commune=eq.Troyes&limit=100".to_owned()),
         dataset: Some("bench".to_owned()),
-        action: "read".to_owned(),
-        decision: "allow".to_owned(),
+        action: Action::Read,
+        decision: Decision::Allow,
         rule: Some("bench".to_owned()),
-        view: None,
         status: 200,
         rows: Some(100),
-        bytes: None,
         duration_ms: 1.0,
-        purpose: None,
+        ..Event::default()
     }
 }
 

@@ -1,24 +1,25 @@
-//! Audit events: what the HTTP layer hands in (`NewEvent`), what is stored
-//! and listed (`StoredEvent`), and the hash chain that links them.
+//! Audit events: what the HTTP layer hands in and the log stores and lists
+//! (`Event`, one definition whose columns drive SQL, CSV and the hash; see
+//! `columns.rs`), its place in the chain (`StoredEvent`), and the hash chain
+//! that links them.
 //!
 //! # Canonical encoding (version 1)
 //! `hash = SHA-256(prev_hash || encoding)` where `prev_hash` is the previous
 //! event's hash as 32 raw bytes (32 zero bytes before the first event) and
-//! `encoding` is the ASCII tag `passerelle-audit-v1` followed by every field
-//! below, in this order, each as a 4-byte big-endian length and its UTF-8
-//! bytes; an absent value is the length `0xFFFF_FFFF` with no bytes.
-//! Integers are written in decimal, `duration_ms` as the 16 lower-case hex
-//! digits of its IEEE-754 bits, booleans as `1` / `0`, `roles` as a JSON array.
-//!
-//! `seq, kind, refers_to, time_us, request_id, subject, org, roles,
-//! auth_method, client_id, token_id, ip, user_agent, method, path, query,
-//! dataset, action, decision, rule, view, status, rows, bytes, duration_ms,
-//! complete, purpose, instance`
+//! `encoding` is the ASCII tag `passerelle-audit-v1` followed by `seq` and
+//! every column of [`Event`], in declaration order, each as a 4-byte
+//! big-endian length and its UTF-8 bytes; an absent value is the length
+//! `0xFFFF_FFFF` with no bytes. Integers are written in decimal (the time in
+//! microseconds since the epoch), `duration_ms` as the 16 lower-case hex
+//! digits of its IEEE-754 bits, booleans as `1` / `0`, `roles` as a JSON
+//! array, enums as their names. Changing the order or the form of a column
+//! breaks every existing log: `canonical_hash_is_pinned` guards it.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use super::columns::{COLUMNS, event_columns, named_enum};
 use crate::domain::text;
 
 /// The hash the first event of a chain links to.
@@ -36,35 +37,132 @@ const SECRET_PARAMETERS: &[&str] = &[
     "password",
 ];
 
-/// One request, as the HTTP layer describes it.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub time: DateTime<Utc>,
-    pub request_id: String,
-    /// Stored as null when `auth_method` is `anonymous` or the subject is empty.
-    pub subject: String,
-    pub org: Option<String>,
-    pub roles: Vec<String>,
-    pub auth_method: String,
-    pub client_id: Option<String>,
-    pub token_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: String,
-    pub path: String,
-    /// The raw query string; secret parameters are redacted before storage.
-    pub query: Option<String>,
-    pub dataset: Option<String>,
-    pub action: String,
-    /// `allow` or `deny`.
-    pub decision: String,
-    pub rule: Option<String>,
-    pub view: Option<String>,
-    pub status: u16,
-    pub rows: Option<i64>,
-    pub bytes: Option<i64>,
-    pub duration_ms: f64,
-    pub purpose: Option<String>,
+named_enum! {
+    /// The kind of an event: a request, or the completion of a streamed one.
+    pub enum EventKind {
+        Access = "access",
+        Completion = "completion",
+    }
+}
+
+named_enum! {
+    /// Whether the caller got what it asked for (any response of 400 or
+    /// more is a `deny`). `deny` is the default: fail closed.
+    pub enum Decision {
+        Deny = "deny",
+        Allow = "allow",
+    }
+}
+
+named_enum! {
+    /// What a request did: the policy's actions, and the gateway's own.
+    pub enum Action {
+        /// Any request that is not one of the actions below (an unknown
+        /// route, a refusal before the handler decided).
+        Request = "request",
+        Read = "read",
+        Export = "export",
+        Aggregate = "aggregate",
+        Metadata = "metadata",
+        AuditRead = "audit:read",
+        Admin = "admin",
+        /// The OAuth2 token endpoint.
+        Token = "token",
+    }
+}
+
+named_enum! {
+    /// How the caller authenticated: the gateway's own tokens are
+    /// `client_credentials` when a partner client obtained them, `jwt` like
+    /// an identity provider's when minted for a person.
+    pub enum AuthMethod {
+        Anonymous = "anonymous",
+        Jwt = "jwt",
+        ClientCredentials = "client_credentials",
+        ApiKey = "api_key",
+    }
+}
+
+impl From<crate::policy::Action> for Action {
+    fn from(action: crate::policy::Action) -> Action {
+        use crate::policy::Action as Policy;
+        match action {
+            Policy::Read => Action::Read,
+            Policy::Export => Action::Export,
+            Policy::Aggregate => Action::Aggregate,
+            Policy::Metadata => Action::Metadata,
+            Policy::AuditRead => Action::AuditRead,
+            Policy::Admin => Action::Admin,
+        }
+    }
+}
+
+// Each line is a column of `audit_events` (its SQL name after `=>`); the
+// field name is its CSV header and JSON key; the order is the canonical
+// encoding's. The HTTP layer fills in what it knows and leaves the rest to
+// its default; the log normalises the event (`Event::sealed`) before
+// hashing and storing it.
+event_columns! {
+    /// One event of the audit log: a request, or the completion of a streamed one.
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
+    pub struct Event {
+        kind: EventKind => "kind",
+        /// For a completion: the `seq` of the request it completes.
+        refers_to: Option<i64> => "refers_to",
+        /// RFC 3339, UTC, microseconds.
+        #[serde(serialize_with = "serialize_time")]
+        #[schema(value_type = String)]
+        time: DateTime<Utc> => "time_us",
+        request_id: String => "request_id",
+        /// Null when anonymous.
+        subject: Option<String> => "subject",
+        org: Option<String> => "org",
+        roles: Vec<String> => "roles",
+        auth_method: AuthMethod => "auth_method",
+        client_id: Option<String> => "client_id",
+        token_id: Option<String> => "token_id",
+        /// The client's address, or `hmac-sha256:<hex>` when addresses are hashed.
+        ip: Option<String> => "ip",
+        user_agent: Option<String> => "user_agent",
+        method: String => "method",
+        path: String => "path",
+        /// The query string, secret parameters' values replaced by `REDACTED`.
+        query: Option<String> => "query",
+        dataset: Option<String> => "dataset",
+        action: Action => "action",
+        decision: Decision => "decision",
+        rule: Option<String> => "rule",
+        view: Option<String> => "view_name",
+        status: u16 => "status",
+        rows: Option<i64> => "rows_sent",
+        bytes: Option<i64> => "bytes_sent",
+        duration_ms: f64 => "duration_ms",
+        /// For a completion: whether the export ended normally.
+        complete: Option<bool> => "complete",
+        purpose: Option<String> => "purpose",
+        /// The gateway instance that wrote the event.
+        instance: String => "instance",
+    }
+}
+
+/// An event with its place in the chain, as stored, listed and exported.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    /// Position in the chain (1, 2, 3…).
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: Event,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A stored event reads as its event.
+impl std::ops::Deref for StoredEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
 }
 
 /// Proof that an event was committed; hand it to `AuditLog::complete` when a
@@ -73,7 +171,7 @@ pub struct NewEvent {
 pub struct Receipt {
     /// The committed event's sequence number.
     pub sequence: i64,
-    pub(crate) event: Box<EventRecord>,
+    pub(crate) event: Box<Event>,
 }
 
 /// How a streamed response ended.
@@ -87,182 +185,66 @@ pub struct Outcome {
     pub complete: bool,
 }
 
-/// The kind of an event: a request, or the completion of a streamed one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Access,
-    Completion,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Access => "access",
-            EventKind::Completion => "completion",
+impl Event {
+    /// The access event as the log stores it: subject null for anonymous
+    /// callers, secret query parameters redacted, the IP hashed with
+    /// `ip_hash_key` when there is one, the time in microseconds, and every
+    /// text escaped (see `domain::text`) once, before the event is hashed
+    /// and stored: a NUL byte, which PostgreSQL cannot store, or a
+    /// bidirectional override is recorded as `\u{…}`, never dropped, and can
+    /// never make a batch of events fail.
+    pub(crate) fn sealed(mut self, instance: &str, ip_hash_key: Option<&[u8]>) -> Event {
+        self.kind = EventKind::Access;
+        self.refers_to = None;
+        self.complete = None;
+        self.instance = instance.to_owned();
+        self.time = in_micros(self.time);
+        if self.auth_method == AuthMethod::Anonymous
+            || self.subject.as_deref().is_some_and(str::is_empty)
+        {
+            self.subject = None;
         }
-    }
-
-    pub(crate) fn parse(text: &str) -> EventKind {
-        if text == "completion" {
-            EventKind::Completion
-        } else {
-            EventKind::Access
-        }
-    }
-}
-
-/// An event's content before it gets a place in the chain (all fields
-/// normalised: subject nulled for anonymous, query redacted, IP hashed).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EventRecord {
-    pub kind: EventKind,
-    pub refers_to: Option<i64>,
-    pub time_us: i64,
-    pub request_id: String,
-    pub subject: Option<String>,
-    pub org: Option<String>,
-    pub roles: Vec<String>,
-    pub auth_method: String,
-    pub client_id: Option<String>,
-    pub token_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub dataset: Option<String>,
-    pub action: String,
-    pub decision: String,
-    pub rule: Option<String>,
-    pub view: Option<String>,
-    pub status: i64,
-    pub rows: Option<i64>,
-    pub bytes: Option<i64>,
-    pub duration_ms: f64,
-    pub complete: Option<bool>,
-    pub purpose: Option<String>,
-    pub instance: String,
-}
-
-impl EventRecord {
-    /// Normalises a new event. `ip_hash_key`: hash the IP with this HMAC key.
-    ///
-    /// Every text field is escaped here, once, before the event is hashed
-    /// and stored (see `domain::text`): a NUL byte, which PostgreSQL cannot
-    /// store, or a bidirectional override is recorded as `\u{…}`, never
-    /// dropped, and can never make a batch of events fail.
-    pub fn from_new(event: NewEvent, instance: &str, ip_hash_key: Option<&[u8]>) -> EventRecord {
-        let clean = text::escape_owned;
-        let clean_optional = |value: Option<String>| value.map(text::escape_owned);
-        let subject = if event.auth_method == "anonymous" || event.subject.is_empty() {
-            None
-        } else {
-            Some(clean(event.subject))
-        };
-        let ip = match (event.ip, ip_hash_key) {
-            (Some(ip), Some(key)) => Some(format!(
+        if let (Some(ip), Some(key)) = (&self.ip, ip_hash_key) {
+            self.ip = Some(format!(
                 "hmac-sha256:{}",
                 hex::encode(hmac_sha256(key, ip.as_bytes()))
-            )),
-            (ip, _) => clean_optional(ip),
-        };
-        EventRecord {
-            kind: EventKind::Access,
-            refers_to: None,
-            time_us: event.time.timestamp_micros(),
-            request_id: clean(event.request_id),
-            subject,
-            org: clean_optional(event.org),
-            roles: event.roles.into_iter().map(clean).collect(),
-            auth_method: clean(event.auth_method),
-            client_id: clean_optional(event.client_id),
-            token_id: clean_optional(event.token_id),
-            ip,
-            user_agent: clean_optional(event.user_agent),
-            method: clean(event.method),
-            path: clean(event.path),
-            query: event.query.map(|query| clean(redact_query(&query))),
-            dataset: clean_optional(event.dataset),
-            action: clean(event.action),
-            decision: clean(event.decision),
-            rule: clean_optional(event.rule),
-            view: clean_optional(event.view),
-            status: i64::from(event.status),
-            rows: event.rows,
-            bytes: event.bytes,
-            duration_ms: event.duration_ms,
-            complete: None,
-            purpose: clean_optional(event.purpose),
-            instance: clean(instance.to_owned()),
+            ));
         }
+        self.query = self.query.map(|query| redact_query(&query));
+        let mut stored = StoredEvent {
+            event: self,
+            ..StoredEvent::default()
+        };
+        for column in COLUMNS.iter() {
+            (column.get_mut)(&mut stored).escape();
+        }
+        stored.event
     }
 
-    /// The completion of the streamed request `original` (committed as `sequence`).
-    pub fn completion(
-        original: &EventRecord,
-        sequence: i64,
-        outcome: Outcome,
-        instance: &str,
-    ) -> EventRecord {
-        EventRecord {
+    /// The completion of this streamed request (committed as `sequence`).
+    pub(crate) fn completion(&self, sequence: i64, outcome: Outcome, instance: &str) -> Event {
+        Event {
             kind: EventKind::Completion,
             refers_to: Some(sequence),
-            time_us: Utc::now().timestamp_micros(),
-            status: i64::from(outcome.status),
+            time: in_micros(Utc::now()),
+            status: outcome.status,
             rows: outcome.rows,
             bytes: outcome.bytes,
             duration_ms: outcome.duration_ms,
             complete: Some(outcome.complete),
             instance: text::escape_owned(instance.to_owned()),
-            ..original.clone()
+            ..self.clone()
         }
     }
+}
 
-    /// The canonical encoding (see the module documentation) at `seq`.
-    pub fn canonical(&self, seq: i64) -> Vec<u8> {
+impl StoredEvent {
+    /// The canonical encoding (see the module documentation).
+    pub(crate) fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(b"passerelle-audit-v1");
-        let roles = serde_json::to_string(&self.roles).unwrap_or_default();
-        let seq = seq.to_string();
-        let refers_to = self.refers_to.map(|value| value.to_string());
-        let time_us = self.time_us.to_string();
-        let status = self.status.to_string();
-        let rows = self.rows.map(|value| value.to_string());
-        let bytes = self.bytes.map(|value| value.to_string());
-        let duration = format!("{:016x}", self.duration_ms.to_bits());
-        let fields: [Option<&str>; 28] = [
-            Some(&seq),
-            Some(self.kind.as_str()),
-            refers_to.as_deref(),
-            Some(&time_us),
-            Some(&self.request_id),
-            self.subject.as_deref(),
-            self.org.as_deref(),
-            Some(&roles),
-            Some(&self.auth_method),
-            self.client_id.as_deref(),
-            self.token_id.as_deref(),
-            self.ip.as_deref(),
-            self.user_agent.as_deref(),
-            Some(&self.method),
-            Some(&self.path),
-            self.query.as_deref(),
-            self.dataset.as_deref(),
-            Some(&self.action),
-            Some(&self.decision),
-            self.rule.as_deref(),
-            self.view.as_deref(),
-            Some(&status),
-            rows.as_deref(),
-            bytes.as_deref(),
-            Some(&duration),
-            self.complete.map(|value| if value { "1" } else { "0" }),
-            self.purpose.as_deref(),
-            Some(&self.instance),
-        ];
-        for field in fields {
-            match field {
+        for column in COLUMNS.iter().filter(|column| column.hashed) {
+            match (column.get)(self).canonical() {
                 Some(text) => {
                     let length = u32::try_from(text.len()).unwrap_or(u32::MAX - 1);
                     out.extend_from_slice(&length.to_be_bytes());
@@ -274,13 +256,22 @@ impl EventRecord {
         out
     }
 
-    /// The chain hash of this event at `seq` after `prev_hash` (hex).
-    pub fn chain_hash(&self, seq: i64, prev_hash: &str) -> String {
+    /// The chain hash of this event at its `seq` after its `prev_hash` (hex).
+    pub(crate) fn chain_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(hash_bytes(prev_hash));
-        hasher.update(self.canonical(seq));
+        hasher.update(hash_bytes(&self.prev_hash));
+        hasher.update(self.canonical());
         hex::encode(hasher.finalize())
     }
+}
+
+/// `time` cut to the microseconds the log keeps.
+fn in_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
+}
+
+fn serialize_time<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_time(time.timestamp_micros()))
 }
 
 /// A hex hash as raw bytes; anything malformed hashes as its text so that
@@ -290,47 +281,6 @@ fn hash_bytes(hash: &str) -> Vec<u8> {
         Ok(bytes) if bytes.len() == 32 => bytes,
         _ => hash.as_bytes().to_vec(),
     }
-}
-
-/// An event as stored, listed and exported.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct StoredEvent {
-    /// Position in the chain (1, 2, 3…).
-    pub seq: i64,
-    pub kind: EventKind,
-    /// For a completion: the `seq` of the request it completes.
-    pub refers_to: Option<i64>,
-    /// RFC 3339, UTC, microseconds.
-    pub time: String,
-    pub request_id: String,
-    /// Null when anonymous.
-    pub subject: Option<String>,
-    pub org: Option<String>,
-    pub roles: Vec<String>,
-    pub auth_method: String,
-    pub client_id: Option<String>,
-    pub token_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub dataset: Option<String>,
-    pub action: String,
-    pub decision: String,
-    pub rule: Option<String>,
-    pub view: Option<String>,
-    pub status: i64,
-    pub rows: Option<i64>,
-    pub bytes: Option<i64>,
-    pub duration_ms: f64,
-    /// For a completion: whether the export ended normally.
-    pub complete: Option<bool>,
-    pub purpose: Option<String>,
-    /// The gateway instance that wrote the event.
-    pub instance: String,
-    pub prev_hash: String,
-    pub hash: String,
 }
 
 /// Formats microseconds since the epoch as RFC 3339 with microseconds.
@@ -381,16 +331,15 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn sample(request_id: &str) -> NewEvent {
-        NewEvent {
+    pub(crate) fn sample(request_id: &str) -> Event {
+        Event {
             time: Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()
                 + chrono::Duration::microseconds(123_456),
             request_id: request_id.to_owned(),
-            subject: "alice".to_owned(),
+            subject: Some("alice".to_owned()),
             org: Some("ademe".to_owned()),
             roles: vec!["partner".to_owned()],
-            auth_method: "jwt".to_owned(),
-            client_id: None,
+            auth_method: AuthMethod::Jwt,
             token_id: Some("t1".to_owned()),
             ip: Some("203.0.113.7".to_owned()),
             user_agent: Some("curl/8".to_owned()),
@@ -398,16 +347,27 @@ pub(crate) mod tests {
             path: "/api/v1/data/energy".to_owned(),
             query: Some("select=a&api_key=s3cret".to_owned()),
             dataset: Some("energy".to_owned()),
-            action: "read".to_owned(),
-            decision: "allow".to_owned(),
+            action: Action::Read,
+            decision: Decision::Allow,
             rule: Some("p, partner, partners, read".to_owned()),
-            view: None,
             status: 200,
             rows: Some(10),
-            bytes: None,
             duration_ms: 1.25,
             purpose: Some("study".to_owned()),
+            ..Event::default()
         }
+    }
+
+    /// `event` at `seq` after `prev_hash`.
+    pub(crate) fn chained(event: &Event, seq: i64, prev_hash: &str) -> StoredEvent {
+        let mut stored = StoredEvent {
+            seq,
+            event: event.clone(),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        stored.hash = stored.chain_hash();
+        stored
     }
 
     /// RFC 4231 test case 2 ("Jefe").
@@ -443,72 +403,95 @@ pub(crate) mod tests {
     /// Every field takes part in the hash; absent and empty values differ.
     #[test]
     fn hash_covers_every_field() {
-        let record = EventRecord::from_new(sample("r1"), "gw", None);
+        let record = sample("r1").sealed("gw", None);
         assert_eq!(record.query.as_deref(), Some("select=a&api_key=REDACTED"));
-        let base = record.chain_hash(1, GENESIS_HASH);
-        assert_eq!(base, record.chain_hash(1, GENESIS_HASH), "deterministic");
-        assert_ne!(base, record.chain_hash(2, GENESIS_HASH), "sequence");
+        let base = chained(&record, 1, GENESIS_HASH).hash;
+        assert_eq!(
+            base,
+            chained(&record, 1, GENESIS_HASH).hash,
+            "deterministic"
+        );
+        assert_ne!(base, chained(&record, 2, GENESIS_HASH).hash, "sequence");
         let other_prev = "11".repeat(32);
-        assert_ne!(base, record.chain_hash(1, &other_prev), "previous hash");
-        let variants: Vec<EventRecord> = vec![
-            EventRecord {
+        assert_ne!(base, chained(&record, 1, &other_prev).hash, "previous hash");
+        let variants: Vec<Event> = vec![
+            Event {
                 rows: Some(11),
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 duration_ms: 1.2500001,
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 org: None,
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 org: Some(String::new()),
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 roles: vec![],
                 ..record.clone()
             },
-            EventRecord {
-                time_us: record.time_us + 1,
+            Event {
+                time: record.time + chrono::Duration::microseconds(1),
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 instance: "gw2".to_owned(),
                 ..record.clone()
             },
-            EventRecord {
+            Event {
                 complete: Some(true),
                 ..record.clone()
             },
         ];
         for variant in variants {
-            assert_ne!(variant.chain_hash(1, GENESIS_HASH), base, "{variant:?}");
+            assert_ne!(chained(&variant, 1, GENESIS_HASH).hash, base, "{variant:?}");
         }
+    }
+
+    /// The canonical encoding of existing logs never changes: these hashes
+    /// were computed before the event's fields moved into one column table,
+    /// and an access event and its completion must still hash to them.
+    #[test]
+    fn canonical_hash_is_pinned() {
+        let record = sample("pinned").sealed("gw-1", Some(b"0123456789abcdef"));
+        let access = chained(&record, 41, GENESIS_HASH).hash;
+        assert_eq!(
+            access,
+            "b358e871fa87835c277d0a88a8fa3e11391b2a43088b3e01d47181d676a0aac1"
+        );
+        let outcome = Outcome {
+            status: 200,
+            rows: Some(7),
+            bytes: Some(2048),
+            duration_ms: 15.5,
+            complete: false,
+        };
+        let completion = Event {
+            time: record.time + chrono::Duration::seconds(1),
+            ..record.completion(41, outcome, "gw-2")
+        };
+        assert_eq!(
+            chained(&completion, 42, &access).hash,
+            "2edeb81fedb2dda8572df153d73846cab30b6a31ae137fb214a18e1cce212696"
+        );
     }
 
     /// Anonymous callers have no subject; hashed IPs are keyed and stable.
     #[test]
     fn normalises_subject_and_ip() {
         let mut anonymous = sample("r1");
-        anonymous.auth_method = "anonymous".to_owned();
-        assert_eq!(EventRecord::from_new(anonymous, "gw", None).subject, None);
-        let hashed = EventRecord::from_new(sample("r1"), "gw", Some(b"key"))
-            .ip
-            .unwrap();
+        anonymous.auth_method = AuthMethod::Anonymous;
+        assert_eq!(anonymous.sealed("gw", None).subject, None);
+        let hashed = sample("r1").sealed("gw", Some(b"key")).ip.unwrap();
         assert!(hashed.starts_with("hmac-sha256:") && !hashed.contains("203.0.113.7"));
-        assert_eq!(
-            EventRecord::from_new(sample("r2"), "gw", Some(b"key"))
-                .ip
-                .unwrap(),
-            hashed
-        );
+        assert_eq!(sample("r2").sealed("gw", Some(b"key")).ip.unwrap(), hashed);
         assert_ne!(
-            EventRecord::from_new(sample("r2"), "gw", Some(b"other"))
-                .ip
-                .unwrap(),
+            sample("r2").sealed("gw", Some(b"other")).ip.unwrap(),
             hashed
         );
     }
@@ -520,11 +503,11 @@ pub(crate) mod tests {
         let mut event = sample("r1");
         event.dataset = Some("a\0b".to_owned());
         event.user_agent = Some("navigateur (été) \u{202e}".to_owned());
-        event.subject = "zoë\u{200b}".to_owned();
+        event.subject = Some("zoë\u{200b}".to_owned());
         event.roles = vec!["x\u{7}".to_owned()];
         event.purpose = Some("suivi précarité\r\n".to_owned());
         event.rule = Some("nul\0".to_owned());
-        let record = EventRecord::from_new(event, "gw\0", None);
+        let record = event.sealed("gw\0", None);
         assert_eq!(record.dataset.as_deref(), Some("a\\u{0}b"));
         assert_eq!(
             record.user_agent.as_deref(),
@@ -543,7 +526,35 @@ pub(crate) mod tests {
     /// Times are RFC 3339 in UTC with microseconds.
     #[test]
     fn formats_time_with_microseconds() {
-        let record = EventRecord::from_new(sample("r1"), "gw", None);
-        assert_eq!(format_time(record.time_us), "2026-11-29T10:00:00.123456Z");
+        let record = sample("r1").sealed("gw", None);
+        assert_eq!(
+            format_time(record.time.timestamp_micros()),
+            "2026-11-29T10:00:00.123456Z"
+        );
+    }
+
+    /// Enums are stored and listed under the names the log always used.
+    #[test]
+    fn enums_keep_their_names() {
+        let names = |values: &[&str]| values.join(",");
+        let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
+        assert_eq!(
+            names(&action),
+            "request,read,export,aggregate,metadata,audit:read,admin,token"
+        );
+        for policy in crate::policy::Action::ALL {
+            assert_eq!(Action::from(policy).as_str(), policy.as_str());
+        }
+        assert_eq!(
+            serde_json::to_value(AuthMethod::ClientCredentials).unwrap(),
+            "client_credentials"
+        );
+        assert_eq!(
+            serde_json::to_value(Action::AuditRead).unwrap(),
+            "audit:read"
+        );
+        assert_eq!(serde_json::to_value(Decision::Deny).unwrap(), "deny");
+        assert_eq!(Decision::parse("allow"), Some(Decision::Allow));
+        assert_eq!(Decision::parse("Allow"), None);
     }
 }

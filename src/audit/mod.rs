@@ -13,6 +13,7 @@
 //! - signed checkpoints pin the head (periodically, on shutdown, on demand);
 //!   a purge leaves a signed anchor the verification starts from.
 
+mod columns;
 mod event;
 mod query;
 mod signer;
@@ -29,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use event::{
-    EventKind, GENESIS_HASH, NewEvent, Outcome, Receipt, StoredEvent, hmac_sha256, redact_query,
+    Action, AuthMethod, Decision, Event, EventKind, GENESIS_HASH, Outcome, Receipt, StoredEvent,
+    hmac_sha256, redact_query,
 };
 pub use query::{
     AuditQueryError, Count, EventPage, EventQuery, MAX_LIMIT, Stats, StatsQuery, SubjectCount,
@@ -40,7 +42,6 @@ pub use verify::{BreakReason, BrokenEntry, Verification};
 
 use crate::store::Store;
 use crate::store::probe::StoreHealth;
-use event::EventRecord;
 use writer::Command;
 
 /// Settings of the audit log.
@@ -197,14 +198,15 @@ impl AuditReader {
         loop {
             let rows = store::events_ascending(&self.store, next, None, 1000).await?;
             let Some(last) = rows.last() else { break };
-            next = last.seq + 1;
+            next = last.stored.seq + 1;
             for row in rows {
-                let in_period = from_us.is_none_or(|from| row.time_us >= from)
-                    && to_us.is_none_or(|to| row.time_us < to);
+                let time_us = row.stored.time.timestamp_micros();
+                let in_period = from_us.is_none_or(|from| time_us >= from)
+                    && to_us.is_none_or(|to| time_us < to);
                 if !in_period {
                     continue;
                 }
-                let event = row.into_stored();
+                let event = row.into_stored()?;
                 if csv {
                     out.write_all(event_csv_line(&event).as_bytes())?;
                 } else {
@@ -302,12 +304,8 @@ impl AuditLog {
     }
 
     /// Records `event`; returns once it is committed durably.
-    pub async fn record(&self, event: NewEvent) -> Result<Receipt, AuditError> {
-        let record = EventRecord::from_new(
-            event,
-            &self.shared.instance,
-            self.shared.ip_hash_key.as_deref(),
-        );
+    pub async fn record(&self, event: Event) -> Result<Receipt, AuditError> {
+        let record = event.sealed(&self.shared.instance, self.shared.ip_hash_key.as_deref());
         let span = tracing::debug_span!("audit_commit", request_id = %record.request_id);
         let sequence = tracing::Instrument::instrument(self.append(record.clone()), span).await?;
         Ok(Receipt {
@@ -318,16 +316,13 @@ impl AuditLog {
 
     /// Records how a streamed response ended, as a chained `completion` event.
     pub async fn complete(&self, receipt: Receipt, outcome: Outcome) -> Result<(), AuditError> {
-        let record = EventRecord::completion(
-            &receipt.event,
-            receipt.sequence,
-            outcome,
-            &self.shared.instance,
-        );
+        let record = receipt
+            .event
+            .completion(receipt.sequence, outcome, &self.shared.instance);
         self.append(record).await.map(|_| ())
     }
 
-    async fn append(&self, record: EventRecord) -> Result<i64, AuditError> {
+    async fn append(&self, record: Event) -> Result<i64, AuditError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Append {

@@ -5,8 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::event::StoredEvent;
-use super::store::{EVENT_COLUMNS, EventRow, with_pool};
+use super::columns::{COLUMNS, column_list};
+use super::event::{Decision, StoredEvent};
+use super::store::{EventRow, with_pool};
 use crate::store::Store;
 
 /// Largest page of a listing.
@@ -31,8 +32,7 @@ pub struct EventQuery {
     pub subject: Option<String>,
     pub org: Option<String>,
     pub dataset: Option<String>,
-    /// `allow` or `deny`.
-    pub decision: Option<String>,
+    pub decision: Option<Decision>,
     pub status: Option<u16>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -70,10 +70,9 @@ impl EventQuery {
                 "org" => query.org = text(),
                 "dataset" => query.dataset = text(),
                 "decision" => {
-                    if value != "allow" && value != "deny" {
-                        return Err(invalid(name, "expected `allow` or `deny`"));
-                    }
-                    query.decision = text();
+                    let decision = Decision::parse(value)
+                        .ok_or_else(|| invalid(name, "expected `allow` or `deny`"))?;
+                    query.decision = Some(decision);
                 }
                 "status" => {
                     let status = value
@@ -206,10 +205,10 @@ macro_rules! push_filters {
         if let Some(dataset) = &query.dataset {
             $builder.push(" AND dataset = ").push_bind(dataset.clone());
         }
-        if let Some(decision) = &query.decision {
+        if let Some(decision) = query.decision {
             $builder
                 .push(" AND decision = ")
-                .push_bind(decision.clone());
+                .push_bind(decision.as_str());
         }
         if let Some(status) = query.status {
             $builder.push(" AND status = ").push_bind(i64::from(status));
@@ -237,7 +236,7 @@ pub async fn list(store: &Store, query: &EventQuery) -> Result<EventPage, sqlx::
         limit => limit.min(MAX_LIMIT),
     };
     let mut rows: Vec<EventRow> = with_pool!(store, pool => {
-        let mut builder = QueryBuilder::<Db>::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events"));
+        let mut builder = QueryBuilder::<Db>::new(format!("SELECT {} FROM audit_events", column_list()));
         push_filters!(builder, query);
         builder.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
         builder.build_query_as::<EventRow>().fetch_all(pool).await?
@@ -245,12 +244,15 @@ pub async fn list(store: &Store, query: &EventQuery) -> Result<EventPage, sqlx::
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more {
-        rows.last().map(|row| row.seq.to_string())
+        rows.last().map(|row| row.stored.seq.to_string())
     } else {
         None
     };
     Ok(EventPage {
-        events: rows.into_iter().map(EventRow::into_stored).collect(),
+        events: rows
+            .into_iter()
+            .map(EventRow::into_stored)
+            .collect::<Result<_, _>>()?,
         next_cursor,
     })
 }
@@ -321,88 +323,24 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
     })
 }
 
-/// The CSV header matching `event_csv_line`.
+/// The CSV header matching `event_csv_line`: one column a field.
 pub fn events_csv_header() -> String {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let _ = writer.write_record(CSV_COLUMNS);
-    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+    csv_line(COLUMNS.iter().map(|column| column.header))
 }
-
-const CSV_COLUMNS: [&str; 30] = [
-    "seq",
-    "kind",
-    "refers_to",
-    "time",
-    "request_id",
-    "subject",
-    "org",
-    "roles",
-    "auth_method",
-    "client_id",
-    "token_id",
-    "ip",
-    "user_agent",
-    "method",
-    "path",
-    "query",
-    "dataset",
-    "action",
-    "decision",
-    "rule",
-    "view",
-    "status",
-    "rows",
-    "bytes",
-    "duration_ms",
-    "complete",
-    "purpose",
-    "instance",
-    "prev_hash",
-    "hash",
-];
 
 /// One event as a CSV line (with its line break); roles joined by `;`,
 /// empty cells for nulls.
 pub fn event_csv_line(event: &StoredEvent) -> String {
-    let text = |value: &Option<String>| value.clone().unwrap_or_default();
-    let number = |value: Option<i64>| value.map(|value| value.to_string()).unwrap_or_default();
-    let record: [String; 30] = [
-        event.seq.to_string(),
-        event.kind.as_str().to_owned(),
-        number(event.refers_to),
-        event.time.clone(),
-        event.request_id.clone(),
-        text(&event.subject),
-        text(&event.org),
-        event.roles.join(";"),
-        event.auth_method.clone(),
-        text(&event.client_id),
-        text(&event.token_id),
-        text(&event.ip),
-        text(&event.user_agent),
-        event.method.clone(),
-        event.path.clone(),
-        text(&event.query),
-        text(&event.dataset),
-        event.action.clone(),
-        event.decision.clone(),
-        text(&event.rule),
-        text(&event.view),
-        event.status.to_string(),
-        number(event.rows),
-        number(event.bytes),
-        event.duration_ms.to_string(),
-        event
-            .complete
-            .map(|value| value.to_string())
-            .unwrap_or_default(),
-        text(&event.purpose),
-        event.instance.clone(),
-        event.prev_hash.clone(),
-        event.hash.clone(),
-    ];
+    let cells: Vec<_> = COLUMNS
+        .iter()
+        .map(|column| (column.get)(event).csv())
+        .collect();
+    csv_line(cells.iter().map(|cell| cell.as_ref()))
+}
+
+fn csv_line<'a>(cells: impl Iterator<Item = &'a str>) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let _ = writer.write_record(&record);
+    let _ = writer.write_record(cells);
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
@@ -434,7 +372,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(query.subject.as_deref(), Some("alice"));
-        assert_eq!(query.decision.as_deref(), Some("deny"));
+        assert_eq!(query.decision, Some(Decision::Deny));
         assert_eq!(query.status, Some(403));
         assert_eq!(
             query.from.unwrap().to_rfc3339(),
@@ -476,45 +414,13 @@ mod tests {
         assert!(
             header.starts_with("seq,kind,refers_to,time,") && header.ends_with("prev_hash,hash\n")
         );
-        let record = super::super::event::EventRecord::from_new(
-            super::super::event::tests::sample("r1"),
-            "gw",
-            None,
-        );
-        let hash = record.chain_hash(1, super::super::event::GENESIS_HASH);
-        let row = EventRow {
-            seq: 1,
-            kind: "access".to_owned(),
-            refers_to: None,
-            time_us: record.time_us,
-            request_id: "r1".to_owned(),
-            subject: Some("alice".to_owned()),
-            org: None,
-            roles: "[\"a\",\"b\"]".to_owned(),
-            auth_method: "jwt".to_owned(),
-            client_id: None,
-            token_id: None,
-            ip: None,
-            user_agent: Some("agent, \"quoted\"".to_owned()),
-            method: "GET".to_owned(),
-            path: "/x".to_owned(),
-            query: None,
-            dataset: None,
-            action: "read".to_owned(),
-            decision: "allow".to_owned(),
-            rule: None,
-            view_name: None,
-            status: 200,
-            rows_sent: Some(3),
-            bytes_sent: None,
-            duration_ms: 1.5,
-            complete: None,
-            purpose: None,
-            instance: "gw".to_owned(),
-            prev_hash: super::super::event::GENESIS_HASH.to_owned(),
-            hash,
-        };
-        let line = event_csv_line(&row.into_stored());
+        let mut event = super::super::event::tests::sample("r1").sealed("gw", None);
+        event.org = None;
+        event.roles = vec!["a".to_owned(), "b".to_owned()];
+        event.user_agent = Some("agent, \"quoted\"".to_owned());
+        let stored =
+            super::super::event::tests::chained(&event, 1, super::super::event::GENESIS_HASH);
+        let line = event_csv_line(&stored);
         let text = format!("{header}{line}");
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)

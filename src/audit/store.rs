@@ -8,18 +8,16 @@
 //! is on disk (the store's pool defaults to `NORMAL`, which may lose the
 //! last commits on power loss in WAL mode).
 
-use sqlx::{Connection, QueryBuilder};
+use std::sync::{Arc, LazyLock};
 
-use super::event::{EventKind, EventRecord, GENESIS_HASH, StoredEvent, format_time};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
+
+use super::columns::{COLUMNS, SqlType, SqlValue, column_list};
+use super::event::{Event, GENESIS_HASH, StoredEvent};
 use crate::store::Store;
 
 /// The advisory lock key that serialises appends to the chain ("AUDIT" in ASCII).
 pub const CHAIN_LOCK: i64 = 0x0041_5544_4954;
-
-/// Columns of `audit_events`, in insert order.
-pub const EVENT_COLUMNS: &str = "seq, kind, refers_to, time_us, request_id, subject, org, roles, auth_method, \
-     client_id, token_id, ip, user_agent, method, path, query, dataset, action, decision, rule, view_name, \
-     status, rows_sent, bytes_sent, duration_ms, complete, purpose, instance, prev_hash, hash";
 
 /// Runs `$body` with `$pool` bound to the backend's pool and `Db` to its database type.
 macro_rules! with_pool {
@@ -80,110 +78,70 @@ pub struct Head {
     pub hash: String,
 }
 
-/// One row of `audit_events`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One row of `audit_events` as read. The chain's columns are always read;
+/// a content column holding what the gateway never writes (an unknown
+/// action, roles that are not a JSON array) leaves its field at its default
+/// and says why in `unreadable`: such a row cannot match its hash.
+#[derive(Debug, Clone)]
 pub struct EventRow {
-    pub seq: i64,
-    pub kind: String,
-    pub refers_to: Option<i64>,
-    pub time_us: i64,
-    pub request_id: String,
-    pub subject: Option<String>,
-    pub org: Option<String>,
-    pub roles: String,
-    pub auth_method: String,
-    pub client_id: Option<String>,
-    pub token_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub dataset: Option<String>,
-    pub action: String,
-    pub decision: String,
-    pub rule: Option<String>,
-    pub view_name: Option<String>,
-    pub status: i64,
-    pub rows_sent: Option<i64>,
-    pub bytes_sent: Option<i64>,
-    pub duration_ms: f64,
-    pub complete: Option<i64>,
-    pub purpose: Option<String>,
-    pub instance: String,
-    pub prev_hash: String,
-    pub hash: String,
+    pub stored: StoredEvent,
+    pub unreadable: Option<String>,
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for EventRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<f64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    /// Reads the columns of [`column_list`], in its order.
+    fn from_row(row: &'r R) -> Result<EventRow, sqlx::Error> {
+        let mut stored = StoredEvent::default();
+        let mut unreadable = None;
+        for (index, column) in COLUMNS.iter().enumerate() {
+            let value = match column.sql_type {
+                SqlType::Text => SqlValue::Text(row.try_get(index)?),
+                SqlType::BigInt => SqlValue::BigInt(row.try_get(index)?),
+                SqlType::Double => SqlValue::Double(row.try_get(index)?),
+            };
+            if let Err(reason) = (column.get_mut)(&mut stored).read(value) {
+                unreadable.get_or_insert_with(|| format!("column `{}`: {reason}", column.name));
+            }
+        }
+        Ok(EventRow { stored, unreadable })
+    }
 }
 
 impl EventRow {
-    /// The content the hash covers. Roles that are not a JSON array keep
-    /// their raw text as a single role so the hash check fails visibly.
-    pub fn record(&self) -> EventRecord {
-        EventRecord {
-            kind: EventKind::parse(&self.kind),
-            refers_to: self.refers_to,
-            time_us: self.time_us,
-            request_id: self.request_id.clone(),
-            subject: self.subject.clone(),
-            org: self.org.clone(),
-            roles: serde_json::from_str(&self.roles).unwrap_or_else(|_| vec![self.roles.clone()]),
-            auth_method: self.auth_method.clone(),
-            client_id: self.client_id.clone(),
-            token_id: self.token_id.clone(),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            query: self.query.clone(),
-            dataset: self.dataset.clone(),
-            action: self.action.clone(),
-            decision: self.decision.clone(),
-            rule: self.rule.clone(),
-            view: self.view_name.clone(),
-            status: self.status,
-            rows: self.rows_sent,
-            bytes: self.bytes_sent,
-            duration_ms: self.duration_ms,
-            // Only 0 and 1 are written; anything else must not verify as either.
-            complete: self.complete.map(|value| value != 0),
-            purpose: self.purpose.clone(),
-            instance: self.instance.clone(),
+    /// The hash the row's content would have at `seq` after its `prev_hash`
+    /// (none when its content cannot be read).
+    pub fn hash_at(&self, seq: i64) -> Option<String> {
+        if self.unreadable.is_some() {
+            None
+        } else if seq == self.stored.seq {
+            Some(self.stored.chain_hash())
+        } else {
+            let moved = StoredEvent {
+                seq,
+                ..self.stored.clone()
+            };
+            Some(moved.chain_hash())
         }
     }
 
-    pub fn into_stored(self) -> StoredEvent {
-        let record = self.record();
-        StoredEvent {
-            seq: self.seq,
-            kind: record.kind,
-            refers_to: self.refers_to,
-            time: format_time(self.time_us),
-            request_id: self.request_id,
-            subject: self.subject,
-            org: self.org,
-            roles: record.roles,
-            auth_method: self.auth_method,
-            client_id: self.client_id,
-            token_id: self.token_id,
-            ip: self.ip,
-            user_agent: self.user_agent,
-            method: self.method,
-            path: self.path,
-            query: self.query,
-            dataset: self.dataset,
-            action: self.action,
-            decision: self.decision,
-            rule: self.rule,
-            view: self.view_name,
-            status: self.status,
-            rows: self.rows_sent,
-            bytes: self.bytes_sent,
-            duration_ms: self.duration_ms,
-            complete: record.complete,
-            purpose: self.purpose,
-            instance: self.instance,
-            prev_hash: self.prev_hash,
-            hash: self.hash,
+    /// The event, unless a column cannot be read (then `verify` names it).
+    pub fn into_stored(self) -> Result<StoredEvent, sqlx::Error> {
+        match self.unreadable {
+            None => Ok(self.stored),
+            Some(reason) => Err(sqlx::Error::Decode(
+                format!(
+                    "audit event {} was not written by the gateway ({reason}): run `passerelle audit verify`",
+                    self.stored.seq
+                )
+                .into(),
+            )),
         }
     }
 }
@@ -240,72 +198,58 @@ macro_rules! read_head {
     }};
 }
 
-/// An event with its place in the chain.
-pub struct ChainedRow<'a> {
-    pub seq: i64,
-    pub record: &'a EventRecord,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-const INSERT_ONE: &str = "INSERT INTO audit_events (seq, kind, refers_to, time_us, request_id, subject, org, roles, \
-     auth_method, client_id, token_id, ip, user_agent, method, path, query, dataset, action, decision, rule, \
-     view_name, status, rows_sent, bytes_sent, duration_ms, complete, purpose, instance, prev_hash, hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
+/// `INSERT` of one event, `$1…$n` in [`COLUMNS`] order.
+static INSERT_ONE: LazyLock<Arc<str>> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|n| format!("${n}")).collect();
+    format!(
+        "INSERT INTO audit_events ({}) VALUES ({})",
+        column_list(),
+        placeholders.join(", ")
+    )
+    .into()
+});
 
 /// One statement for the whole batch on PostgreSQL: one array per column.
-const INSERT_UNNEST: &str = "INSERT INTO audit_events (seq, kind, refers_to, time_us, request_id, subject, org, roles, \
-     auth_method, client_id, token_id, ip, user_agent, method, path, query, dataset, action, decision, rule, \
-     view_name, status, rows_sent, bytes_sent, duration_ms, complete, purpose, instance, prev_hash, hash) \
-     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[], $25::float8[], $26::bigint[], $27::text[], $28::text[], $29::text[], $30::text[])";
+static INSERT_UNNEST: LazyLock<Arc<str>> = LazyLock::new(|| {
+    let arrays: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("${}::{}", index + 1, column.sql_type.postgres_array()))
+        .collect();
+    format!(
+        "INSERT INTO audit_events ({}) SELECT * FROM UNNEST({})",
+        column_list(),
+        arrays.join(", ")
+    )
+    .into()
+});
 
-/// Binds the 30 columns of one event, in `EVENT_COLUMNS` order.
-macro_rules! bind_event {
-    ($query:expr, $seq:expr, $record:expr, $prev_hash:expr, $hash:expr) => {{
-        let record: &EventRecord = $record;
-        $query
-            .bind($seq)
-            .bind(record.kind.as_str())
-            .bind(record.refers_to)
-            .bind(record.time_us)
-            .bind(record.request_id.clone())
-            .bind(record.subject.clone())
-            .bind(record.org.clone())
-            .bind(roles_json(record))
-            .bind(record.auth_method.clone())
-            .bind(record.client_id.clone())
-            .bind(record.token_id.clone())
-            .bind(record.ip.clone())
-            .bind(record.user_agent.clone())
-            .bind(record.method.clone())
-            .bind(record.path.clone())
-            .bind(record.query.clone())
-            .bind(record.dataset.clone())
-            .bind(record.action.clone())
-            .bind(record.decision.clone())
-            .bind(record.rule.clone())
-            .bind(record.view.clone())
-            .bind(record.status)
-            .bind(record.rows)
-            .bind(record.bytes)
-            .bind(record.duration_ms)
-            .bind(record.complete.map(i64::from))
-            .bind(record.purpose.clone())
-            .bind(record.instance.clone())
-            .bind($prev_hash.to_owned())
-            .bind($hash.to_owned())
-    }};
+/// Binds every column of `stored`, in [`COLUMNS`] order.
+fn bind_event<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    stored: &StoredEvent,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'a> Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    for column in COLUMNS.iter() {
+        query = match (column.get)(stored).sql() {
+            SqlValue::Text(value) => query.bind(value),
+            SqlValue::BigInt(value) => query.bind(value),
+            SqlValue::Double(value) => query.bind(value),
+        };
+    }
+    query
 }
 
-fn roles_json(record: &EventRecord) -> String {
-    serde_json::to_string(&record.roles).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// How each backend writes a batch of chained rows fastest.
+/// How each backend writes a batch of chained events fastest.
 trait InsertEvents: sqlx::Database {
     fn insert_events<'a>(
         connection: &'a mut Self::Connection,
-        rows: &'a [ChainedRow<'a>],
+        rows: &'a [StoredEvent],
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 }
 
@@ -313,22 +257,14 @@ impl InsertEvents for sqlx::Sqlite {
     /// SQLite: one cached prepared statement per row, inside the transaction.
     async fn insert_events<'a>(
         connection: &'a mut sqlx::SqliteConnection,
-        rows: &'a [ChainedRow<'a>],
+        rows: &'a [StoredEvent],
     ) -> Result<(), sqlx::Error> {
-        {
-            for row in rows {
-                bind_event!(
-                    sqlx::query(INSERT_ONE),
-                    row.seq,
-                    row.record,
-                    &row.prev_hash,
-                    &row.hash
-                )
+        for row in rows {
+            bind_event(sqlx::query(AssertSqlSafe(INSERT_ONE.clone())), row)
                 .execute(&mut *connection)
                 .await?;
-            }
-            Ok(())
         }
+        Ok(())
     }
 }
 
@@ -336,68 +272,42 @@ impl InsertEvents for sqlx::Postgres {
     /// PostgreSQL: one `INSERT … SELECT FROM UNNEST(arrays)` for the batch.
     async fn insert_events<'a>(
         connection: &'a mut sqlx::PgConnection,
-        rows: &'a [ChainedRow<'a>],
+        rows: &'a [StoredEvent],
     ) -> Result<(), sqlx::Error> {
-        {
-            let column = |get: &dyn Fn(&ChainedRow<'_>) -> Option<String>| {
-                rows.iter().map(get).collect::<Vec<_>>()
+        let mut query = sqlx::query(AssertSqlSafe(INSERT_UNNEST.clone()));
+        for column in COLUMNS.iter() {
+            let values = rows.iter().map(|row| (column.get)(row).sql());
+            query = match column.sql_type {
+                SqlType::Text => query.bind(values.map(SqlValue::into_text).collect::<Vec<_>>()),
+                SqlType::BigInt => {
+                    query.bind(values.map(SqlValue::into_big_int).collect::<Vec<_>>())
+                }
+                SqlType::Double => {
+                    query.bind(values.map(SqlValue::into_double).collect::<Vec<_>>())
+                }
             };
-            let number = |get: &dyn Fn(&ChainedRow<'_>) -> Option<i64>| {
-                rows.iter().map(get).collect::<Vec<_>>()
-            };
-            sqlx::query(INSERT_UNNEST)
-                .bind(rows.iter().map(|row| row.seq).collect::<Vec<i64>>())
-                .bind(column(&|row| Some(row.record.kind.as_str().to_owned())))
-                .bind(number(&|row| row.record.refers_to))
-                .bind(number(&|row| Some(row.record.time_us)))
-                .bind(column(&|row| Some(row.record.request_id.clone())))
-                .bind(column(&|row| row.record.subject.clone()))
-                .bind(column(&|row| row.record.org.clone()))
-                .bind(column(&|row| Some(roles_json(row.record))))
-                .bind(column(&|row| Some(row.record.auth_method.clone())))
-                .bind(column(&|row| row.record.client_id.clone()))
-                .bind(column(&|row| row.record.token_id.clone()))
-                .bind(column(&|row| row.record.ip.clone()))
-                .bind(column(&|row| row.record.user_agent.clone()))
-                .bind(column(&|row| Some(row.record.method.clone())))
-                .bind(column(&|row| Some(row.record.path.clone())))
-                .bind(column(&|row| row.record.query.clone()))
-                .bind(column(&|row| row.record.dataset.clone()))
-                .bind(column(&|row| Some(row.record.action.clone())))
-                .bind(column(&|row| Some(row.record.decision.clone())))
-                .bind(column(&|row| row.record.rule.clone()))
-                .bind(column(&|row| row.record.view.clone()))
-                .bind(number(&|row| Some(row.record.status)))
-                .bind(number(&|row| row.record.rows))
-                .bind(number(&|row| row.record.bytes))
-                .bind(
-                    rows.iter()
-                        .map(|row| row.record.duration_ms)
-                        .collect::<Vec<f64>>(),
-                )
-                .bind(number(&|row| row.record.complete.map(i64::from)))
-                .bind(column(&|row| row.record.purpose.clone()))
-                .bind(column(&|row| Some(row.record.instance.clone())))
-                .bind(column(&|row| Some(row.prev_hash.clone())))
-                .bind(column(&|row| Some(row.hash.clone())))
-                .execute(&mut *connection)
-                .await?;
-            Ok(())
         }
+        query.execute(&mut *connection).await?;
+        Ok(())
     }
 }
 
 /// Appends `records` to the chain in one transaction; returns their sequence numbers.
-pub async fn append(store: &Store, records: &[EventRecord]) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn append(store: &Store, events: &[Event]) -> Result<Vec<i64>, sqlx::Error> {
     in_chain_transaction!(store, tx => {
         let head = read_head!(tx);
         let mut prev_hash = head.hash;
-        let mut rows = Vec::with_capacity(records.len());
-        for (index, record) in records.iter().enumerate() {
-            let seq = head.seq + 1 + index as i64;
-            let hash = record.chain_hash(seq, &prev_hash);
-            let prev_hash = std::mem::replace(&mut prev_hash, hash.clone());
-            rows.push(ChainedRow { seq, record, prev_hash, hash });
+        let mut rows = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let mut row = StoredEvent {
+                seq: head.seq + 1 + index as i64,
+                event: event.clone(),
+                prev_hash,
+                hash: String::new(),
+            };
+            row.hash = row.chain_hash();
+            prev_hash = row.hash.clone();
+            rows.push(row);
         }
         <Db as InsertEvents>::insert_events(&mut *tx, &rows).await?;
         rows.iter().map(|row| row.seq).collect::<Vec<i64>>()
@@ -516,7 +426,7 @@ pub async fn events_ascending(
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
     with_pool!(store, pool => {
-        let mut builder = QueryBuilder::<Db>::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= "));
+        let mut builder = QueryBuilder::<Db>::new(format!("SELECT {} FROM audit_events WHERE seq >= ", column_list()));
         builder.push_bind(from);
         if let Some(to) = to {
             builder.push(" AND seq <= ").push_bind(to);
@@ -569,15 +479,9 @@ pub async fn head(store: &Store) -> Result<Option<Head>, sqlx::Error> {
 
 /// Writes one event row as given, bypassing the chain (tests forge rows with it).
 #[cfg(test)]
-pub async fn insert_raw(
-    store: &Store,
-    seq: i64,
-    record: &EventRecord,
-    prev_hash: &str,
-    hash: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_raw(store: &Store, row: &StoredEvent) -> Result<(), sqlx::Error> {
     with_pool!(store, pool => {
-        bind_event!(sqlx::query::<Db>(INSERT_ONE), seq, record, prev_hash, hash)
+        bind_event(sqlx::query::<Db>(AssertSqlSafe(INSERT_ONE.clone())), row)
             .execute(pool)
             .await
             .map(|_| ())

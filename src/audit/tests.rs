@@ -38,9 +38,9 @@ async fn record_many(log: &AuditLog, count: usize) -> Vec<Receipt> {
     for index in 0..count {
         let mut event = sample(&format!("r{index}"));
         if index % 2 == 1 {
-            event.subject = "bob".to_owned();
+            event.subject = Some("bob".to_owned());
             event.dataset = Some("water".to_owned());
-            event.decision = "deny".to_owned();
+            event.decision = Decision::Deny;
             event.status = 403;
         }
         receipts.push(log.record(event).await.expect("record"));
@@ -68,6 +68,27 @@ async fn execute(store: &Store, sql: &str) {
     }
 }
 
+/// A log of `count` events on `store`, emptied first.
+async fn fresh_log(store: &Store, count: usize) -> AuditLog {
+    execute(
+        store,
+        "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
+    )
+    .await;
+    let log = start(store, "gw").await;
+    record_many(&log, count).await;
+    log
+}
+
+/// The first broken entry `verify` reports; there must be one.
+async fn first_broken(log: &AuditLog) -> BrokenEntry {
+    log.verify(None, None)
+        .await
+        .unwrap()
+        .first_broken
+        .expect("detected")
+}
+
 fn backend(store: &Store) -> &'static str {
     match store {
         Store::Sqlite(_) => "sqlite",
@@ -85,7 +106,7 @@ async fn records_a_verifiable_chain() {
         let sequences: Vec<i64> = receipts.iter().map(|receipt| receipt.sequence).collect();
         assert_eq!(sequences, vec![1, 2, 3, 4, 5], "{}", backend(&store));
         let mut anonymous = sample("anon");
-        anonymous.auth_method = "anonymous".to_owned();
+        anonymous.auth_method = AuthMethod::Anonymous;
         log.record(anonymous).await.unwrap();
 
         let verification = log.verify(None, None).await.unwrap();
@@ -112,7 +133,10 @@ async fn records_a_verifiable_chain() {
         let first = page.events.last().unwrap();
         assert_eq!(first.prev_hash, GENESIS_HASH);
         assert_eq!(first.query.as_deref(), Some("select=a&api_key=REDACTED"));
-        assert_eq!(first.time, "2026-11-29T10:00:00.123456Z");
+        assert_eq!(
+            serde_json::to_value(first).unwrap()["time"],
+            "2026-11-29T10:00:00.123456Z"
+        );
         assert_eq!(
             page.events[4].prev_hash, first.hash,
             "each event links to the previous one"
@@ -363,30 +387,16 @@ async fn detects_tampering() {
 async fn detects_inserted_rows() {
     for (store, _guard) in stores().await {
         for correct_hash in [true, false] {
-            execute(
-                &store,
-                "DELETE FROM audit_events; DELETE FROM audit_checkpoints",
-            )
-            .await;
-            let log = start(&store, "gw").await;
-            record_many(&log, 10).await;
+            let log = fresh_log(&store, 10).await;
             let previous = store::hash_of(&store, 5).await.unwrap().unwrap();
             execute(&store, "UPDATE audit_events SET seq = seq + 1000 WHERE seq > 5; UPDATE audit_events SET seq = seq - 999 WHERE seq > 1000").await;
-            let forged = event::EventRecord::from_new(sample("forged"), "gw", None);
-            let hash = if correct_hash {
-                forged.chain_hash(6, &previous)
-            } else {
-                "ab".repeat(32)
-            };
-            store::insert_raw(&store, 6, &forged, &previous, &hash)
-                .await
-                .unwrap();
-            let broken = log
-                .verify(None, None)
-                .await
-                .unwrap()
-                .first_broken
-                .expect("detected");
+            let mut forged =
+                event::tests::chained(&sample("forged").sealed("gw", None), 6, &previous);
+            if !correct_hash {
+                forged.hash = "ab".repeat(32);
+            }
+            store::insert_raw(&store, &forged).await.unwrap();
+            let broken = first_broken(&log).await;
             assert_eq!(
                 (broken.seq, broken.reason),
                 (6, BreakReason::Inserted),
@@ -935,4 +945,45 @@ async fn refuses_at_once_while_the_store_is_down() {
         "a checkpoint does not hold the queue: {:?}",
         started.elapsed()
     );
+}
+
+/// A value the gateway never writes (an unknown action, roles that are not
+/// a JSON array, a flag of 2) is an alteration that verify locates and
+/// names; the listing refuses to pass it off as an event.
+#[tokio::test]
+async fn values_the_gateway_never_writes_are_altered() {
+    for (store, _guard) in stores().await {
+        for (tampering, column) in [
+            (
+                "UPDATE audit_events SET action = 'fly' WHERE seq = 2",
+                "action",
+            ),
+            (
+                "UPDATE audit_events SET roles = 'partner' WHERE seq = 2",
+                "roles",
+            ),
+            (
+                "UPDATE audit_events SET complete = 2 WHERE seq = 2",
+                "complete",
+            ),
+        ] {
+            let log = fresh_log(&store, 3).await;
+            execute(&store, tampering).await;
+            let broken = first_broken(&log).await;
+            assert_eq!(
+                (broken.seq, broken.reason),
+                (2, BreakReason::Altered),
+                "{}: {tampering}",
+                backend(&store)
+            );
+            assert!(
+                broken.detail.contains(&format!("column `{column}`")),
+                "{}",
+                broken.detail
+            );
+            let listing = log.list(&EventQuery::default()).await;
+            assert!(matches!(listing, Err(AuditError::Read(_))), "{tampering}");
+            log.shutdown().await;
+        }
+    }
 }

@@ -143,25 +143,26 @@ pub async fn verify(
                 chain_problem = Some(problem);
                 break 'walk;
             }
-            if let Some(signed) = checkpoints.get(&row.seq)
-                && let Some(checkpoint) =
-                    signed.iter().find(|checkpoint| checkpoint.hash != row.hash)
+            if let Some(signed) = checkpoints.get(&row.stored.seq)
+                && let Some(checkpoint) = signed
+                    .iter()
+                    .find(|checkpoint| checkpoint.hash != row.stored.hash)
             {
                 chain_problem = Some(BrokenEntry {
-                    seq: row.seq,
+                    seq: row.stored.seq,
                     reason: BreakReason::Truncated,
                     detail: format!(
                         "a checkpoint signed hash {} at seq {}, the log has {}: the log was cut and rewritten",
-                        checkpoint.hash, row.seq, row.hash
+                        checkpoint.hash, row.stored.seq, row.stored.hash
                     ),
                 });
                 break 'walk;
             }
-            recent.push(row.hash.clone(), row.seq);
+            recent.push(row.stored.hash.clone(), row.stored.seq);
             checked += 1;
-            expected_seq = row.seq + 1;
-            expected_prev = Some(row.hash.clone());
-            last = Some((row.seq, row.hash));
+            expected_seq = row.stored.seq + 1;
+            expected_prev = Some(row.stored.hash.clone());
+            last = Some((row.stored.seq, row.stored.hash));
         }
     }
     if chain_problem.is_none() {
@@ -215,11 +216,11 @@ async fn check_event(
             detail,
         }))
     };
-    if row.seq > expected_seq {
-        let missing = if row.seq - 1 == expected_seq {
+    if row.stored.seq > expected_seq {
+        let missing = if row.stored.seq - 1 == expected_seq {
             format!("seq {expected_seq} is")
         } else {
-            format!("seqs {expected_seq} to {} are", row.seq - 1)
+            format!("seqs {expected_seq} to {} are", row.stored.seq - 1)
         };
         return broken(
             expected_seq,
@@ -227,75 +228,80 @@ async fn check_event(
             format!("{missing} missing"),
         );
     }
-    if row.seq < expected_seq {
+    if row.stored.seq < expected_seq {
         return broken(
-            row.seq,
+            row.stored.seq,
             BreakReason::Inserted,
-            format!("seq {} appears twice", row.seq),
+            format!("seq {} appears twice", row.stored.seq),
         );
     }
-    let record = row.record();
-    let hash_ok = record.chain_hash(row.seq, &row.prev_hash) == row.hash;
-    let link_ok = expected_prev.is_none_or(|prev| prev == row.prev_hash);
+    let hash_ok = row.hash_at(row.stored.seq).as_ref() == Some(&row.stored.hash);
+    let link_ok = expected_prev.is_none_or(|prev| prev == row.stored.prev_hash);
     if !link_ok {
-        if let Some(earlier) = recent.seq_of(&row.prev_hash) {
+        if let Some(earlier) = recent.seq_of(&row.stored.prev_hash) {
             return broken(
                 earlier + 1,
                 BreakReason::Inserted,
                 format!(
                     "seq {} links to seq {earlier}: the events between were inserted",
-                    row.seq
+                    row.stored.seq
                 ),
             );
         }
         if hash_ok {
             return broken(
-                row.seq - 1,
+                row.stored.seq - 1,
                 BreakReason::Altered,
                 format!(
                     "seq {} no longer links to seq {}: that event was rewritten",
-                    row.seq,
-                    row.seq - 1
+                    row.stored.seq,
+                    row.stored.seq - 1
                 ),
             );
         }
         if let Some(original) = (1..=RENUMBER_SEARCH)
-            .map(|shift| row.seq + shift)
-            .find(|seq| record.chain_hash(*seq, &row.prev_hash) == row.hash)
+            .map(|shift| row.stored.seq + shift)
+            .find(|seq| row.hash_at(*seq).as_ref() == Some(&row.stored.hash))
         {
             return broken(
-                row.seq,
+                row.stored.seq,
                 BreakReason::Deleted,
                 format!(
                     "the event now at seq {} was written as seq {original}: events before it were deleted",
-                    row.seq
+                    row.stored.seq
                 ),
             );
         }
         return broken(
-            row.seq,
+            row.stored.seq,
             BreakReason::Altered,
-            format!("seq {}: hash and link do not match", row.seq),
+            format!("seq {}: hash and link do not match", row.stored.seq),
         );
     }
     if !hash_ok {
-        let next = store::events_ascending(store, row.seq + 1, None, 1).await?;
+        let next = store::events_ascending(store, row.stored.seq + 1, None, 1).await?;
         if let (Some(next), Some(prev)) = (next.first(), expected_prev)
-            && next.prev_hash == prev
+            && next.stored.prev_hash == prev
         {
             return broken(
-                row.seq,
+                row.stored.seq,
                 BreakReason::Inserted,
                 format!(
                     "seq {} links past seq {}: that event was inserted",
-                    next.seq, row.seq
+                    next.stored.seq, row.stored.seq
                 ),
             );
         }
         return broken(
-            row.seq,
+            row.stored.seq,
             BreakReason::Altered,
-            format!("seq {}: the content does not match its hash", row.seq),
+            match &row.unreadable {
+                Some(reason) => format!("seq {}: {reason}", row.stored.seq),
+                None => format!(
+                    "seq {}: the content does not match its hash",
+                    row.stored.seq
+                ),
+            },
         );
     }
     Ok(None)

@@ -10,14 +10,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::event::EventRecord;
+use super::event::Event;
 use super::{AuditConfig, AuditError, Shared, store};
 use crate::telemetry::metrics;
 
 /// What the writer is asked to do.
 pub(crate) enum Command {
     Append {
-        record: Box<EventRecord>,
+        record: Box<Event>,
         reply: oneshot::Sender<Result<i64, AuditError>>,
     },
     Checkpoint {
@@ -28,7 +28,7 @@ pub(crate) enum Command {
     },
 }
 
-type Waiting = (Box<EventRecord>, oneshot::Sender<Result<i64, AuditError>>);
+type Waiting = (Box<Event>, oneshot::Sender<Result<i64, AuditError>>);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -121,7 +121,7 @@ pub(crate) async fn run(
 /// hold fails alone, and the other callers of its batch are answered as if
 /// it had never been there.
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
-    let records: Vec<EventRecord> = batch.iter().map(|(record, _)| (**record).clone()).collect();
+    let records: Vec<Event> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     let started = std::time::Instant::now();
     let written = store::append(&shared.store, &records).await;
     metrics::audit_batch(records.len(), started.elapsed().as_secs_f64());

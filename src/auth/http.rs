@@ -1,8 +1,9 @@
 //! The identity endpoints: the OAuth2 client-credentials grant (RFC 6749
 //! §4.4), the gateway's public keys (RFC 7517) and its authorization-server
 //! metadata (RFC 8414). They answer in OAuth2's formats, not problem
-//! documents. Every token answer carries a [`TokenAttempt`] extension for
-//! the audit, and `Cache-Control: no-store`.
+//! documents. Every token answer carries `Cache-Control: no-store`, and the
+//! token endpoint notes its outcome in the request's audit record like any
+//! other handler.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,9 @@ use utoipa_axum::routes;
 
 use super::authenticator::Authenticator;
 use super::clients::{ClientRefusal, VerifiedClient};
+use crate::audit;
 use crate::domain::client_text::{form_value, query_pairs};
+use crate::http::context::RequestContext;
 
 /// Path of the token endpoint.
 pub const TOKEN_PATH: &str = "/api/v1/auth/token";
@@ -30,12 +33,12 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What came of a token request, for the audit (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenAttempt {
+struct TokenAttempt {
     /// The client id the request named, if any.
-    pub client_id: Option<String>,
+    client_id: Option<String>,
     /// `issued`, `wrong_secret`, `unknown_client`, `client_disabled`,
     /// `expired`, `rate_limited`, `invalid_request`, …
-    pub outcome: &'static str,
+    outcome: &'static str,
 }
 
 /// `POST /api/v1/auth/token`, `GET /.well-known/jwks.json`,
@@ -130,7 +133,16 @@ impl OAuthError {
         )
     }
 
-    fn into_response(self, client_id: Option<String>) -> Response {
+    /// The answer, and the attempt for the audit.
+    fn refuse(self, client_id: Option<String>) -> (Response, TokenAttempt) {
+        let attempt = TokenAttempt {
+            client_id,
+            outcome: self.outcome,
+        };
+        (self.into_response(), attempt)
+    }
+
+    fn into_response(self) -> Response {
         let body = json!({"error": self.error, "error_description": self.description});
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -144,10 +156,6 @@ impl OAuthError {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response.extensions_mut().insert(TokenAttempt {
-            client_id,
-            outcome: self.outcome,
-        });
         response
     }
 }
@@ -186,6 +194,7 @@ pub struct ClientAddress(pub std::net::IpAddr);
     )
 )]
 async fn token(State(authenticator): State<Authenticator>, request: Request) -> Response {
+    let context = request.extensions().get::<RequestContext>().cloned();
     let ip = match request.extensions().get::<ClientAddress>() {
         Some(ClientAddress(address)) => Some(address.to_string()),
         // Outside the application's middleware (unit tests): the peer.
@@ -195,29 +204,39 @@ async fn token(State(authenticator): State<Authenticator>, request: Request) -> 
             .map(|ConnectInfo(address)| address.ip().to_string()),
     };
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
-            return OAuthError::invalid_request("the request body is too large")
-                .into_response(None);
+    let (response, attempt) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Err(_) => OAuthError::invalid_request("the request body is too large").refuse(None),
+        Ok(body) => {
+            let parsed = parse_request(&parts.headers, &body);
+            let client_id = parsed
+                .as_ref()
+                .ok()
+                .and_then(|request| request.client_id.clone());
+            match issue(&authenticator, parsed, ip).await {
+                Ok(issued) => issued,
+                Err(error) => error.refuse(client_id),
+            }
         }
     };
-    let parsed = parse_request(&parts.headers, &body);
-    let client_id = parsed
-        .as_ref()
-        .ok()
-        .and_then(|request| request.client_id.clone());
-    match issue(&authenticator, parsed, ip).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(client_id),
+    if let Some(context) = context {
+        let issued = response.status().is_success();
+        context.note(|record| {
+            record.action = Some(audit::Action::Token);
+            record.client_id = attempt.client_id;
+            record.decision = Some(issued);
+            record.rule = Some(attempt.outcome.to_owned());
+            // A token opens closed data: none is issued unaudited.
+            record.closed_data = true;
+        });
     }
+    response
 }
 
 async fn issue(
     authenticator: &Authenticator,
     request: Result<TokenRequest, OAuthError>,
     ip: Option<String>,
-) -> Result<Response, OAuthError> {
+) -> Result<(Response, TokenAttempt), OAuthError> {
     let inner = &authenticator.inner;
     let mut limited = Vec::with_capacity(2);
     if let Some(ip) = &ip {
@@ -278,11 +297,11 @@ async fn issue(
     }
     let mut response = (StatusCode::OK, Json(body)).into_response();
     no_store(response.headers_mut());
-    response.extensions_mut().insert(TokenAttempt {
+    let attempt = TokenAttempt {
         client_id: Some(client.client_id),
         outcome: "issued",
-    });
-    Ok(response)
+    };
+    Ok((response, attempt))
 }
 
 async fn check(

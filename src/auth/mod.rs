@@ -39,5 +39,5 @@ pub use authenticator::Authenticator;
 pub use caller::{AuthFailure, AuthMethod, Caller};
 pub use clients::{ApiKeyInfo, ClientInfo, ClientRegistry};
 pub use config::{AuthConfig, IssuerConfig};
-pub use http::{ClientAddress, TokenAttempt, routes};
+pub use http::{ClientAddress, routes};
 pub use keys::{KeyInfo, KeyRing};

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
+use crate::http::context::RequestContext;
 use crate::store::{Store, test_support};
 
 const AUDIENCE: &str = "passerelle-api";
@@ -785,14 +786,27 @@ async fn gateway_tokens() {
 
 // ---------------------------------------------------------------- HTTP
 
+/// What the token endpoint noted in the request's audit record.
+#[derive(Debug, PartialEq)]
+struct TokenAttempt {
+    client_id: Option<String>,
+    outcome: String,
+}
+
 async fn call(
     app: &Router,
-    request: Request<Body>,
+    mut request: Request<Body>,
 ) -> (StatusCode, HeaderMap, Option<TokenAttempt>, Value) {
+    let context = RequestContext::new("test", Caller::anonymous());
+    request.extensions_mut().insert(context.clone());
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let attempt = response.extensions().get::<TokenAttempt>().cloned();
+    let record = context.record();
+    let attempt = record.rule.map(|outcome| TokenAttempt {
+        client_id: record.client_id,
+        outcome,
+    });
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, headers, attempt, body)
@@ -849,7 +863,7 @@ async fn client_credentials_flow(store: Store) {
         attempt,
         Some(TokenAttempt {
             client_id: Some(client_id.clone()),
-            outcome: "issued"
+            outcome: "issued".to_owned()
         })
     );
     let token = body["access_token"].as_str().unwrap();
@@ -953,7 +967,7 @@ async fn client_credentials_flow(store: Store) {
         );
         let attempt = attempt.unwrap();
         assert_eq!(
-            (attempt.client_id.as_deref(), attempt.outcome),
+            (attempt.client_id.as_deref(), attempt.outcome.as_str()),
             (Some(client_id.as_str()), "wrong_secret")
         );
         assert!(!body.to_string().contains("not-the-secret"));

@@ -62,7 +62,10 @@ pub fn request_id_from(headers: &HeaderMap) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct AccessRecord {
     pub dataset: Option<String>,
-    pub action: Option<String>,
+    pub action: Option<crate::audit::Action>,
+    /// The partner client the request names when it is not the caller's
+    /// (the token endpoint's client).
+    pub client_id: Option<String>,
     pub decision: Option<bool>,
     pub rule: Option<String>,
     pub view: Option<String>,

@@ -12,7 +12,7 @@ pub fn require(state: &AppState, context: &RequestContext, action: Action) -> Re
     let caller = &context.caller;
     let allowed = state.policy.allows_global(&caller.roles, action);
     context.note(|record| {
-        record.action = Some(action.as_str().to_owned());
+        record.action = Some(action.into());
         record.decision = Some(allowed);
         record.rule = Some(format!(
             "{} {} globally",

@@ -19,7 +19,7 @@ use super::dataset_id::dataset_in_path;
 use super::observe::{self, RequestEnd, RequestSummary};
 use super::problem::{Problem, ProblemKind};
 use super::state::AppState;
-use crate::audit::NewEvent;
+use crate::audit::{self, Event};
 use crate::auth::Caller;
 use crate::domain::text;
 use crate::format::OutputFormat;
@@ -141,7 +141,7 @@ async fn serve(
             record.rule = Some(reason);
         });
     }
-    let mut record = context.record();
+    let record = context.record();
     let mut event = new_event(
         &request_id,
         &context.caller,
@@ -150,21 +150,8 @@ async fn serve(
         response.status().as_u16(),
         started,
     );
-    if let Some(attempt) = response.extensions().get::<crate::auth::TokenAttempt>() {
-        // The token endpoint: which client asked, and what came of it (never its secret).
-        event.action = "token".to_owned();
-        event.client_id = attempt.client_id.clone().or(event.client_id);
-        event.rule = Some(attempt.outcome.to_owned());
-        event.decision = if response.status().is_success() {
-            "allow"
-        } else {
-            "deny"
-        }
-        .to_owned();
-        record.closed_data = true;
-    }
     event.bytes = bytes;
-    metrics::decision(&event.action, &event.decision);
+    metrics::decision(event.action.as_str(), event.decision.as_str());
     let mut end = RequestEnd {
         status: response.status().as_u16(),
         subject: context.caller.subject.clone(),
@@ -259,10 +246,10 @@ async fn measured(response: Response) -> (Response, Option<i64>) {
 /// an id merely read from a refused request's path never becomes a label).
 fn served_dataset(state: &AppState, record: &AccessRecord, status: StatusCode) -> Option<String> {
     let dataset = record.dataset.as_deref()?;
-    let action = record.action.as_deref()?;
+    let action = record.action?;
     let served = status.is_success() || status == StatusCode::NOT_MODIFIED;
     (served
-        && matches!(action, "read" | "export")
+        && matches!(action, audit::Action::Read | audit::Action::Export)
         && state.catalog.current().get(dataset).is_some())
     .then(|| dataset.to_owned())
 }
@@ -340,7 +327,7 @@ pub(super) fn refusal_event(
     status: StatusCode,
     rule: String,
     started: Instant,
-) -> NewEvent {
+) -> Event {
     let record = AccessRecord {
         decision: Some(false),
         rule: Some(rule),
@@ -363,15 +350,19 @@ fn new_event(
     record: &AccessRecord,
     status: u16,
     started: Instant,
-) -> NewEvent {
-    NewEvent {
+) -> Event {
+    Event {
         time: chrono::Utc::now(),
         request_id: request_id.to_owned(),
-        subject: caller.subject.clone(),
+        subject: Some(caller.subject.clone()),
         org: caller.org.clone(),
         roles: caller.roles.clone(),
-        auth_method: auth_method_label(caller).to_owned(),
-        client_id: caller.client_id.clone(),
+        auth_method: auth_method(caller),
+        // The client a request names (the token endpoint's), else the caller's.
+        client_id: record
+            .client_id
+            .clone()
+            .or_else(|| caller.client_id.clone()),
         token_id: caller.token_id.clone(),
         ip: facts.ip.map(|ip| ip.to_string()),
         user_agent: facts.user_agent.clone(),
@@ -384,34 +375,34 @@ fn new_event(
             .dataset
             .clone()
             .or_else(|| dataset_in_path(&facts.path)),
-        action: record
-            .action
-            .clone()
-            .unwrap_or_else(|| "request".to_owned()),
+        action: record.action.unwrap_or(audit::Action::Request),
         // A response of 400 or more gave the caller nothing: never `allow`.
         decision: if status < 400 && record.decision.unwrap_or(true) {
-            "allow"
+            audit::Decision::Allow
         } else {
-            "deny"
-        }
-        .to_owned(),
+            audit::Decision::Deny
+        },
         rule: record.rule.clone().or_else(|| record.auth_failure.clone()),
         view: record.view.clone(),
         status,
         rows: rows_sent(record),
-        bytes: None,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         purpose: record.purpose.clone(),
+        ..Event::default()
     }
 }
 
 /// The audit's name for how the caller authenticated: the gateway's own
 /// tokens are `client_credentials` when a partner client obtained them, `jwt`
 /// when minted for a person (development tokens).
-fn auth_method_label(caller: &Caller) -> &'static str {
+fn auth_method(caller: &Caller) -> audit::AuthMethod {
+    use crate::auth::AuthMethod as Method;
     match caller.auth_method {
-        crate::auth::AuthMethod::GatewayToken if caller.client_id.is_none() => "jwt",
-        method => method.as_str(),
+        Method::Anonymous => audit::AuthMethod::Anonymous,
+        Method::ExternalJwt => audit::AuthMethod::Jwt,
+        Method::GatewayToken if caller.client_id.is_none() => audit::AuthMethod::Jwt,
+        Method::GatewayToken => audit::AuthMethod::ClientCredentials,
+        Method::ApiKey => audit::AuthMethod::ApiKey,
     }
 }
 

@@ -2,7 +2,7 @@
 //! published keys, and refusals that send no data. (Every JWT refusal has a
 //! unit test in `src/auth`; here the HTTP contract is checked.)
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, problem};
 use crate::on_both_stores;
@@ -53,6 +53,36 @@ on_both_stores! {
         let event = app.audit_event_of(&basic).await;
         assert_eq!(event["client_id"], client_id.as_str());
         assert!(!event.to_string().contains(&secret), "the secret never enters the log");
+    }
+}
+
+on_both_stores! {
+    /// Each token request leaves one event, noted by the endpoint like any
+    /// other handler's: action `token`, the client it named, its outcome as
+    /// the rule, `allow` only when a token was issued; never the secret.
+    async fn token_requests_are_audited(app: TestApp) {
+        let (client_id, secret) = partner(&app, 30).await;
+        let issued = request_token(&app, &client_id, &secret).await;
+        let wrong = request_token(&app, &client_id, "not-the-secret").await;
+        let nameless = app.client.post(app.url("/api/v1/auth/token"))
+            .form(&[("grant_type", "client_credentials")])
+            .send().await.unwrap();
+        let client = json!(client_id);
+        for (response, expected) in [
+            (issued, (200, "allow", "issued", &client)),
+            (wrong, (401, "deny", "wrong_secret", &client)),
+            (nameless, (401, "deny", "no_credentials", &Value::Null)),
+        ] {
+            let event = app.audit_event_of(&response).await;
+            let (status, decision, rule, client_id) = expected;
+            assert_eq!(
+                (&event["action"], &event["status"], &event["decision"], &event["rule"], &event["client_id"]),
+                (&json!("token"), &json!(status), &json!(decision), &json!(rule), client_id),
+                "{event}"
+            );
+            assert_eq!(event["auth_method"], "anonymous");
+            assert!(!event.to_string().contains(&secret), "the secret never enters the log");
+        }
     }
 }
 
@@ -186,6 +216,16 @@ async fn failed_token_requests_limited_per_client_behind_a_proxy(kind: crate::he
         other.status(),
         401,
         "another client behind the proxy is not locked out"
+    );
+    // The token endpoint's event names the client before the proxy too.
+    let event = app.audit_event_of(&other).await;
+    assert_eq!(
+        (&event["ip"], &event["client_id"], &event["rule"]),
+        (
+            &json!("198.51.100.20"),
+            &json!("f"),
+            &json!("unknown_client")
+        )
     );
 }
 

@@ -501,7 +501,7 @@ async fn postgres_stopped_and_restarted_during_reads() {
         .state
         .audit
         .stream(EventQuery::default())
-        .map(|event| event.expect("event").request_id)
+        .map(|event| event.expect("event").event.request_id)
         .collect()
         .await;
     let lost: Vec<&Answer> = answers

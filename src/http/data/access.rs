@@ -30,7 +30,7 @@ pub fn authorize(
     let declared = purpose(headers);
     context.note(|record| {
         record.dataset = Some(entry.id().to_owned());
-        record.action = Some(action.as_str().to_owned());
+        record.action = Some(action.into());
         record.closed_data = is_closed(entry);
         record.purpose = match &declared {
             Ok(purpose) => purpose.clone(),

@@ -92,7 +92,7 @@ pub async fn read_dataset(
     let Some(entry) = catalog.get(&id) else {
         context.note(|record| {
             record.dataset = Some(id.clone());
-            record.action = Some("read".to_owned());
+            record.action = Some(crate::audit::Action::Read);
             record.decision = Some(false);
             record.rule = Some("unknown dataset".to_owned());
         });

@@ -52,7 +52,7 @@ pub async fn list_datasets(
     query: Result<Query<ListParameters>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<DatasetList>> {
     context.note(|record| {
-        record.action = Some("metadata".to_owned());
+        record.action = Some(crate::audit::Action::Metadata);
         record.decision = Some(true);
         record.rule = Some("catalogue listing".to_owned());
     });

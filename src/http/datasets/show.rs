@@ -33,7 +33,7 @@ pub async fn show_dataset(
         .and_then(|entry| summarize(&state.policy, &context.caller, entry));
     context.note(|record| {
         record.dataset = Some(id.clone());
-        record.action = Some("metadata".to_owned());
+        record.action = Some(crate::audit::Action::Metadata);
         record.decision = Some(summary.is_some());
         record.rule = Some(
             if summary.is_some() {
