@@ -110,6 +110,16 @@ async fn partner(app: &TestApp) -> (String, String) {
     (client_id, key)
 }
 
+/// A partner client with its own `limits`, and its API key.
+async fn partner_with(app: &TestApp, limits: LimitSet) -> String {
+    let (client_id, key) = partner(app).await;
+    ClientRegistry::new(app.state.store.clone())
+        .set_limits(&client_id, limits)
+        .await
+        .unwrap();
+    key
+}
+
 async fn get_with_key(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
@@ -293,17 +303,14 @@ async fn daily_quota_of_rows(kind: StoreKind, counter: Counter) {
     let Some(app) = spawn(kind, counter, &unique_prefix(), |_| {}).await else {
         return;
     };
-    let (client_id, key) = partner(&app).await;
-    ClientRegistry::new(app.state.store.clone())
-        .set_limits(
-            &client_id,
-            LimitSet {
-                daily_rows: Some(3),
-                ..LimitSet::default()
-            },
-        )
-        .await
-        .unwrap();
+    let key = partner_with(
+        &app,
+        LimitSet {
+            daily_rows: Some(3),
+            ..LimitSet::default()
+        },
+    )
+    .await;
     let page = format!("/api/v1/data/{OPEN_DATASET}?limit=2");
     let first = get_with_key(&app, &page, &key).await;
     assert_eq!(first.status(), 200);
@@ -343,17 +350,14 @@ async fn daily_quota_of_bytes_counts_exports(kind: StoreKind, counter: Counter) 
     let Some(app) = spawn(kind, counter, &unique_prefix(), |_| {}).await else {
         return;
     };
-    let (client_id, key) = partner(&app).await;
-    ClientRegistry::new(app.state.store.clone())
-        .set_limits(
-            &client_id,
-            LimitSet {
-                daily_bytes: Some(500),
-                ..LimitSet::default()
-            },
-        )
-        .await
-        .unwrap();
+    let key = partner_with(
+        &app,
+        LimitSet {
+            daily_bytes: Some(500),
+            ..LimitSet::default()
+        },
+    )
+    .await;
     let export = get_with_key(
         &app,
         &format!("/api/v1/data/{OPEN_DATASET}?format=csv&limit=50"),
