@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(operations)
         .merge(openapi::routes())
+        .merge(crate::web::routes(state.clone()))
+        .merge(crate::web::asset_routes())
         .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
