@@ -13,6 +13,7 @@ mod formats;
 mod identity;
 mod ingestion;
 mod openapi;
+mod pages;
 mod postgrest_client;
 mod read;
 mod resilience_edge;
