@@ -14,6 +14,7 @@ mod identity;
 mod ingestion;
 mod openapi;
 mod pages;
+mod pages_browser;
 mod postgrest_client;
 mod read;
 mod resilience_edge;
