@@ -174,6 +174,7 @@ R = {
     "checks": {},       # key -> response check text
     "agg": {},          # name -> dict
     "export": {},       # name -> dict
+    "export_compressed": {},  # store_encoding -> dict
     "import": {},       # name -> dict
     "audit": None,
     "commands": [],
@@ -191,7 +192,7 @@ def cmd_doc(text):
 
 
 # ---------------------------------------------------------------- data
-def prepare_data():
+def prepare_data(peers=True):
     os.makedirs(RAW, exist_ok=True)
     gen = os.path.join(BENCH, "gen_dataset.py")
     key = hashlib.sha256(open(gen, "rb").read() + str(ROWS).encode()).hexdigest()[:16]
@@ -207,6 +208,12 @@ def prepare_data():
                 os.remove(os.path.join(WORK, m))
     R["csv_bytes"] = os.path.getsize(CSV)
     R["csv_md5"] = hashlib.md5(open(CSV, "rb").read()).hexdigest()
+    if peers:
+        prepare_peers()
+    prepare_gateway_folders()
+
+
+def prepare_peers():
     sql_dir = os.path.join(BENCH, "sql")
     load_key = R["csv_md5"] + hashlib.sha256(b"".join(
         open(os.path.join(sql_dir, f), "rb").read()
@@ -246,7 +253,10 @@ def prepare_data():
     psql("VACUUM ANALYZE consommations_energie", timeout=600)
     R["troyes_rows"] = int(psql("SELECT count(*) FROM consommations_energie WHERE commune = 'Troyes'"))
 
-    # the gateway's catalogue and policies folders
+
+
+def prepare_gateway_folders():
+    """The gateway's catalogue and policies folders."""
     cat = os.path.join(WORK, "catalog")
     os.makedirs(cat, exist_ok=True)
     for f in os.listdir(os.path.join(BENCH, "catalog")):
@@ -778,6 +788,111 @@ def scenario_export(gws, ds):
         cmd_doc("curl 'http://127.0.0.1:18001/bench/consommations_energie.csv?_stream=on&_size=max' -o file")
 
 
+# ---------------------------------------------------------------- scenario 4c (compressed export)
+ENCODINGS = ("identity", "gzip", "zstd")
+DECODERS = {"identity": ["cat"], "gzip": ["gzip", "-dc"], "zstd": ["zstd", "-dcq"]}
+
+
+def curl_raw(url, headers, path, max_time=300):
+    """Downloads without decoding: size_download is the bytes on the wire."""
+    head = path + ".headers"
+    cmd = ["curl", "-sS", "--max-time", str(max_time), "-o", path, "-D", head, "-w",
+           "%{http_code} %{size_download} %{time_total}"]
+    for h in headers:
+        cmd += ["-H", h]
+    proc = run(cmd + [url], check=False, timeout=max_time + 30)
+    parts = proc.stdout.split()
+    code, size, secs = (int(parts[0]), int(parts[1]), float(parts[2])) if len(parts) == 3 else (0, 0, 0.0)
+    coding = ""
+    if os.path.exists(head):
+        for line in open(head, errors="replace"):
+            if line.lower().startswith("content-encoding:"):
+                coding = line.split(":", 1)[1].strip()
+        os.remove(head)
+    return code, size, secs, coding, proc.stderr.strip()
+
+
+def decoded_lines(path, encoding):
+    """Lines and bytes of the decoded file, streamed through gzip/zstd."""
+    lines = size = 0
+    with open(path, "rb") as f:
+        dec = subprocess.Popen(DECODERS[encoding], stdin=f, stdout=subprocess.PIPE)
+        while chunk := dec.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+        dec.wait()
+    return lines, size
+
+
+def scenario_export_compressed(gws):
+    """S4c: the S4 export with Accept-Encoding gzip and zstd next to the
+    uncompressed one, a fresh gateway process per store and encoding (so
+    VmHWM is that export's peak); the client stores the compressed bytes."""
+    log("S4c compressed export: identity, gzip, zstd")
+    R.setdefault("export_compressed", {})
+    for gw in gws:
+        if gw.error:
+            continue
+        for enc in ENCODINGS:
+            name = f"passerelle_{gw.key}_export_{enc}"
+            proc = gw.serve(port=PORTS["export"], name=name)
+            if proc is None:
+                R["failed"].append(f"export_{enc}_{gw.key}")
+                continue
+            entry = {"label": f"Passerelle {gw.label}, ?format=csv, Accept-Encoding: {enc}",
+                     "store": gw.key, "encoding": enc, "times": [], "rows": ROWS}
+            R["export_compressed"][f"{gw.key}_{enc}"] = entry
+            entry["rss_start_kib"] = status_kib(proc.pid, "VmRSS")
+            sampler = RssSampler(proc.pid)
+            sampler.start()
+            url = f"http://127.0.0.1:{PORTS['export']}/api/v1/data/conso-closed?format=csv"
+            path = os.path.join(WORK, f"export.csv.{enc}")
+            for i in range(REPS):
+                code, size, secs, coding, err = curl_raw(
+                    url, [f"Authorization: Bearer {gw.tokens['bench-reader']}", f"Accept-Encoding: {enc}"], path)
+                lines, plain = decoded_lines(path, enc) if os.path.exists(path) else (0, 0)
+                if os.path.exists(path):
+                    os.remove(path)
+                log(f"export {gw.label} {enc} run {i + 1}: HTTP {code}, {size:,} bytes on the wire "
+                    f"({plain:,} decoded, Content-Encoding {coding or 'none'}), {lines - 1:,} rows, {secs:.2f} s")
+                expected = "" if enc == "identity" else enc
+                if code != 200 or lines - 1 != ROWS or coding != expected:
+                    entry["error"] = f"HTTP {code}, {lines - 1} data rows, Content-Encoding {coding!r} {err}"
+                    note(f"S4c {gw.label} {enc}: {entry['error']}")
+                    R["failed"].append(f"export_{enc}_{gw.key}")
+                    break
+                entry["times"].append(secs)
+                entry["wire_bytes"], entry["plain_bytes"] = size, plain
+            sampler.running = False
+            sampler.join()
+            entry["rss_peak_sampled_kib"] = sampler.peak
+            entry["vmhwm_kib"] = status_kib(proc.pid, "VmHWM")
+            stop(proc)
+    cmd_doc("curl -H 'Authorization: Bearer $TOKEN' -H 'Accept-Encoding: gzip|zstd' "
+            "'/api/v1/data/conso-closed?format=csv' -o file  (not decoded by curl; rows counted "
+            "through gzip -dc / zstd -dc; a fresh gateway process per store and encoding)")
+
+
+def only_export_compressed():
+    """BENCH_ONLY=export_compressed: S4c alone (BENCH_STORES=sq,pg picks the
+    stores), printed instead of rewriting RESULTS.md."""
+    os.makedirs(RAW, exist_ok=True)
+    prepare_data(peers=False)
+    problem = check_binary()
+    if problem:
+        sys.exit(problem)
+    stores = os.environ.get("BENCH_STORES", "sq,pg").split(",")
+    gws = [gw for gw in gateways() if gw.key in stores]
+    for gw in gws:
+        gw.reset()
+        setup_gateway(gw)
+    scenario_export_compressed(gws)
+    json.dump(R, open(os.path.join(RAW, "results_export_compressed.json"), "w"), indent=1, default=str)
+    import report
+    print("\n".join(report.export_compressed_lines(R)))
+    return 1 if R["failed"] or any(gw.error for gw in gws) else 0
+
+
 # ---------------------------------------------------------------- scenario 6 (audit writer)
 def scenario_audit(gws):
     pg = [g for g in gws if g.key == "pg"][0]
@@ -878,6 +993,7 @@ def main():
         stop(gw.proc)
     scenario_export(gws, ds)
     stop(ds)
+    scenario_export_compressed(gws)
     scenario_audit(gws)
     R["duration_s"] = time.time() - T0
     json.dump(R, open(os.path.join(RAW, "results.json"), "w"), indent=1, default=str)
@@ -889,7 +1005,7 @@ def main():
 
 if __name__ == "__main__":
     try:
-        code = main()
+        code = only_export_compressed() if os.environ.get("BENCH_ONLY") == "export_compressed" else main()
     finally:
         stop_all()
     sys.exit(code)

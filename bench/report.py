@@ -101,6 +101,16 @@ def write(R, out):
         peak = max(e.get("rss_peak_sampled_kib", 0), e.get("vmhwm_kib", 0)) / 1024 if e else None
         budget("S4", f"Passerelle {name} peak RSS during export", peak or None, "<", 64, unit="MiB",
                failed=failed(f"export_{k}"))
+    for k, name in (("pg", "PG"), ("sq", "SQLite")):
+        C = R.get("export_compressed") or {}
+        plain, zstd = rps(C.get(f"{k}_identity")), rps(C.get(f"{k}_zstd"))
+        budget("S4c", f"Passerelle {name} CSV export, zstd / uncompressed (rows/s)",
+               zstd / plain if zstd and plain else None, ">=", 0.6, failed=failed(f"export_zstd_{k}"))
+        for enc in ("gzip", "zstd"):
+            e = C.get(f"{k}_{enc}") or {}
+            peak = max(e.get("rss_peak_sampled_kib", 0), e.get("vmhwm_kib", 0)) / 1024 if e else None
+            budget("S4c", f"Passerelle {name} peak RSS during {enc} export", peak or None, "<", 64, unit="MiB",
+                   failed=failed(f"export_{enc}_{k}"))
     M = R.get("memory") or {}
     for k, name in (("pg", "PG"), ("sq", "SQLite")):
         e = M.get(k) or {}
@@ -211,6 +221,8 @@ def write(R, out):
     L.append("\nExports run one at a time with nothing else loaded; the gateway runs as a fresh process per store "
              "so VmHWM covers only its start-up and the exports.\n")
 
+    L.extend(export_compressed_lines(R))
+
     # ------------------------------------------------------------ import
     L.append("## S5: import of the CSV\n")
     L.append("| measure | median s | runs s | rows/s | notes |")
@@ -256,3 +268,30 @@ def write(R, out):
 
 if __name__ == "__main__":
     write(json.load(open(sys.argv[1])), sys.argv[2])
+
+
+def export_compressed_lines(R):
+    """The S4c table: each store's CSV export uncompressed, gzip and zstd."""
+    C = R.get("export_compressed") or {}
+    L = ["## S4c: compressed CSV export\n",
+         "| store | Accept-Encoding | median s | runs s | rows/s | vs uncompressed | MB on the wire | "
+         "ratio | peak RSS MiB (sampled / VmHWM) | notes |",
+         "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+    for key, e in C.items():
+        t = med(e.get("times"))
+        base = C.get(f"{e['store']}_identity") or {}
+        tb = med(base.get("times"))
+        vs = f"{tb / t:.2f}x" if t and tb else "n/a"
+        wire, plain = e.get("wire_bytes"), e.get("plain_bytes")
+        ratio = f"{plain / wire:.1f}" if wire and plain else "n/a"
+        rss = ""
+        if "vmhwm_kib" in e:
+            rss = f"{e['rss_peak_sampled_kib'] / 1024:.1f} / {e['vmhwm_kib'] / 1024:.1f}"
+        L.append(f"| {e['store']} | {e['encoding']} | {fmt(t, 2)} | {', '.join(f'{x:.2f}' for x in e.get('times', []))} | "
+                 f"{fmt(e['rows'] / t) if t else 'n/a'} | {vs} | {fmt(wire / 1e6, 1) if wire else 'n/a'} | {ratio} | "
+                 f"{rss} | {e.get('error', '')} |")
+    L.append("\nThe S4 export (closed dataset, bearer token, audited) with `Accept-Encoding: gzip` or `zstd` "
+             "(tower-http's default levels: gzip 6, zstd 3), one fresh gateway process per store and encoding; "
+             "curl stores the compressed bytes (its time is the gateway's), rows are counted after decoding. "
+             "Ratio: decoded bytes / bytes on the wire.\n")
+    return L

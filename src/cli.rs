@@ -23,6 +23,7 @@ pub enum ClientsCommand {
         /// The partner organisation (its `org` claim).
         #[arg(long)]
         org: String,
+        /// Comma-separated roles the client's tokens carry.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
         /// Restrict the client to these datasets.
@@ -35,18 +36,26 @@ pub enum ClientsCommand {
         #[arg(long)]
         api_key: bool,
     },
+    /// List the clients (never their secrets), one JSON object a line.
     List,
+    /// Refuse the client from now on (tokens already issued expire on their own).
     Disable {
+        /// The client's id, as `clients create` printed it.
         client_id: String,
     },
+    /// Issue a new secret; the old one stops working. Prints it once.
     RotateSecret {
+        /// The client's id, as `clients create` printed it.
         client_id: String,
     },
+    /// Delete the client and its API keys.
     Delete {
+        /// The client's id, as `clients create` printed it.
         client_id: String,
     },
     /// Revoke an API key by its visible id.
     RevokeKey {
+        /// The key's visible id (`api_key_id`, not the key itself).
         key_id: String,
     },
 }
@@ -55,6 +64,7 @@ pub enum ClientsCommand {
 pub enum KeysCommand {
     /// Create a new signing key; old keys stay published until their tokens expire.
     Rotate,
+    /// List the signing keys (public parts only), one JSON object a line.
     List,
 }
 
@@ -62,10 +72,13 @@ pub enum KeysCommand {
 pub enum PolicyCommand {
     /// May these roles do this action on this dataset, and which rule decides?
     Check {
+        /// Comma-separated roles of the caller (`anonymous` is always added).
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// The action: read, export, aggregate, metadata…
         #[arg(long, default_value = "read")]
         action: String,
+        /// The dataset id.
         #[arg(long)]
         dataset: String,
     },
@@ -77,18 +90,68 @@ pub enum AuditCommand {
     Verify,
     /// Export events of a time range as CSV or NDJSON on standard output.
     Export {
+        /// First instant included (RFC 3339, e.g. 2026-01-01T00:00:00Z).
         #[arg(long)]
         from: Option<chrono::DateTime<chrono::Utc>>,
+        /// First instant excluded (RFC 3339).
         #[arg(long)]
         to: Option<chrono::DateTime<chrono::Utc>>,
+        /// `csv` or `ndjson`.
         #[arg(long, default_value = "csv")]
         format: String,
     },
     /// Remove events older than a time, keeping the rest verifiable.
     Purge {
+        /// Events before this instant are removed (RFC 3339).
         #[arg(long)]
         before: chrono::DateTime<chrono::Utc>,
     },
+}
+
+/// `passerelle health`: exit 0 when the gateway at `url` (default: the
+/// configured listen address, on loopback when it listens on every address)
+/// answers `GET /health/ready` with a success, 1 otherwise. It reads no
+/// store: a container's health check runs it every few seconds.
+pub async fn health(
+    settings: &Settings,
+    url: Option<&str>,
+    timeout_seconds: u64,
+) -> anyhow::Result<ExitCode> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", local_address(settings.server.listen)),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_seconds.max(1)))
+        .build()?;
+    let target = format!("{base}/health/ready");
+    match client.get(&target).send().await {
+        Ok(response) if response.status().is_success() => {
+            println!("ready: {target}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            eprintln!("not ready: {target} answered {status}: {body}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("not ready: {target}: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Where to reach a server listening on `listen` from the same host.
+fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, listen.port())
 }
 
 /// `passerelle import ID FILE`.
@@ -376,5 +439,19 @@ fn bench_event(task: u64, index: u64) -> crate::audit::NewEvent {
         bytes: None,
         duration_ms: 1.0,
         purpose: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway listening on every address is asked on loopback.
+    #[test]
+    fn health_asks_wildcard_listeners_on_loopback() {
+        let local = |listen: &str| local_address(listen.parse().unwrap()).to_string();
+        assert_eq!(local("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(local("[::]:9000"), "[::1]:9000");
+        assert_eq!(local("10.1.2.3:8080"), "10.1.2.3:8080");
     }
 }

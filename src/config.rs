@@ -57,6 +57,8 @@ pub struct Settings {
     /// The access decision's settings that are not in the policy files
     /// (the minimum group size of aggregate-only grants).
     pub policy: crate::policy::PolicySettings,
+    /// Traces over OpenTelemetry (with the `otel` build feature).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -131,6 +133,89 @@ pub struct ServerSettings {
     /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
     /// before the exports still open are cut.
     pub shutdown_grace_seconds: u64,
+    /// Browser applications on other origins (`[server.cors]`).
+    pub cors: CorsSettings,
+    /// Compression of answers (`[server.compression]`).
+    pub compression: CompressionSettings,
+    /// HTTP caching of open data (`[server.caching]`).
+    pub caching: CachingSettings,
+}
+
+/// Which web applications on other origins may read the API's answers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins (`https://app.example.org`) whose pages may read every
+    /// answer, credentialed ones included. `*` lets any origin read answers
+    /// to requests without credentials (open data, the catalogue, refusals);
+    /// a request with `Authorization` or `X-API-Key` from an origin not
+    /// listed gets no `Access-Control-Allow-Origin`. Empty: CORS off.
+    pub allowed_origins: Vec<String>,
+    /// Methods a cross-origin page may use.
+    pub allowed_methods: Vec<String>,
+    /// Response headers a cross-origin page may read, besides the safelisted ones.
+    pub exposed_headers: Vec<String>,
+    /// How long a browser may keep a preflight answer.
+    pub max_age_seconds: u64,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        CorsSettings {
+            allowed_origins: vec!["*".to_owned()],
+            allowed_methods: ["GET", "HEAD", "POST"].map(str::to_owned).to_vec(),
+            exposed_headers: [
+                "Content-Range",
+                "X-Request-Id",
+                "X-Suppressed-Groups",
+                "X-View",
+                "ETag",
+                "Preference-Applied",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_age_seconds: 600,
+        }
+    }
+}
+
+/// gzip, br and zstd, negotiated from `Accept-Encoding`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionSettings {
+    pub enabled: bool,
+    /// Answers of a known size under this many bytes go out uncompressed
+    /// (compressing them costs more than it saves). Streamed exports, whose
+    /// size is not known when they start, are always compressed.
+    pub min_bytes: u64,
+}
+
+impl Default for CompressionSettings {
+    fn default() -> Self {
+        CompressionSettings {
+            enabled: true,
+            min_bytes: 1024,
+        }
+    }
+}
+
+/// How long shared caches and browsers may keep open data.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CachingSettings {
+    /// `Cache-Control: public, max-age=…` on open data read anonymously.
+    pub max_age_seconds: u64,
+}
+
+impl Default for CachingSettings {
+    fn default() -> Self {
+        CachingSettings {
+            max_age_seconds: 60,
+        }
+    }
 }
 
 impl ServerSettings {
@@ -162,6 +247,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             exports: ExportSettings::default(),
             policy: crate::policy::PolicySettings::default(),
+            telemetry: crate::telemetry::TelemetrySettings::default(),
         }
     }
 }
@@ -180,6 +266,9 @@ impl Default for ServerSettings {
             page_cache_bytes: 64 * 1024 * 1024,
             retired_table_grace_seconds: 120,
             shutdown_grace_seconds: 30,
+            cors: CorsSettings::default(),
+            compression: CompressionSettings::default(),
+            caching: CachingSettings::default(),
         }
     }
 }
@@ -187,8 +276,9 @@ impl Default for ServerSettings {
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Each wrong setting, named with where its value came from.
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] Box<figment::Error>),
+    Invalid(String),
     #[error("unsafe configuration refused outside dev mode: {0}")]
     Unsafe(String),
     /// A value out of its range, in dev mode too.
@@ -224,9 +314,16 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("PASSERELLE_").split("__"))
+            .merge(
+                Env::prefixed("PASSERELLE_")
+                    // Read by the command line and the logs, not settings.
+                    .ignore(&NOT_SETTINGS)
+                    .split("__"),
+            )
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|error| ConfigError::Invalid(describe(error)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -243,13 +340,10 @@ impl Settings {
                 "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
             ));
         }
+        // A misspelt origin or method would silently lock browsers out.
+        crate::http::cors::check(&self.server.cors).map_err(ConfigError::OutOfRange)?;
         if self.dev_mode {
             return Ok(());
-        }
-        if !self.server.listen.ip().is_loopback() && self.database_url.starts_with("sqlite:") {
-            tracing::warn!(
-                "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
-            );
         }
         if self.database_acquire_timeout_ms == 0 || self.database_probe_interval_ms == 0 {
             return Err(ConfigError::Unsafe(
@@ -263,6 +357,47 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+}
+
+/// `PASSERELLE_*` variables that are not settings: `PASSERELLE_CONFIG`
+/// (the `--config` file) and `PASSERELLE_LOG_FORMAT` (read by the logs).
+const NOT_SETTINGS: [&str; 2] = ["config", "log_format"];
+
+/// One line per wrong setting: its key as written in the TOML file
+/// (`server.listen`, without figment's profile prefix), where the value came
+/// from (the file, or the environment variable by its name), and what is
+/// wrong with it.
+fn describe(error: figment::Error) -> String {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|error| describe_one(&error))
+        .collect();
+    lines.join("\n")
+}
+
+fn describe_one(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let origin = error
+        .metadata
+        .as_ref()
+        .and_then(|metadata| match &metadata.source {
+            Some(figment::Source::File(path)) => Some(format!("in {}", path.display())),
+            _ if metadata.name.contains("`PASSERELLE_`") => Some(format!(
+                "from the environment variable PASSERELLE_{}",
+                error.path.join("__").to_ascii_uppercase()
+            )),
+            _ if metadata.name.contains("environment") => Some(format!(
+                "from the environment variable {}",
+                error.path.join("_").to_ascii_uppercase()
+            )),
+            _ => None,
+        });
+    match (key.is_empty(), origin) {
+        (false, Some(origin)) => format!("`{key}` {origin}: {}", error.kind),
+        (false, None) => format!("`{key}`: {}", error.kind),
+        (true, Some(origin)) => format!("{origin}: {}", error.kind),
+        (true, None) => error.kind.to_string(),
     }
 }
 
@@ -354,6 +489,9 @@ mod tests {
                 defaults.audit.log.max_batch_size
             );
             assert_eq!(settings.query, defaults.query);
+            assert_eq!(settings.server.cors, defaults.server.cors);
+            assert_eq!(settings.server.compression, defaults.server.compression);
+            assert_eq!(settings.server.caching, defaults.server.caching);
             Ok(())
         });
     }
@@ -364,6 +502,50 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("p.toml", "[server]\nmax_pagesize = 5\n")?;
             assert!(Settings::load(Some(Path::new("p.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    /// A wrong value is named once, by its key and the file it is in,
+    /// without figment's `default.` profile prefix.
+    #[test]
+    fn errors_name_the_setting_and_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "[server]\nmax_page_size = \"many\"\n")?;
+            let error = Settings::load(Some(Path::new("p.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`server.max_page_size`"), "{error}");
+            assert!(error.contains("p.toml"), "{error}");
+            assert!(!error.contains("default."), "{error}");
+            assert_eq!(error.matches("max_page_size").count(), 1, "{error}");
+            Ok(())
+        });
+    }
+
+    /// `PASSERELLE_LOG_FORMAT` and `PASSERELLE_CONFIG` are not settings:
+    /// the compose file sets the first, and an unknown key is an error.
+    #[test]
+    fn log_format_and_config_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PASSERELLE_LOG_FORMAT", "json");
+            jail.set_env("PASSERELLE_CONFIG", "elsewhere.toml");
+            Settings::load(None).expect("valid");
+            Ok(())
+        });
+    }
+
+    /// A wrong environment variable is named as it was set.
+    #[test]
+    fn errors_name_the_environment_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PASSERELLE_SERVER__MAX_PAGE_SIZE", "many");
+            let error = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                error.contains("PASSERELLE_SERVER__MAX_PAGE_SIZE"),
+                "{error}"
+            );
+            assert!(!error.contains("default."), "{error}");
             Ok(())
         });
     }

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use passerelle::config::Settings;
@@ -40,11 +39,13 @@ enum Command {
     },
     /// Mint a token with the gateway's key (dev mode or --allow-in-production only).
     Token {
+        /// The token's subject (`sub` claim).
         #[arg(long)]
         sub: String,
         /// Comma-separated roles.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// The caller's organisation (`org` claim), for row filters.
         #[arg(long)]
         org: Option<String>,
         /// Lifetime in seconds.
@@ -68,11 +69,24 @@ enum Command {
     Audit(passerelle::cli::AuditCommand),
     /// Print the OpenAPI description.
     Openapi,
+    /// Ask the running gateway whether it is ready (exit 0) or not (exit 1):
+    /// the container's health check.
+    Health {
+        /// The gateway's base URL (default: the configured `server.listen`
+        /// address, a wildcard address asked on loopback).
+        #[arg(long)]
+        url: Option<String>,
+        /// Longest wait for the answer, in seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Measure the audit writer: durable events per second (benchmark).
     #[command(hide = true)]
     BenchAudit {
+        /// Events to record in all.
         #[arg(long, default_value_t = 50_000)]
         events: u64,
+        /// Tasks recording at once.
         #[arg(long, default_value_t = 64)]
         concurrency: u64,
     },
@@ -85,8 +99,21 @@ enum CatalogCommand {
 }
 
 fn main() -> ExitCode {
-    passerelle::telemetry::init();
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", passerelle::http::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
+    // Printed once, naming the setting and where it came from; logging is
+    // not set up yet (its own settings are among those that failed).
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _telemetry = passerelle::telemetry::init_with(&settings.telemetry);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -94,7 +121,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli.command, settings)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -103,13 +130,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Openapi) = cli.command {
-        print!("{}", passerelle::http::openapi::document_json());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let settings = Settings::load(cli.config.as_deref()).context("configuration")?;
-    match cli.command.unwrap_or(Command::Serve) {
+async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command.unwrap_or(Command::Serve) {
         Command::Serve => passerelle::startup::serve(settings)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -159,6 +181,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             events,
             concurrency,
         } => passerelle::cli::bench_audit(&settings, events, concurrency).await,
+        Command::Health { url, timeout } => {
+            passerelle::cli::health(&settings, url.as_deref(), timeout).await
+        }
         Command::Openapi => unreachable!("handled before loading settings"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument, hidden ones too, says what it is
+    /// for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&command, "passerelle", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if command.get_about().is_none() {
+            missing.push(path.to_owned());
+        }
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if argument.get_help().is_none() && argument.get_long_help().is_none() {
+                missing.push(format!("{path} <{id}>"));
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            if subcommand.get_name() == "help" {
+                continue;
+            }
+            walk(
+                subcommand,
+                &format!("{path} {}", subcommand.get_name()),
+                missing,
+            );
+        }
     }
 }

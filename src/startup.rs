@@ -61,6 +61,8 @@ pub async fn sync_catalog(
 /// Everything a running gateway needs.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
+    // Before anything counts (the first fetch of the identity providers' keys).
+    crate::telemetry::metrics::install();
     let store = open_store(&settings).await?;
     // Started here rather than with the other background tasks: readiness and
     // the audit writer read it, in tests as in production.
@@ -173,6 +175,14 @@ pub fn dataset_levels(
 /// Serves until Ctrl-C or SIGTERM, then stops within the grace period.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.server.listen;
+    if !settings.dev_mode
+        && !listen.ip().is_loopback()
+        && settings.database_url.starts_with("sqlite:")
+    {
+        tracing::warn!(
+            "serving beyond loopback on the embedded SQLite store: fine for a trial, use PostgreSQL in production"
+        );
+    }
     let state = build_state(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -327,28 +327,39 @@ fn command_line() {
 
 /// Rows of each table that a read-only command must leave alone.
 async fn table_counts(database_url: &str) -> Vec<(String, i64)> {
-    let pool = sqlx::SqlitePool::connect(database_url)
+    let store = passerelle::store::Store::open(database_url, 1, Duration::from_secs(5))
         .await
         .expect("store");
     let mut counts = Vec::new();
     for table in ["auth_signing_keys", "audit_events", "audit_checkpoints"] {
-        let count: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(&pool)
-                .await
-                .expect("count");
+        let sql = format!("SELECT count(*) FROM {table}");
+        let count = match &store {
+            passerelle::store::Store::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+            passerelle::store::Store::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("count");
         counts.push((table.to_owned(), count));
     }
-    pool.close().await;
+    store.close().await;
     counts
 }
 
 /// `audit verify` and `audit export` only read: no signing key created, no
 /// checkpoint signed, no event written (they used to start the writer,
 /// which signed a checkpoint on exit, and to create a key on a fresh store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_audit_commands_write_nothing() {
-    let (url, _database) = test_support::sqlite_url();
+/// On both stores.
+async fn read_only_audit_commands(postgres: bool) {
+    let Some((url, _database)) = database(postgres).await else {
+        return;
+    };
     let (ok, _, out, err) = run(&url, &["catalog", "sync"], false);
     assert!(ok, "{out}{err}");
     let before = table_counts(&url).await;
@@ -357,4 +368,142 @@ async fn read_only_audit_commands_write_nothing() {
     let (ok, _, out, err) = run(&url, &["audit", "export", "--format", "ndjson"], false);
     assert!(ok, "{out}{err}");
     assert_eq!(table_counts(&url).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_audit_commands_write_nothing_sqlite() {
+    read_only_audit_commands(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_audit_commands_write_nothing_postgres() {
+    read_only_audit_commands(true).await;
+}
+
+/// `passerelle health`, the container's health check: exit 0 while the
+/// gateway it is pointed at is ready, 1 when nothing answers there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_command_asks_the_gateway() {
+    let (url, _database) = test_support::sqlite_url();
+    let gateway = start(&url).await;
+    let listen = gateway.address.trim_start_matches("http://").to_owned();
+    let output = command(&url, &["health"])
+        .env("PASSERELLE_SERVER__LISTEN", &listen)
+        .output()
+        .expect("passerelle health runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(gateway);
+    let output = command(&url, &["health", "--url", &format!("http://{listen}")])
+        .output()
+        .expect("passerelle health runs");
+    assert_eq!(output.status.code(), Some(1), "nothing listens any more");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not ready"));
+}
+
+/// A wrong setting is reported once, by its key and its file, without the
+/// `default.` profile prefix figment adds; an environment variable is named
+/// as it was set.
+#[test]
+fn configuration_errors_name_the_setting_once() {
+    let (url, _database) = test_support::sqlite_url();
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("passerelle.toml");
+    std::fs::write(&file, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let (ok, _, _, err) = run(
+        &url,
+        &["--config", file.to_str().unwrap(), "audit", "verify"],
+        false,
+    );
+    assert!(!ok);
+    assert!(err.contains("`server.listen`"), "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    assert!(!err.contains("default."), "{err}");
+    assert_eq!(err.matches("listen").count(), 1, "printed once: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let output = command(&url, &["audit", "verify"])
+        .env("PASSERELLE_SERVER__MAX_PAGE_SIZE", "many")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("PASSERELLE_SERVER__MAX_PAGE_SIZE"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// With `PASSERELLE_LOG_FORMAT=json` and the log going to a pipe, every API
+/// request is one JSON line (method, route template, status, duration,
+/// request id, subject, dataset, rows, bytes) without colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_json_log_line_per_request() {
+    passerelle::telemetry::init();
+    let (url, _database) = test_support::sqlite_url();
+    let port = free_port();
+    let mut child = command(&url, &["serve"])
+        .env("PASSERELLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PASSERELLE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let gateway = Gateway {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let path = "/api/v1/data/consommations-energie-batiments?limit=2";
+    let mut answered = false;
+    for _ in 0..300 {
+        let response = client
+            .get(format!("{}{path}", gateway.address))
+            .header("X-Request-Id", "log-line-1")
+            .send()
+            .await;
+        if let Ok(response) = response {
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the gateway answers");
+    drop(gateway);
+    let lines = lines.join().unwrap();
+    assert!(
+        lines.iter().all(|line| !line.contains('\u{1b}')),
+        "no colour codes in a pipe"
+    );
+    let requests: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON"))
+        .filter(|line| line["target"] == "passerelle::request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{lines:#?}");
+    let fields = &requests[0]["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/api/v1/data/{id}");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["request_id"], "log-line-1");
+    assert_eq!(fields["subject"], "anonymous");
+    assert_eq!(fields["dataset"], "consommations-energie-batiments");
+    assert_eq!(fields["rows"], 2);
+    assert!(
+        fields["bytes"].as_u64().is_some_and(|bytes| bytes > 0),
+        "{fields}"
+    );
+    assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
 }

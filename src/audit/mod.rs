@@ -308,7 +308,8 @@ impl AuditLog {
             &self.shared.instance,
             self.shared.ip_hash_key.as_deref(),
         );
-        let sequence = self.append(record.clone()).await?;
+        let span = tracing::debug_span!("audit_commit", request_id = %record.request_id);
+        let sequence = tracing::Instrument::instrument(self.append(record.clone()), span).await?;
         Ok(Receipt {
             sequence,
             event: Box::new(record),
@@ -336,6 +337,16 @@ impl AuditLog {
             .await
             .map_err(|_| AuditError::Stopped)?;
         answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Events waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.commands.max_capacity() - self.commands.capacity()
+    }
+
+    /// The writer's pool.
+    pub fn writer_store(&self) -> &Store {
+        &self.shared.store
     }
 
     /// Follows the store's probed state: while the probe says the store does

@@ -12,6 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::event::EventRecord;
 use super::{AuditConfig, AuditError, Shared, store};
+use crate::telemetry::metrics;
 
 /// What the writer is asked to do.
 pub(crate) enum Command {
@@ -121,7 +122,10 @@ pub(crate) async fn run(
 /// it had never been there.
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
     let records: Vec<EventRecord> = batch.iter().map(|(record, _)| (**record).clone()).collect();
-    match store::append(&shared.store, &records).await {
+    let started = std::time::Instant::now();
+    let written = store::append(&shared.store, &records).await;
+    metrics::audit_batch(records.len(), started.elapsed().as_secs_f64());
+    match written {
         Ok(sequences) => {
             shared.healthy.store(true, Ordering::Relaxed);
             for ((_, reply), sequence) in batch.drain(..).zip(sequences) {
@@ -152,6 +156,7 @@ async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
             }
             Err(error) if refused_data(&error) => {
                 tracing::error!(%error, request_id = %record.request_id, "the store refused one audit event");
+                metrics::audit_failures(1);
                 let _ = reply.send(Err(AuditError::Unavailable(error.to_string())));
             }
             Err(error) => {
@@ -177,6 +182,10 @@ fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
         shared.healthy.store(false, Ordering::Relaxed);
     }
     tracing::error!(%error, events = batch.len(), "cannot write audit events");
+    metrics::audit_failures(batch.len());
+    if matches!(error, sqlx::Error::PoolTimedOut) {
+        metrics::pool_timeout("audit");
+    }
     let message = error.to_string();
     for (_, reply) in batch.drain(..) {
         let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
@@ -206,6 +215,7 @@ fn refused_data(error: &sqlx::Error) -> bool {
 async fn commit(shared: &Shared, batch: &mut Vec<Waiting>) {
     match shared.store_down() {
         Some(why) => {
+            metrics::audit_failures(batch.len());
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(AuditError::Unavailable(why.clone())));
             }

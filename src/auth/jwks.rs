@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
 use super::config::IssuerConfig;
+use crate::telemetry::metrics;
 
 /// Largest key set or discovery document read from a provider.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -131,6 +132,9 @@ impl ProviderKeys {
                 .and_then(|document| parse_key_set(&document)),
             KeySource::Discovery(url) => self.fetch_from_discovery(url).await,
         };
+        if self.is_remote() {
+            metrics::jwks_fetch(&self.name, result.is_ok());
+        }
         let previous = self.snapshot.load();
         let next = match result {
             Ok(keys) => {

@@ -45,6 +45,19 @@ impl OutputFormat {
         }
     }
 
+    /// The format of an answer of this `Content-Type`, if it is one of ours.
+    pub fn from_content_type(content_type: &str) -> Option<OutputFormat> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        [
+            OutputFormat::Json,
+            OutputFormat::Csv,
+            OutputFormat::Ndjson,
+            OutputFormat::GeoJson,
+        ]
+        .into_iter()
+        .find(|format| format.content_type().split(';').next() == Some(essence))
+    }
+
     /// The names `?format=` takes, in the order problems list them.
     pub const NAMES: [&'static str; 4] = ["json", "csv", "ndjson", "geojson"];
 

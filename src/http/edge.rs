@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::context::{self, RequestInfo};
+use super::observe::{self, RequestEnd, RequestSummary};
 use super::problem::Problem;
 use super::request::refusal_event;
 use super::state::AppState;
@@ -45,6 +46,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let mut response = context::scope(info, async {
         match oversize(&request, settings) {
             Some((problem, rule)) => {
+                let method = request.method().as_str().to_owned();
                 let event =
                     refusal_event(&state, &request, &request_id, problem.status, rule, started);
                 drop(request);
@@ -52,9 +54,19 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
                 // written: it serves no data.
                 if let Err(error) = state.audit.record(event).await {
                     tracing::error!(%request_id, %error, "audit log unavailable");
-                    super::metrics::record_audit_failure();
                 }
-                super::metrics::record_request(problem.status, started.elapsed().as_secs_f64());
+                let summary = RequestSummary {
+                    method,
+                    route: observe::UNMATCHED.to_owned(),
+                    request_id: request_id.clone(),
+                    started,
+                };
+                let end = RequestEnd {
+                    status: problem.status.as_u16(),
+                    subject: crate::auth::Caller::anonymous().subject,
+                    ..RequestEnd::default()
+                };
+                observe::finish(&summary, &end);
                 problem.into_response()
             }
             None => as_problem(next.run(request).await).await,

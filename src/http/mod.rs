@@ -1,8 +1,11 @@
 //! The HTTP edge: routes, the per-request middleware, problem documents.
 
 pub mod audit;
+pub mod caching;
 pub mod client_text;
+pub mod compression;
 pub mod context;
+pub mod cors;
 pub mod data;
 pub mod dataset_id;
 pub mod datasets;
@@ -11,6 +14,7 @@ pub mod guard;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
@@ -40,22 +44,42 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Compressed inside the audit middleware: it counts the bytes on the wire.
+        .layer(middleware::map_response(
+            compression::set_content_range_aside,
+        ))
+        .layer(compression::layer(&settings.server.compression))
+        .layer(middleware::map_response(compression::restore_content_range))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request::track,
         ));
+    // Pages: identified and audited like the API, compressed inside the
+    // audit middleware for the same reason.
+    let pages = crate::web::routes()
+        .layer(compression::layer(&settings.server.compression))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::track,
+        ));
+    let service = operations
+        .merge(openapi::routes())
+        .merge(crate::web::asset_routes())
+        .layer(compression::layer(&settings.server.compression));
     Router::new()
         .merge(api)
-        .merge(operations)
-        .merge(openapi::routes())
-        .merge(crate::web::routes(state.clone()))
-        .merge(crate::web::asset_routes())
+        .merge(pages)
+        .merge(service)
         .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(settings.server.request_timeout_seconds),
         ))
         .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
+        // Outermost: preflights are answered before anything is audited, and
+        // every answer (the edge's own refusals included) carries the CORS headers.
+        .layer(cors::layer(&settings.server.cors))
+        .layer(middleware::from_fn(cors::preflight_no_content))
         .with_state(state)
 }
 

@@ -183,6 +183,7 @@ impl From<StoreError> for Problem {
         let chain = error_chain(&error);
         match &error {
             StoreError::Sql(sqlx::Error::PoolTimedOut) => {
+                crate::telemetry::metrics::pool_timeout("main");
                 Problem::store_unavailable("PGRST003", chain)
             }
             _ if error.is_unavailable() => Problem::store_unavailable("PGRST000", chain),

@@ -6,18 +6,24 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tracing::Instrument;
+
 use super::context::{self, AccessRecord, RequestContext, RequestInfo, rows_sent};
 use super::dataset_id::dataset_in_path;
+use super::observe::{self, RequestEnd, RequestSummary};
 use super::problem::{Problem, ProblemKind};
 use super::state::AppState;
 use crate::audit::NewEvent;
 use crate::auth::Caller;
 use crate::domain::text;
+use crate::format::OutputFormat;
+use crate::telemetry::metrics;
 
 /// The middleware on every `/api/v1` route (and unknown routes). The
 /// request id comes from the edge, which also sets `X-Request-Id`.
@@ -28,26 +34,40 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         request_id: request_id.clone(),
         path: request.uri().path().to_owned(),
     };
-    let response = context::scope(info, serve(state, request, request_id, started, next)).await;
-    super::metrics::record_request(response.status(), started.elapsed().as_secs_f64());
+    let summary = RequestSummary::of(&request, &request_id, started);
+    let span = tracing::debug_span!("request", request_id = %request_id, route = %summary.route);
+    let mut response =
+        context::scope(info, serve(state, request, summary, next).instrument(span)).await;
+    // No cache keeps an API answer unless its handler says so (open data).
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(super::caching::PRIVATE));
     response
 }
 
 async fn serve(
     state: AppState,
     mut request: Request,
-    request_id: String,
-    started: Instant,
+    summary: RequestSummary,
     next: Next,
 ) -> Response {
+    let request_id = summary.request_id.clone();
+    let started = summary.started;
     let facts = RequestFacts::of(&state, &request);
-    let (caller, failure) = match state.authenticator.authenticate(request.headers()).await {
+    let (caller, failure) = match state
+        .authenticator
+        .authenticate(request.headers())
+        .instrument(tracing::debug_span!("authenticate", request_id = %request_id))
+        .await
+    {
         Ok(caller) => (caller, None),
         Err(failure) => (Caller::anonymous(), Some(failure)),
     };
     let context = RequestContext::new(&request_id, caller).with_client_ip(facts.ip);
     let response = match failure {
         Some(failure) => {
+            metrics::auth_failure(failure.reason);
             context.note(|record| {
                 record.decision = Some(false);
                 record.rule = Some("authentication failed".to_owned());
@@ -102,6 +122,13 @@ async fn serve(
         });
     }
     let mut record = context.record();
+    // An answer held in memory is measured as it goes on the wire
+    // (compressed); a streamed one by its completion event.
+    let (response, bytes) = if record.streamed || facts.method == "HEAD" {
+        (response, None)
+    } else {
+        measured(response).await
+    };
     let mut event = new_event(
         &request_id,
         &context.caller,
@@ -123,32 +150,108 @@ async fn serve(
         .to_owned();
         record.closed_data = true;
     }
+    event.bytes = bytes;
+    metrics::decision(&event.action, &event.decision);
+    let mut end = RequestEnd {
+        status: response.status().as_u16(),
+        subject: context.caller.subject.clone(),
+        dataset: served_dataset(&state, &record, response.status()),
+        format: None,
+        rows: rows_sent(&record).and_then(|rows| u64::try_from(rows).ok()),
+        bytes: bytes.and_then(|bytes| u64::try_from(bytes).ok()),
+    };
+    if end.dataset.is_some() {
+        end.format = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(OutputFormat::from_content_type);
+    }
     let receipt = match state.audit.record(event).await {
         Ok(receipt) => receipt,
         Err(error) => {
             tracing::error!(%request_id, %error, "audit log unavailable");
-            super::metrics::record_audit_failure();
             if record.closed_data || !state.settings.audit.serve_open_data_without_audit {
-                return Problem::unavailable(
+                let refusal = Problem::unavailable(
                     "the access log cannot be written right now, so no data is served; try again shortly",
                 )
                 .into_response();
+                let end = RequestEnd {
+                    status: refusal.status().as_u16(),
+                    dataset: None,
+                    rows: None,
+                    ..end
+                };
+                observe::finish(&summary, &end);
+                return refusal;
             }
+            observe::finish(&summary, &end);
             return response;
         }
     };
     if !record.streamed {
+        observe::finish(&summary, &end);
         return response;
     }
-    // A streamed export: complete its event when the body ends or is cut off.
+    // A streamed export: complete its event (and its log line) when the body
+    // ends or is cut off.
     super::streamed::complete_when_done(
         &state.audit,
         &state.lifecycle,
         receipt,
         record,
         response,
-        started,
+        (summary, end),
     )
+}
+
+/// The bytes of an answer held in memory, as they go on the wire. A
+/// compressed one is compressed here, before the audit event is written,
+/// so that the event records its size (and the answer gets a
+/// `Content-Length`); an uncompressed one knows its size already.
+async fn measured(response: Response) -> (Response, Option<i64>) {
+    if let Some(size) = response.body().size_hint().exact() {
+        return (response, i64::try_from(size).ok());
+    }
+    if !response.headers().contains_key(header::CONTENT_ENCODING) {
+        return (response, None);
+    }
+    let (mut parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let size = i64::try_from(bytes.len()).ok();
+            (Response::from_parts(parts, Body::from(bytes)), size)
+        }
+        Err(error) => {
+            tracing::error!(%error, "an answer could not be compressed");
+            (
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-error",
+                    "Internal error",
+                    "the gateway could not answer; the incident is logged with this request id",
+                )
+                .into_response(),
+                None,
+            )
+        }
+    }
+}
+
+/// The catalogue dataset whose rows the answer carries, if any: only a
+/// successful answer of a dataset the catalogue holds (metrics label it, so
+/// an id merely read from a refused request's path never becomes a label).
+fn served_dataset(state: &AppState, record: &AccessRecord, status: StatusCode) -> Option<String> {
+    let dataset = record.dataset.as_deref()?;
+    let action = record.action.as_deref()?;
+    let served = status.is_success() || status == StatusCode::NOT_MODIFIED;
+    (served
+        && matches!(action, "read" | "export")
+        && state.catalog.current().get(dataset).is_some())
+    .then(|| dataset.to_owned())
 }
 
 /// Request facts known before the handler runs.

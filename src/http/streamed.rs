@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -14,6 +13,7 @@ use futures::StreamExt;
 
 use super::context::{AccessRecord, rows_sent};
 use super::lifecycle::Lifecycle;
+use super::observe::{self, RequestEnd, RequestSummary};
 use crate::audit::{AuditLog, Outcome, Receipt};
 
 /// What the completion event of one streamed response needs.
@@ -23,7 +23,8 @@ pub struct Completion {
     receipt: Mutex<Option<Receipt>>,
     record: AccessRecord,
     status: u16,
-    started: Instant,
+    /// The request's log line and metrics, written with the event.
+    observed: (RequestSummary, RequestEnd),
     bytes: AtomicI64,
 }
 
@@ -37,13 +38,20 @@ impl Completion {
 
     fn take(&self, complete: bool) -> Option<(Receipt, Outcome)> {
         let receipt = self.receipt.lock().ok()?.take()?;
+        let (summary, end) = &self.observed;
         let outcome = Outcome {
             status: self.status,
             rows: rows_sent(&self.record),
             bytes: Some(self.bytes.load(Ordering::Relaxed)),
-            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: summary.started.elapsed().as_secs_f64() * 1000.0,
             complete,
         };
+        let end = RequestEnd {
+            rows: outcome.rows.and_then(|rows| u64::try_from(rows).ok()),
+            bytes: outcome.bytes.and_then(|bytes| u64::try_from(bytes).ok()),
+            ..end.clone()
+        };
+        observe::finish(summary, &end);
         Some((receipt, outcome))
     }
 }
@@ -120,7 +128,7 @@ pub fn complete_when_done(
     receipt: Receipt,
     record: AccessRecord,
     response: Response,
-    started: Instant,
+    observed: (RequestSummary, RequestEnd),
 ) -> Response {
     let (parts, body) = response.into_parts();
     let completion = Arc::new(Completion {
@@ -128,7 +136,7 @@ pub fn complete_when_done(
         receipt: Mutex::new(Some(receipt)),
         record,
         status: parts.status.as_u16(),
-        started,
+        observed,
         bytes: AtomicI64::new(0),
     });
     lifecycle.register(&completion);

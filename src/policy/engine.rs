@@ -20,6 +20,7 @@ use super::cache::DecisionCache;
 use super::rules::{Effect, PolicyFile, PolicyRule, is_valid_role, parse_model, parse_policy};
 use super::{Action, DatasetRef, Decision, PolicyError, PolicySettings, reasons};
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
+use crate::telemetry::metrics;
 
 /// Name of the casbin model file in the policy folder.
 pub const MODEL_FILE: &str = "model.conf";
@@ -43,6 +44,8 @@ struct Inner {
     /// What the current snapshot was built from; held while rebuilding so that
     /// reloads and catalogue changes do not race.
     sources: tokio::sync::Mutex<Sources>,
+    /// False from a failed reload of the files until one succeeds.
+    last_reload_ok: std::sync::atomic::AtomicBool,
 }
 
 struct Sources {
@@ -280,6 +283,7 @@ impl PolicyEngine {
                     read_error: None,
                     settling: None,
                 }),
+                last_reload_ok: std::sync::atomic::AtomicBool::new(true),
             }),
         })
     }
@@ -340,6 +344,7 @@ impl PolicyEngine {
             Err(error) => {
                 let message = error.to_string();
                 if sources.read_error.as_deref() != Some(message.as_str()) {
+                    self.reload_done(false);
                     tracing::error!(%error, "cannot read the policy files: keeping the previous policy");
                     sources.read_error = Some(message);
                 }
@@ -363,6 +368,7 @@ impl PolicyEngine {
         let files = match read_files(&self.inner.dir).await {
             Ok(files) => files,
             Err(error) => {
+                self.reload_done(false);
                 tracing::error!(%error, "policy reload failed: keeping the previous policy");
                 return Err(error);
             }
@@ -382,6 +388,7 @@ impl PolicyEngine {
             self.install(sources, files.model, policy, datasets).await
         }
         .await;
+        self.reload_done(result.is_ok());
         if let Err(error) = &result {
             tracing::error!(%error, "policy reload failed: keeping the previous policy");
         }
@@ -436,6 +443,22 @@ impl PolicyEngine {
     pub fn spawn_watcher(&self, period: Duration) {
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(watch(engine, period));
+    }
+
+    /// Counts a reload of the files and remembers whether it loaded.
+    fn reload_done(&self, ok: bool) {
+        metrics::policy_reload(ok);
+        self.inner
+            .last_reload_ok
+            .store(ok, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// False from a failed reload of the files until one succeeds (the
+    /// previous policy stays in force meanwhile).
+    pub fn last_reload_ok(&self) -> bool {
+        self.inner
+            .last_reload_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Increments every time a new policy is swapped in (file reload or catalogue change).

@@ -101,6 +101,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    pub idle: usize,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
+
 /// A handle on the store: cheap to clone (the pools are reference counted).
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -183,6 +193,22 @@ impl Store {
             Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
+    }
+
+    /// The pool's connections now (for the metrics).
+    pub fn pool_status(&self) -> PoolStatus {
+        match self {
+            Store::Sqlite(pool) => PoolStatus {
+                open: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            },
+            Store::Postgres(pool) => PoolStatus {
+                open: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            },
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -213,7 +213,7 @@ struct PageLink {
 }
 
 #[derive(Template)]
-#[template(path = "web/catalogue.html")]
+#[template(path = "catalogue.html", config = "src/web/askama.toml")]
 struct CataloguePage {
     layout: Layout,
     t: &'static Texts,

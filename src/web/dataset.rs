@@ -88,7 +88,7 @@ struct Link {
 }
 
 #[derive(Template)]
-#[template(path = "web/dataset.html")]
+#[template(path = "dataset.html", config = "src/web/askama.toml")]
 struct DatasetPage {
     layout: Layout,
     t: &'static Texts,

@@ -29,7 +29,7 @@ struct Theme {
 }
 
 #[derive(Template)]
-#[template(path = "web/home.html")]
+#[template(path = "home.html", config = "src/web/askama.toml")]
 struct HomePage {
     layout: Layout,
     t: &'static Texts,

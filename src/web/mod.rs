@@ -1,5 +1,5 @@
 //! Pages for people: the home page, the catalogue and each dataset's page,
-//! rendered on the server from compiled templates (`templates/web/`), in
+//! rendered on the server from compiled templates (`src/web/templates/`), in
 //! French unless the visitor asks for English, with a stylesheet and a
 //! little script built into the binary (`/assets/…`).
 //!
@@ -20,19 +20,17 @@ pub mod preview;
 pub mod snippets;
 
 use axum::Router;
-use axum::middleware;
 use axum::routing::get;
 
-use crate::http::request;
 use crate::http::state::AppState;
 
-/// The pages, each request identified and audited like an API request.
-pub fn routes(state: AppState) -> Router<AppState> {
+/// The pages. `http::router` wraps them in `request::track`, as the API:
+/// each request identified and audited.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
         .route("/datasets", get(catalogue::catalogue))
         .route("/datasets/{id}", get(dataset::dataset))
-        .layer(middleware::from_fn_with_state(state, request::track))
 }
 
 /// The stylesheet and script: outside the audit log (they hold no data).

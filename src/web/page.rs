@@ -167,7 +167,7 @@ pub fn respond(status: StatusCode, template: &impl Template) -> Response {
 }
 
 #[derive(Template)]
-#[template(path = "web/error.html")]
+#[template(path = "error.html", config = "src/web/askama.toml")]
 struct ErrorPage<'a> {
     layout: Layout,
     t: &'static Texts,

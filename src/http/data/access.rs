@@ -21,6 +21,12 @@ pub fn authorize(
     action: Action,
     headers: &HeaderMap,
 ) -> Result<Grant, Problem> {
+    let _span = tracing::debug_span!(
+        "policy",
+        request_id = %context.request_id,
+        action = action.as_str()
+    )
+    .entered();
     let declared = purpose(headers);
     context.note(|record| {
         record.dataset = Some(entry.id().to_owned());

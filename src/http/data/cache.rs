@@ -71,6 +71,13 @@ impl CachedPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageKey([u8; 32]);
 
+impl PageKey {
+    /// The digest itself.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 /// Shared by every request; bounded by the bytes it holds.
 #[derive(Clone)]
 pub struct PageCache {

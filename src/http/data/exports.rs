@@ -103,13 +103,16 @@ impl Exports {
                 _connection: permit,
                 _caller: caller,
             }),
-            _ => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "exports-busy",
-                "Exports busy",
-                "every connection reserved for exports is in use; try again shortly",
-            )
-            .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)),
+            _ => Err({
+                crate::telemetry::metrics::pool_timeout("exports");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "exports-busy",
+                    "Exports busy",
+                    "every connection reserved for exports is in use; try again shortly",
+                )
+                .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+            }),
         }
     }
 
@@ -166,6 +169,9 @@ impl Exports {
         let (sender, mut receiver) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let finished = Arc::new(AtomicBool::new(false));
         let aborted = CancellationToken::new();
+        // The rows are read and encoded together, chunk by chunk: one span
+        // for the whole export, from its first row to its last.
+        let span = tracing::debug_span!("sql", request_id = %request_id, export = true);
         let producer = Producer {
             sender,
             pace: Pace::new(&self.settings),
@@ -176,7 +182,10 @@ impl Exports {
             finished: finished.clone(),
             request_id,
         };
-        tokio::spawn(producer.run(slot, rows, encoder));
+        tokio::spawn(tracing::Instrument::instrument(
+            producer.run(slot, rows, encoder),
+            span,
+        ));
         let stream = async_stream::stream! {
             loop {
                 let chunk = tokio::select! {

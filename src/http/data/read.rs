@@ -8,17 +8,20 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
 use super::exports::ExportSlot;
 use super::range::{CountPreference, content_range, requested_range};
+use crate::catalog::definition::AccessLevel;
 use crate::catalog::{DatasetEntry, GeometryColumns};
 use crate::domain::client_text::query_pairs;
 use crate::format::{
     CsvEncoder, CsvOptions, GeoJsonEncoder, Geometry, JsonEncoder, NdjsonEncoder, OutputFormat,
     RowEncoder,
 };
+use crate::http::caching;
 use crate::http::context::RequestContext;
 use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
@@ -179,7 +182,18 @@ pub async fn read_dataset(
     }
     let count_preference = CountPreference::from_headers(&headers);
     let counter = context.row_counter();
+    // Cacheable by anyone only when nothing about the caller shaped it.
+    let public = entry.definition.access == AccessLevel::Open && context.caller.is_anonymous();
+    let max_age = state.settings.server.caching.max_age_seconds;
+    let modified = caching::last_modified(&entry.last_updated);
     if format.is_export() {
+        let etag = export_etag(&read, format, csv_options);
+        let freshness = caching::headers(public, max_age, &etag, modified);
+        if caching::not_modified(&headers, &etag, modified) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().extend(freshness);
+            return Ok(response);
+        }
         let slot = state.exports.admit(&context).await?;
         let store = state.exports.store();
         let limit = read.plan.limit;
@@ -211,13 +225,24 @@ pub async fn read_dataset(
         response
             .headers_mut()
             .extend(answer_headers(None, suppressed, grant.view.as_deref()));
+        response.headers_mut().extend(freshness);
         return Ok(response);
     }
     let cap = state.settings.server.max_page_size;
     let key = PageCache::key(&read, count_preference.map(CountPreference::as_str), cap);
-    if let Some(page) = state.pages.get(key) {
+    let freshness = |page: &CachedPage| {
+        let etag = page
+            .headers
+            .get(header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        caching::headers(public, max_age, etag, modified)
+    };
+    let cached = state.pages.get(key);
+    crate::telemetry::metrics::page_cache_lookup(cached.is_some());
+    if let Some(page) = cached {
         counter.store(page.rows, Ordering::Relaxed);
-        return Ok(page_response(&page, &headers));
+        return Ok(page_response(&page, &headers, freshness(&page), modified));
     }
     let (mut page, suppressed) = json_page(&state, entry, read, columns, count_preference).await?;
     page.headers.extend(answer_headers(
@@ -226,7 +251,7 @@ pub async fn read_dataset(
         grant.view.as_deref(),
     ));
     counter.store(page.rows, Ordering::Relaxed);
-    let response = page_response(&page, &headers);
+    let response = page_response(&page, &headers, freshness(&page), modified);
     state.pages.insert(key, page);
     Ok(response)
 }
@@ -368,7 +393,7 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
 }
 
 /// A JSON page, capped at `max_page_size`, with its `Content-Range` and a
-/// strong `ETag` (a hash of the body), and for an aggregate-only read the
+/// weak `ETag` (a hash of the body), and for an aggregate-only read the
 /// number of groups left out (counted in the same pass that reads them, which
 /// also gives the exact count of an aggregate-only answer).
 async fn json_page(
@@ -378,6 +403,10 @@ async fn json_page(
     columns: Vec<OutputColumn>,
     count_preference: Option<CountPreference>,
 ) -> AppResult<(CachedPage, Option<u64>)> {
+    let request_id = crate::http::context::current_request()
+        .map(|request| request.request_id)
+        .unwrap_or_default();
+    let sql = tracing::debug_span!("sql", request_id = %request_id, table = %read.table);
     let cap = state.settings.server.max_page_size;
     let limit = read.plan.limit.map_or(cap, |limit| limit.min(cap));
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
@@ -391,6 +420,7 @@ async fn json_page(
             let groups = state
                 .store
                 .read_groups(read.clone(), minimum, Some(limit))
+                .instrument(sql.clone())
                 .await
                 .map_err(store_failure(state))?;
             for row in &groups.rows {
@@ -405,7 +435,7 @@ async fn json_page(
                 None => None,
             };
             let mut rows = state.store.stream_rows(read.clone(), Some(limit));
-            while let Some(row) = rows.next().await {
+            while let Some(row) = rows.next().instrument(sql.clone()).await {
                 let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
                 returned += 1;
@@ -413,6 +443,8 @@ async fn json_page(
             (total, None)
         }
     };
+    let encode =
+        tracing::debug_span!("encode", request_id = %request_id, format = "json").entered();
     encoder.end(&mut body);
     let offset = read.plan.offset;
     let (status, range) = content_range(offset, returned, total);
@@ -437,30 +469,31 @@ async fn json_page(
     if let Ok(value) = HeaderValue::from_str(&range) {
         headers.insert(header::CONTENT_RANGE, value);
     }
-    let etag = format!("\"{}\"", hex::encode(&sha2_256(&body)[..16]));
+    // Weak: the same page goes out in several content codings (see `caching`).
+    let etag = caching::weak_etag(&sha2_256(&body));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
     let page = CachedPage::new(status, body, headers, returned);
+    drop(encode);
     Ok((page, suppressed))
 }
 
-/// The response for a page: 304 when the client's `If-None-Match` names its ETag.
-fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
+/// The response for a page: 304 when the client's copy is current
+/// (`If-None-Match`, else `If-Modified-Since`), with the page's validators
+/// and caching headers either way.
+fn page_response(
+    page: &CachedPage,
+    request: &HeaderMap,
+    freshness: HeaderMap,
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Response {
     let etag = page
         .headers
         .get(header::ETAG)
-        .and_then(|value| value.to_str().ok());
-    let not_modified = etag.is_some_and(|etag| {
-        request
-            .get(header::IF_NONE_MATCH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                value
-                    .split(',')
-                    .any(|tag| tag.trim() == etag || tag.trim() == "*")
-            })
-    });
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let not_modified = caching::not_modified(request, etag, modified);
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -472,7 +505,20 @@ fn page_response(page: &CachedPage, request: &HeaderMap) -> Response {
         }
         response.headers_mut().insert(name, value.clone());
     }
+    response.headers_mut().extend(freshness);
     response
+}
+
+/// The ETag of an export, from what makes its content: the dataset's
+/// version (its table), the query, the view, the format and its options.
+/// Known before any row is read, so a 304 costs no query.
+fn export_etag(read: &DatasetRead, format: OutputFormat, options: CsvOptions) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(PageCache::key(read, None, 0).as_bytes());
+    digest.update(format.extension().as_bytes());
+    digest.update([options.separator, u8::from(options.bom)]);
+    caching::weak_etag(&digest.finalize())
 }
 
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {
