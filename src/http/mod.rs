@@ -55,11 +55,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             request::track,
         ));
+    // Pages: identified and audited like the API, compressed inside the
+    // audit middleware for the same reason.
+    let pages = crate::web::routes()
+        .layer(compression::layer(&settings.server.compression))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::track,
+        ));
     let service = operations
         .merge(openapi::routes())
+        .merge(crate::web::asset_routes())
         .layer(compression::layer(&settings.server.compression));
     Router::new()
         .merge(api)
+        .merge(pages)
         .merge(service)
         .layer(RequestBodyLimitLayer::new(settings.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

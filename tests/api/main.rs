@@ -16,6 +16,8 @@ mod identity;
 mod ingestion;
 mod openapi;
 mod operations;
+mod pages;
+mod pages_browser;
 mod postgrest_client;
 mod rate_limits;
 mod read;

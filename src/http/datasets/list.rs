@@ -5,7 +5,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{DatasetSummary, summarize};
-use crate::catalog::definition::AccessLevel;
+use crate::catalog::definition::{AccessLevel, DatasetDefinition};
 use crate::domain::client_text::query_pairs;
 use crate::http::context::RequestContext;
 use crate::http::problem::{AppResult, Problem};
@@ -74,13 +74,7 @@ pub async fn list_datasets(
             "page starts at 1 and page_size is between 1 and 100",
         ));
     }
-    let words: Vec<String> = parameters
-        .q
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_lowercase)
-        .collect();
+    let words = search_words(parameters.q.as_deref().unwrap_or(""));
     let catalog = state.catalog.current();
     let matching: Vec<DatasetSummary> = catalog
         .entries()
@@ -98,18 +92,7 @@ pub async fn list_datasets(
                     .publisher
                     .as_ref()
                     .is_none_or(|publisher| &definition.publisher == publisher)
-                && words.iter().all(|word| {
-                    definition.id.contains(word.as_str())
-                        || definition.title.to_lowercase().contains(word.as_str())
-                        || definition
-                            .description
-                            .to_lowercase()
-                            .contains(word.as_str())
-                        || definition
-                            .keywords
-                            .iter()
-                            .any(|keyword| keyword.to_lowercase().contains(word.as_str()))
-                })
+                && matches_words(definition, &words)
         })
         .filter_map(|entry| summarize(&state.policy, &context.caller, entry))
         .collect();
@@ -126,4 +109,26 @@ pub async fn list_datasets(
         page,
         page_size,
     }))
+}
+
+/// The words of a catalogue search, lowercased.
+pub fn search_words(query: &str) -> Vec<String> {
+    query.split_whitespace().map(str::to_lowercase).collect()
+}
+
+/// True when every word (lowercased) is in the id, title, description or a
+/// keyword of `definition`.
+pub fn matches_words(definition: &DatasetDefinition, words: &[String]) -> bool {
+    words.iter().all(|word| {
+        definition.id.contains(word.as_str())
+            || definition.title.to_lowercase().contains(word.as_str())
+            || definition
+                .description
+                .to_lowercase()
+                .contains(word.as_str())
+            || definition
+                .keywords
+                .iter()
+                .any(|keyword| keyword.to_lowercase().contains(word.as_str()))
+    })
 }

@@ -1,0 +1,182 @@
+//! The pages in a real browser: headless Chromium (Debian's
+//! `/usr/bin/chromium`, driven by playwright-core from
+//! `tests/browser/pages.mjs`) against the real router: axe-core finds no
+//! serious or critical accessibility violation on any page, and a visitor
+//! can search, open a dataset, sort and filter its preview and download
+//! its CSV. Screenshots land in `tests/browser/screenshots/` (ignored by
+//! git). `.ci/run` installs Chromium, Node and the npm packages; in CI
+//! (`CI=true`) the test runs, never skips.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{StoreKind, repository_path, spawn_app};
+use crate::test_both_stores;
+
+/// Whether Node, Chromium and the npm packages are there; in CI they must be.
+fn browser_available(folder: &Path) -> bool {
+    let chromium = Path::new("/usr/bin/chromium").exists();
+    let packages = folder.join("node_modules/playwright-core").exists()
+        && folder.join("node_modules/axe-core").exists();
+    let node = Command::new("node").arg("--version").output().is_ok();
+    let available = chromium && packages && node;
+    if !available {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must install chromium, node and tests/browser's npm packages (.ci/run)"
+        );
+        eprintln!("skipping: apt-get install chromium; npm ci --prefix tests/browser");
+    }
+    available
+}
+
+test_both_stores!(pages_in_chromium);
+
+async fn pages_in_chromium(kind: StoreKind) {
+    let folder = repository_path("tests/browser");
+    if !browser_available(&folder) {
+        return;
+    }
+    let Some(app) = spawn_app(kind).await else {
+        return;
+    };
+    let store = match kind {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+    };
+    let screenshots = folder.join("screenshots").join(store);
+    let output = tokio::task::spawn_blocking({
+        let folder = folder.clone();
+        let address = app.address.clone();
+        move || {
+            Command::new("node")
+                .arg(folder.join("pages.mjs"))
+                .arg(address)
+                .arg(screenshots)
+                .current_dir(&folder)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .expect("browser task");
+    assert!(
+        output.status.success(),
+        "browser run failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).expect("results JSON");
+
+    let audited = results["axe"].as_object().expect("axe results");
+    assert_eq!(audited.len(), 6, "{results}");
+    for (name, result) in audited {
+        let expected = if name == "not-found" { 404 } else { 200 };
+        assert_eq!(result["status"], expected, "{name}");
+        assert!(result["passes"].as_u64().unwrap() > 10, "{name}: axe ran");
+        let grave: Vec<&Value> = result["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|violation| {
+                matches!(violation["impact"].as_str(), Some("serious" | "critical"))
+            })
+            .collect();
+        assert!(
+            grave.is_empty(),
+            "{name}: serious or critical violations {grave:?}"
+        );
+    }
+    // The not-found page's own 404 is the only error a console may show.
+    let errors: Vec<&Value> = results["console_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|error| !error["url"].as_str().unwrap().ends_with("/datasets/nope"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "no script, CSP or loading error: {errors:?}"
+    );
+
+    let checks = &results["checks"];
+    assert_eq!(
+        checks["first_tab"], "skip-link",
+        "the first Tab reaches the skip link"
+    );
+    assert!(
+        checks["search_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/datasets?q=air")
+    );
+    assert!(
+        checks["search_results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|href| href == "/datasets/qualite-air-stations"),
+        "{checks}"
+    );
+    // Sorted ascending: French numbers read back in order.
+    let sorted: Vec<f64> = checks["sorted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cell| {
+            cell.as_str()
+                .unwrap()
+                .replace(['\u{202F}', ' '], "")
+                .replace(',', ".")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        !sorted.is_empty() && sorted.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{sorted:?}"
+    );
+    assert!(
+        checks["filtered_url"]
+            .as_str()
+            .unwrap()
+            .contains("order=concentration_ugm3.asc&polluant=eq.no2")
+    );
+    let filtered = checks["filtered"].as_array().unwrap();
+    assert!(
+        !filtered.is_empty() && filtered.iter().all(|cell| cell == "no2"),
+        "{filtered:?}"
+    );
+
+    let csv = &checks["csv"];
+    assert_eq!(csv["status"], 200);
+    assert_eq!(
+        csv["first_bytes"],
+        serde_json::json!([0xEF, 0xBB, 0xBF]),
+        "a BOM for spreadsheets"
+    );
+    assert_eq!(
+        csv["header"],
+        "station;commune;position;date;polluant;concentration_ugm3"
+    );
+    let expected_lines = app
+        .get("/api/v1/data/qualite-air-stations?polluant=eq.no2&format=csv")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .lines()
+        .count();
+    assert_eq!(
+        csv["lines"], expected_lines,
+        "the download follows the preview's filter"
+    );
+
+    let closed = checks["closed_text"].as_str().unwrap();
+    assert!(!closed.contains("Démo-001"), "no personal value");
+    assert_eq!(checks["closed_tables"], 1, "the schema only, no preview");
+}

@@ -1,0 +1,101 @@
+// Drives the gateway's pages in headless Chromium (Debian's /usr/bin/chromium
+// through playwright-core, never a downloaded browser): runs axe-core on each
+// page, takes a screenshot of each, and walks a visitor's path (keyboard
+// skip link, search, open a dataset, sort, filter, download the CSV).
+// Prints one JSON object; tests/api/pages_browser.rs checks it.
+// Usage: node pages.mjs <gateway base URL> <screenshot folder>
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+// Evaluated through the DevTools protocol rather than added as a <script>:
+// the pages' Content-Security-Policy (rightly) refuses inline scripts.
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const [base, screenshots] = process.argv.slice(2);
+mkdirSync(screenshots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const output = { axe: {}, checks: {}, console_errors: [] };
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'fr-FR' });
+  const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error') output.console_errors.push({ url: page.url(), text: message.text() });
+  });
+
+  const audited = [
+    ['home', '/'],
+    ['catalogue', '/datasets'],
+    ['dataset-open', '/datasets/qualite-air-stations'],
+    ['dataset-closed', '/datasets/menages-precarite-energetique'],
+    ['catalogue-en', '/datasets?lang=en&access=open'],
+    ['not-found', '/datasets/nope'],
+  ];
+  for (const [name, path] of audited) {
+    const response = await page.goto(base + path);
+    await page.evaluate(axeSource);
+    const result = await page.evaluate(async () =>
+      // WCAG 2.1 A and AA, the level RGAA 4.1 follows.
+      window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }),
+    );
+    output.axe[name] = {
+      status: response.status(),
+      violations: result.violations.map((violation) => ({
+        id: violation.id,
+        impact: violation.impact,
+        nodes: violation.nodes.map((node) => node.target.join(' ')).slice(0, 5),
+      })),
+      passes: result.passes.length,
+    };
+    await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  }
+
+  // The first Tab reaches the skip link.
+  await page.goto(base + '/');
+  await page.keyboard.press('Tab');
+  output.checks.first_tab = await page.evaluate(() => document.activeElement.className);
+
+  // Search from the home page.
+  await page.fill('#q', 'air');
+  await Promise.all([page.waitForURL(/\/datasets\?q=air/), page.press('#q', 'Enter')]);
+  output.checks.search_url = page.url();
+  output.checks.search_results = await page.$$eval('ul.results h3 a', (links) => links.map((a) => a.getAttribute('href')));
+
+  // Open the dataset, sort by concentration, then filter on one pollutant.
+  await Promise.all([page.waitForURL(/qualite-air-stations/), page.click('a[href="/datasets/qualite-air-stations"]')]);
+  await Promise.all([page.waitForURL(/order=concentration_ugm3\.asc/), page.click('#preview-table th a[href*="order=concentration_ugm3.asc"]')]);
+  output.checks.sorted = await page.$$eval('#preview-table tbody tr', (rows) => rows.map((row) => row.cells[5].textContent));
+  await page.selectOption('#filter-column', 'polluant');
+  await page.selectOption('#filter-operator', 'eq');
+  await page.fill('#filter-value', 'no2');
+  await Promise.all([page.waitForURL(/polluant=eq\.no2/), page.click('fieldset.filter button[type="submit"]')]);
+  output.checks.filtered_url = page.url();
+  output.checks.filtered = await page.$$eval('#preview-table tbody tr', (rows) => rows.map((row) => row.cells[4].textContent));
+  await page.screenshot({ path: join(screenshots, 'dataset-filtered.png'), fullPage: true });
+
+  // The spreadsheet CSV the download link gives.
+  const href = await page.getAttribute('a[href*="format=csv"]', 'href');
+  const csv = await page.request.get(base + href);
+  const bytes = await csv.body();
+  output.checks.csv = {
+    status: csv.status(),
+    content_type: csv.headers()['content-type'],
+    first_bytes: [...bytes.subarray(0, 3)],
+    header: bytes.toString('utf8').replace(/^\uFEFF/, '').split('\r\n')[0].split('\n')[0],
+    lines: bytes.toString('utf8').trim().split('\n').length,
+  };
+
+  // What an anonymous visitor sees of a closed dataset.
+  await page.goto(base + '/datasets/menages-precarite-energetique');
+  output.checks.closed_text = await page.evaluate(() => document.body.innerText);
+  output.checks.closed_tables = await page.$$eval('table', (tables) => tables.length);
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(output));
