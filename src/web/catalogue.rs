@@ -235,7 +235,7 @@ pub async fn catalogue(
     headers: HeaderMap,
 ) -> Response {
     context.note(|record| {
-        record.action = Some("metadata".to_owned());
+        record.action = Some(crate::audit::Action::Metadata);
         record.decision = Some(true);
         record.rule = Some("catalogue listing".to_owned());
     });

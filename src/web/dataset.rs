@@ -123,7 +123,7 @@ pub async fn dataset(
     let path = format!("/datasets/{id}");
     context.note(|record| {
         record.dataset = Some(id.clone());
-        record.action = Some("metadata".to_owned());
+        record.action = Some(crate::audit::Action::Metadata);
     });
     let pairs = match pairs_of(raw_query.as_deref(), &headers) {
         Ok(pairs) => pairs,

@@ -47,7 +47,7 @@ pub async fn home(
     headers: HeaderMap,
 ) -> Response {
     context.note(|record| {
-        record.action = Some("metadata".to_owned());
+        record.action = Some(crate::audit::Action::Metadata);
         record.decision = Some(true);
         record.rule = Some("catalogue listing".to_owned());
     });
