@@ -46,11 +46,7 @@ pub async fn home(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    context.note(|record| {
-        record.action = Some(crate::audit::Action::Metadata);
-        record.decision = Some(true);
-        record.rule = Some("catalogue listing".to_owned());
-    });
+    crate::http::datasets::list::note_listing(&context);
     let pairs = match pairs_of(raw_query.as_deref(), &headers) {
         Ok(pairs) => pairs,
         Err(page) => return page,

@@ -51,11 +51,7 @@ pub async fn list_datasets(
     RawQuery(raw_query): RawQuery,
     query: Result<Query<ListParameters>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<DatasetList>> {
-    context.note(|record| {
-        record.action = Some(crate::audit::Action::Metadata);
-        record.decision = Some(true);
-        record.rule = Some("catalogue listing".to_owned());
-    });
+    note_listing(&context);
     // `Query` decodes leniently (invalid bytes become U+FFFD): check strictly first.
     query_pairs(raw_query.as_deref())?;
     let Query(parameters) = query.map_err(|rejection| {
@@ -131,4 +127,13 @@ pub fn matches_words(definition: &DatasetDefinition, words: &[String]) -> bool {
                 .iter()
                 .any(|keyword| keyword.to_lowercase().contains(word.as_str()))
     })
+}
+
+/// The audit facts of a catalogue listing (the API's or a page's): metadata, allowed.
+pub fn note_listing(context: &RequestContext) {
+    context.note(|record| {
+        record.action = Some(crate::audit::Action::Metadata);
+        record.decision = Some(true);
+        record.rule = Some("catalogue listing".to_owned());
+    });
 }
