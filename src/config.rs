@@ -195,6 +195,21 @@ pub struct CompressionSettings {
     /// (compressing them costs more than it saves). Streamed exports, whose
     /// size is not known when they start, are always compressed.
     pub min_bytes: u64,
+    /// How hard each encoder works: `fastest` (gzip 1, brotli 0, zstd 1:
+    /// most of the size saved for a fraction of the CPU, the default for a
+    /// gateway whose answers are fresh each time), `default` (each
+    /// encoder's own default: gzip 6, brotli 11, zstd 3) or `best`.
+    pub level: CompressionLevel,
+}
+
+/// How hard the encoders work (`[server.compression] level`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionLevel {
+    #[default]
+    Fastest,
+    Default,
+    Best,
 }
 
 impl Default for CompressionSettings {
@@ -202,6 +217,7 @@ impl Default for CompressionSettings {
         CompressionSettings {
             enabled: true,
             min_bytes: 1024,
+            level: CompressionLevel::Fastest,
         }
     }
 }
