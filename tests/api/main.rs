@@ -2,6 +2,7 @@
 //! test runs on SQLite and on PostgreSQL (`on_both_stores!`).
 
 mod helpers;
+mod oidc_provider;
 
 mod access;
 mod admin;
@@ -26,3 +27,4 @@ mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;
+mod sign_in;
