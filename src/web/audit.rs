@@ -724,8 +724,10 @@ pub async fn verify(
             format!("{} {} ({})", a.verified_broken, broken.seq, broken.detail),
         ),
     };
+    let response = render(&state, &context, &[], &headers, Some(shown)).await;
+    // After the page's own authorisation note: the event records the result.
     context.note(|record| record.rule = Some(rule));
-    render(&state, &context, &[], &headers, Some(shown)).await
+    response
 }
 
 /// `GET /audit/events.csv`: the filtered events as CSV, for the session.

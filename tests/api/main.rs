@@ -6,6 +6,7 @@ mod oidc_provider;
 
 mod access;
 mod admin;
+mod audit_dashboard;
 mod audit_trail;
 mod audit_truth;
 mod browser;
