@@ -1,7 +1,9 @@
-//! Pages for people: the home page, the catalogue and each dataset's page,
-//! rendered on the server from compiled templates (`src/web/templates/`), in
-//! French unless the visitor asks for English, with a stylesheet and a
-//! little script built into the binary (`/assets/…`).
+//! Pages for people: the home page, the catalogue and each dataset's page
+//! (with a map for geographic datasets), the staff sign-in (`signin`,
+//! `session`: OpenID Connect, server-side sessions) and the auditors'
+//! dashboard (`audit`), rendered on the server from compiled templates
+//! (`src/web/templates/`), in French unless the visitor asks for English,
+//! with a stylesheet and a little script built into the binary (`/assets/…`).
 //!
 //! Pages go through the same request middleware as the API
 //! (`request::track_pages`: the caller's identity, from the session of a
