@@ -63,6 +63,8 @@ pub struct Settings {
     pub policy: crate::policy::PolicySettings,
     /// Traces over OpenTelemetry (with the `otel` build feature).
     pub telemetry: crate::telemetry::TelemetrySettings,
+    /// The pages: staff sign-in (OpenID Connect) and sessions.
+    pub web: crate::web::settings::WebSettings,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -269,6 +271,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
+            web: crate::web::settings::WebSettings::default(),
         }
     }
 }
@@ -364,6 +367,9 @@ impl Settings {
         }
         // A misspelt origin or method would silently lock browsers out.
         crate::http::cors::check(&self.server.cors).map_err(ConfigError::OutOfRange)?;
+        self.web
+            .check(&self.auth, self.dev_mode)
+            .map_err(ConfigError::Unsafe)?;
         if self.dev_mode {
             return Ok(());
         }

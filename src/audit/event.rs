@@ -68,6 +68,9 @@ named_enum! {
         Admin = "admin",
         /// The OAuth2 token endpoint.
         Token = "token",
+        /// A staff sign-in to the pages (OpenID Connect), and its end.
+        SignIn = "sign-in",
+        SignOut = "sign-out",
     }
 }
 
@@ -540,7 +543,7 @@ pub(crate) mod tests {
         let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
         assert_eq!(
             names(&action),
-            "request,read,export,aggregate,metadata,audit:read,admin,token"
+            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out"
         );
         for policy in crate::policy::Action::ALL {
             assert_eq!(Action::from(policy).as_str(), policy.as_str());

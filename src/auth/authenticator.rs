@@ -189,6 +189,36 @@ impl Authenticator {
         &self.inner.config
     }
 
+    /// The person an OpenID Connect ID token names, verified by the same
+    /// code as API tokens: the configured issuer `issuer` (one of
+    /// `[[auth.issuers]]`: its keys, algorithms and claim mapping), but the
+    /// audience is the pages' client id (`client_id`), as OpenID Connect
+    /// requires. The caller's nonce is checked by the sign-in, not here.
+    pub async fn id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Caller, AuthFailure> {
+        let unverified = jwt::inspect(token)?;
+        if unverified.issuer.as_deref() != Some(issuer) {
+            return Err(AuthFailure::new(
+                "wrong_issuer",
+                "the ID token's issuer (`iss`) is not the sign-in's issuer",
+            ));
+        }
+        let external = self
+            .inner
+            .issuers
+            .iter()
+            .find(|candidate| candidate.config.issuer == issuer)
+            .ok_or_else(|| {
+                AuthFailure::new("wrong_issuer", "the sign-in's issuer is not trusted")
+            })?;
+        self.external_token(token, &unverified, external, &[client_id.to_owned()])
+            .await
+    }
+
     async fn token(&self, token: &str) -> Result<Caller, AuthFailure> {
         let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(verified) = self.inner.verified.get(&fingerprint).await {
@@ -213,7 +243,8 @@ impl Authenticator {
                 .ok_or_else(|| {
                     AuthFailure::new("wrong_issuer", "the token's issuer (`iss`) is not trusted")
                 })?;
-            self.external_token(token, &unverified, external).await?
+            self.external_token(token, &unverified, external, &external.config.audiences)
+                .await?
         };
         let lifetime = caller
             .claims
@@ -292,6 +323,7 @@ impl Authenticator {
         token: &str,
         unverified: &Unverified,
         issuer: &ExternalIssuer,
+        audiences: &[String],
     ) -> Result<Caller, AuthFailure> {
         let algorithm = unverified.header.alg;
         if !issuer.algorithms.contains(&algorithm) {
@@ -310,7 +342,7 @@ impl Authenticator {
             &Expectations {
                 algorithm,
                 issuer: &issuer.config.issuer,
-                audiences: &issuer.config.audiences,
+                audiences,
                 leeway_seconds: issuer.leeway_seconds,
             },
         )?;

@@ -367,7 +367,7 @@ fn coordinates(public: &VerifyingKey) -> (String, String) {
 }
 
 /// The public JWK of a P-256 key.
-pub(crate) fn public_jwk(kid: &str, public: &VerifyingKey) -> Value {
+pub fn public_jwk(kid: &str, public: &VerifyingKey) -> Value {
     let (x, y) = coordinates(public);
     json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"})
 }

@@ -57,11 +57,13 @@ pub fn router(state: AppState) -> Router {
         ));
     // Pages: identified and audited like the API, compressed inside the
     // audit middleware for the same reason.
+    // Pages know their callers by the session cookie of a sign-in, the API
+    // by bearer credentials only.
     let pages = crate::web::routes()
         .layer(compression::layer(&settings.server.compression))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            request::track,
+            request::track_pages,
         ));
     let service = operations
         .merge(openapi::routes())

@@ -110,6 +110,8 @@ struct DatasetPage {
     active_filters: Vec<ActiveFilter>,
     downloads: Vec<Link>,
     code: Option<Snippets>,
+    /// The preview rows' geometries, for a geographic dataset.
+    map: Option<Vec<super::map::Mark>>,
 }
 
 /// `GET /datasets/{id}`.
@@ -157,7 +159,12 @@ pub async fn dataset(
     let mut kind = None;
     if summary.can_read {
         match preview::read(&state, &context, entry, &grammar, &headers).await {
-            Ok(rows) => page.table = Some(table(site, &path, &grammar, &rows)),
+            Ok(rows) => {
+                page.table = Some(table(site, &path, &grammar, &rows));
+                page.map = entry
+                    .geometry
+                    .and_then(|geometry| map_of(entry, geometry, &rows));
+            }
             Err(NoRows::AggregatesOnly) => {
                 page.notice = Some(site.texts().preview_aggregates.to_owned());
             }
@@ -298,7 +305,25 @@ fn describe(
         active_filters: Vec::new(),
         downloads: Vec::new(),
         code: None,
+        map: None,
     }
+}
+
+/// The map of the preview's rows, labelled by their first text column.
+fn map_of(
+    entry: &DatasetEntry,
+    geometry: crate::catalog::GeometryColumns,
+    rows: &Rows,
+) -> Option<Vec<super::map::Mark>> {
+    let fields = &entry.schema.fields;
+    let names: Vec<String> = fields.iter().map(|field| field.name.clone()).collect();
+    let label = rows.columns.iter().position(|column| {
+        column
+            .source
+            .and_then(|source| fields.get(source))
+            .is_some_and(|field| field.field_type == crate::domain::FieldType::String)
+    });
+    super::map::draw(geometry, &names, &rows.columns, &rows.rows, label)
 }
 
 fn fact(label: &'static str, value: String) -> Fact {

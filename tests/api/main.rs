@@ -2,9 +2,11 @@
 //! test runs on SQLite and on PostgreSQL (`on_both_stores!`).
 
 mod helpers;
+mod oidc_provider;
 
 mod access;
 mod admin;
+mod audit_dashboard;
 mod audit_trail;
 mod audit_truth;
 mod browser;
@@ -26,3 +28,4 @@ mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;
+mod sign_in;
