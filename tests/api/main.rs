@@ -26,3 +26,4 @@ mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;
+mod revocation;
