@@ -40,7 +40,10 @@ async fn gateway(kind: StoreKind) -> Option<TestApp> {
             if listening > 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the change listener never listened");
+            assert!(
+                Instant::now() < deadline,
+                "the change listener never listened"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -100,14 +103,21 @@ async fn assert_refusal(app: &TestApp, response: reqwest::Response, why: &str) {
         "application/problem+json"
     );
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], 401);
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains(why), "{detail}");
     assert_eq!(
         (&event["decision"], &event["status"], &event["rule"]),
-        (&Value::from("deny"), &Value::from(401), &Value::from("authentication failed")),
+        (
+            &Value::from("deny"),
+            &Value::from(401),
+            &Value::from("authentication failed")
+        ),
         "{event}"
     );
     assert_eq!(event["auth_method"], "anonymous", "{event}");
