@@ -307,10 +307,12 @@ async fn changes_reach_every_instance_within_a_second() {
     }
     run(&url, &prefix, &["import", dataset, file.to_str().unwrap()]);
     let imported_at = Instant::now();
-    within_propagation(&both, imported_at, "dataset imported", |address| {
-        let total = total.clone();
-        async move { total(address).await == 5 }
-    })
+    within_propagation(
+        &both,
+        imported_at,
+        "dataset imported",
+        |address| async move { total(address).await == 5 },
+    )
     .await;
 
     // One rate limit across both instances: 4 requests at once, then 429
