@@ -4,8 +4,10 @@
 //! within a second, through PostgreSQL notifications: the polling
 //! fallbacks are set to an hour here, so only the notifications can do it.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use passerelle::store::test_support;
@@ -91,9 +93,14 @@ impl Drop for Gateway {
 }
 
 async fn start(database_url: &str, redis_prefix: &str) -> Gateway {
+    start_with_policies(database_url, redis_prefix, &repository_path("policies")).await
+}
+
+async fn start_with_policies(database_url: &str, redis_prefix: &str, policies: &Path) -> Gateway {
     let port = free_port();
     let child = command(database_url, redis_prefix, &["serve"])
         .env("PASSERELLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PASSERELLE_POLICIES_DIR", policies)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -350,4 +357,287 @@ async fn changes_reach_every_instance_within_a_second() {
         statuses.push(status_with(&client, both[round % 2], &limited_token).await);
     }
     assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+}
+
+/// nginx from the distribution's packages, in front of `upstreams`, on
+/// loopback; stopped (and its workers with it) when dropped.
+struct Balancer {
+    child: Child,
+    address: String,
+    _folder: tempfile::TempDir,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // SIGTERM to the master stops the workers too (SIGKILL would not).
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx, installed (on the PATH or in /usr/sbin, where Debian puts it):
+/// required in CI (`.ci/run` installs it), else the test is skipped.
+fn nginx() -> Option<PathBuf> {
+    let found = ["nginx", "/usr/sbin/nginx"]
+        .into_iter()
+        .find(|candidate| Command::new(candidate).arg("-v").output().is_ok())
+        .map(PathBuf::from);
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have nginx (apt-get install nginx)"
+        );
+        eprintln!("skipping: nginx is not installed");
+    }
+    found
+}
+
+async fn balance(nginx: &Path, upstreams: &[&Gateway]) -> Balancer {
+    let folder = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let servers: String = upstreams
+        .iter()
+        .map(|gateway| {
+            let address = gateway.address.trim_start_matches("http://");
+            format!("        server {address} max_fails=1 fail_timeout=30s;\n")
+        })
+        .collect();
+    let root = folder.path().display();
+    // As in deploy/nginx/passerelle.conf: no buffering, another upstream
+    // for a GET whose upstream failed.
+    let configuration = format!(
+        "daemon off;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {root}/body;\n    proxy_temp_path {root}/proxy;\n\
+         \x20   fastcgi_temp_path {root}/fastcgi;\n    uwsgi_temp_path {root}/uwsgi;\n    scgi_temp_path {root}/scgi;\n\
+         \x20   upstream passerelle {{\n{servers}        keepalive 16;\n    }}\n\
+         \x20   server {{\n        listen 127.0.0.1:{port};\n        location / {{\n\
+         \x20           proxy_pass http://passerelle;\n            proxy_http_version 1.1;\n\
+         \x20           proxy_set_header Connection \"\";\n            proxy_buffering off;\n\
+         \x20           proxy_next_upstream error timeout http_502;\n        }}\n    }}\n}}\n"
+    );
+    let file = folder.path().join("nginx.conf");
+    std::fs::write(&file, configuration).unwrap();
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(folder.path())
+        .arg("-c")
+        .arg(&file)
+        .arg("-e")
+        .arg(folder.path().join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nginx starts");
+    let balancer = Balancer {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+        _folder: folder,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let ready = client
+            .get(format!("{}/health/ready", balancer.address))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return balancer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nginx did not answer");
+}
+
+/// A development token (`passerelle token`, dev mode) for `roles`.
+fn dev_token(database_url: &str, redis_prefix: &str, roles: &str) -> String {
+    let output = run(
+        database_url,
+        redis_prefix,
+        &[
+            "token",
+            "--sub",
+            "instances-test",
+            "--roles",
+            roles,
+            "--ttl",
+            "900",
+        ],
+    );
+    output
+        .lines()
+        .map(str::trim)
+        .rfind(|line| line.split('.').count() == 3)
+        .unwrap_or_else(|| panic!("a token in {output}"))
+        .to_owned()
+}
+
+/// Closed-data reads from `workers` tasks until stopped; the request ids
+/// whose responses arrived complete with 200, and the instants they did.
+async fn closed_load(
+    address: String,
+    token: String,
+    workers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(String, Instant)> {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (address, token, received, stop) = (
+            address.clone(),
+            token.clone(),
+            received.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut index = 0;
+            while !*stop.borrow() {
+                index += 1;
+                let id = format!("balanced-{worker}-{index}");
+                let response = client
+                    .get(format!(
+                        "{address}/api/v1/data/locations-velos?limit=5&offset={index}"
+                    ))
+                    .bearer_auth(&token)
+                    .header("X-Request-Id", &id)
+                    .send()
+                    .await;
+                let Ok(response) = response else { continue };
+                if response.status() == 200 && response.bytes().await.is_ok() {
+                    received.lock().unwrap().push((id, Instant::now()));
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    received.lock().unwrap().clone()
+}
+
+/// Request ids in the audit log, through `passerelle audit export`.
+fn audited_ids(database_url: &str, redis_prefix: &str) -> HashSet<String> {
+    run(
+        database_url,
+        redis_prefix,
+        &["audit", "export", "--format", "ndjson"],
+    )
+    .lines()
+    .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("NDJSON event"))
+    .filter_map(|event| event["request_id"].as_str().map(str::to_owned))
+    .collect()
+}
+
+/// Two instances behind nginx: a policy reloaded through one is in force
+/// on the other within a second; killing one under load leaves the other
+/// serving through nginx, every closed-data response received has its
+/// audit event, and one verification covers both instances' events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_nginx() {
+    passerelle::telemetry::init();
+    let Some(nginx) = nginx() else {
+        return;
+    };
+    if !redis_available() {
+        return;
+    }
+    let Some((url, _database)) = test_support::postgres_url().await else {
+        return;
+    };
+    let prefix = format!("passerelle-test-{}:", uuid::Uuid::new_v4().simple());
+    let policies = tempfile::tempdir().unwrap();
+    for file in ["model.conf", "policy.csv"] {
+        std::fs::copy(
+            repository_path(&format!("policies/{file}")),
+            policies.path().join(file),
+        )
+        .unwrap();
+    }
+    let first = start_with_policies(&url, &prefix, policies.path()).await;
+    let second = start_with_policies(&url, &prefix, policies.path()).await;
+    wait_for_listeners(&url, 2).await;
+    let balancer = balance(&nginx, &[&first, &second]).await;
+    let client = reqwest::Client::new();
+
+    // The policy: staff read internal data, until a rule reloaded through
+    // the first instance denies it; the second applies it within a second.
+    let agent = dev_token(&url, &prefix, "agent");
+    let admin = dev_token(&url, &prefix, "admin");
+    let internal = "/api/v1/data/infractions-videoprotection?limit=1";
+    let read = |address: String| {
+        let (client, agent) = (client.clone(), agent.clone());
+        async move {
+            client
+                .get(format!("{address}{internal}"))
+                .bearer_auth(&agent)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(read(first.address.clone()).await, 200);
+    assert_eq!(read(second.address.clone()).await, 200);
+    let mut policy = std::fs::read_to_string(policies.path().join("policy.csv")).unwrap();
+    policy.push_str("p, agent, infractions-videoprotection, read, deny,\n");
+    std::fs::write(policies.path().join("policy.csv"), policy).unwrap();
+    let reloaded = client
+        .post(format!("{}/api/v1/policy/reload", first.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+    let reloaded_at = Instant::now();
+    within_propagation(
+        &[&second],
+        reloaded_at,
+        "policy reloaded",
+        |address| async move { read(address).await == 403 },
+    )
+    .await;
+    assert_eq!(read(balancer.address.clone()).await, 403);
+
+    // Closed data under load through nginx; the first instance is killed.
+    let reader = dev_token(&url, &prefix, "operateur-velo");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(closed_load(balancer.address.clone(), reader, 4, stopped));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(first);
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop.send(true);
+    let received = load.await.unwrap();
+    let after_kill = received.iter().filter(|(_, at)| *at > killed_at).count();
+    assert!(
+        received.len() > after_kill && after_kill > 0,
+        "served before ({}) and after ({after_kill}) the kill",
+        received.len() - after_kill
+    );
+    drop(balancer);
+    drop(second);
+
+    let audited = audited_ids(&url, &prefix);
+    let missing: Vec<_> = received
+        .iter()
+        .filter(|(id, _)| !audited.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "closed-data responses without their audit event: {missing:?}"
+    );
+    let output = command(&url, &prefix, &["audit", "verify"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("verify report: {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(output.status.success(), "chain broken: {report}");
+    assert!(
+        report["checked"].as_u64().unwrap() >= received.len() as u64,
+        "{report}"
+    );
 }
