@@ -52,9 +52,7 @@ impl AppState {
         }
         Ok(())
     }
-}
 
-impl AppState {
     /// Applies what another instance changed, as soon as it is heard (see
     /// [`crate::store::changes`]). Polling still catches up on what failed here.
     pub async fn apply(&self, heard: Heard) {
