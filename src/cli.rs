@@ -38,7 +38,7 @@ pub enum ClientsCommand {
     },
     /// List the clients (never their secrets), one JSON object a line.
     List,
-    /// Refuse the client from now on (tokens already issued expire on their own).
+    /// Refuse the client from now on, the tokens already issued included.
     Disable {
         /// The client's id, as `clients create` printed it.
         client_id: String,

@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::Execute;
 use sqlx::QueryBuilder;
 
+use super::changes::{Announce, Change};
 use super::retired::{RETIRE_SQL, TableLease, now_seconds};
 use super::sql::{
     self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_groups_with_sizes,
@@ -257,13 +258,18 @@ impl Store {
             }
         };
         with_backend!(self, pool, DB => {
+            let mut transaction = pool.begin().await?;
             sqlx::query::<DB>(sql)
                 .bind(definition)
                 .bind(definition_hash)
                 .bind(schema)
                 .bind(id)
-                .execute(pool)
+                .execute(&mut *transaction)
                 .await?;
+            transaction
+                .announce(&Change::Catalog { dataset: id.to_owned() })
+                .await?;
+            transaction.commit().await?;
         });
         Ok(())
     }
@@ -285,6 +291,9 @@ impl Store {
                     .execute(&mut *transaction)
                     .await?;
             }
+            transaction
+                .announce(&Change::Catalog { dataset: id.to_owned() })
+                .await?;
             transaction.commit().await?;
         });
         Ok(())
@@ -370,6 +379,12 @@ macro_rules! record_version {
                 .execute(&mut *$transaction)
                 .await?;
         }
+        // Every instance swaps the new version in at once (PostgreSQL).
+        $transaction
+            .announce(&Change::Catalog {
+                dataset: $new.id.to_owned(),
+            })
+            .await?;
         $transaction.commit().await?;
         Ok(ImportOutcome::Imported {
             table_name: $table,

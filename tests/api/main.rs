@@ -28,4 +28,5 @@ mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;
+mod revocation;
 mod sign_in;
