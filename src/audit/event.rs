@@ -66,6 +66,7 @@ named_enum! {
         Metadata = "metadata",
         AuditRead = "audit:read",
         Admin = "admin",
+        InventoryRead = "inventory:read",
         /// The OAuth2 token endpoint.
         Token = "token",
     }
@@ -93,6 +94,7 @@ impl From<crate::policy::Action> for Action {
             Policy::Metadata => Action::Metadata,
             Policy::AuditRead => Action::AuditRead,
             Policy::Admin => Action::Admin,
+            Policy::InventoryRead => Action::InventoryRead,
         }
     }
 }
