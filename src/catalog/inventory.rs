@@ -365,8 +365,8 @@ mod tests {
             cross.cells[0].values,
             [Some("Culture".to_owned()), Some("internal".to_owned())]
         );
-        let ids = |list: &[Listed]| list.iter().map(|item| item.title.len()).count();
-        assert_eq!(ids(&inventory.due_reviews), 1);
+        assert_eq!(inventory.due_reviews.len(), 1);
+        assert_eq!(inventory.due_reviews[0].reason, "next review 2026-01-01");
         assert_eq!(
             inventory.stale.len(),
             1,

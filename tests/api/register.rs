@@ -207,7 +207,7 @@ on_both_stores! {
         assert_eq!(inventory["total"], 10);
         let entry: Value = app.get_as("/api/v1/datasets/effectifs-services", &dpo).await.json().await.unwrap();
         assert_eq!(entry["review"]["next_review"], "2027-09-30");
-        assert_eq!(entry["record_count"].as_u64().unwrap() > 0, true, "the rows stay");
+        assert!(entry["record_count"].as_u64().unwrap() > 0, "the rows stay");
     }
 }
 
@@ -364,3 +364,40 @@ async fn demo_register_gives_the_audit_tables(kind: StoreKind) {
 }
 
 test_both_stores!(demo_register_gives_the_audit_tables);
+
+on_both_stores! {
+    /// For the DPO: the reads served of personal data over a period, by
+    /// dataset, caller organisation and purpose; refused reads and other
+    /// datasets are left out.
+    async fn personal_data_read_statistics(app: TestApp) {
+        let social = app.token("assistante", &["service-social"], Some("CCAS")).await;
+        let ademe = app.token("ademe", &["ademe"], Some("ADEME")).await;
+        let agent = app.token("agent", &["agent"], Some("DSI")).await;
+        let read = |token: &String, path: &str, purpose: &'static str| {
+            app.client.get(app.url(path)).bearer_auth(token.clone()).header("X-Purpose", purpose).send()
+        };
+        for _ in 0..2 {
+            assert_eq!(read(&social, MENAGES, "accompagnement social").await.unwrap().status(), 200);
+        }
+        assert_eq!(read(&social, MENAGES, "prospection commerciale").await.unwrap().status(), 403);
+        let aggregates = "/api/v1/data/menages-precarite-energetique?select=commune,count()";
+        assert_eq!(read(&ademe, aggregates, "observatoire").await.unwrap().status(), 200);
+        assert_eq!(read(&agent, "/api/v1/data/effectifs-services?limit=1", "pilotage").await.unwrap().status(), 200);
+        let auditor = app.token("auditrice", &["auditor"], None).await;
+        problem(app.get_as("/api/v1/audit/stats?personal_data=maybe", &auditor).await, 400).await;
+        problem(app.get_as("/api/v1/audit/stats?personal_data=true", &agent).await, 403).await;
+        let stats: Value = app.get_as("/api/v1/audit/stats?personal_data=true&from=2000-01-01", &auditor).await.json().await.unwrap();
+        assert_eq!(stats["total"], 3, "{stats}");
+        assert_eq!(stats["by_dataset"], serde_json::json!([{"key": "menages-precarite-energetique", "count": 3}]));
+        assert_eq!(stats["by_purpose"], serde_json::json!([
+            {"key": "accompagnement social", "count": 2},
+            {"key": "observatoire", "count": 1},
+        ]));
+        assert_eq!(stats["by_org"], serde_json::json!([{"key": "CCAS", "count": 2}, {"key": "ADEME", "count": 1}]));
+        // Without the filter every request counts, the refused one included.
+        let all: Value = app.get_as("/api/v1/audit/stats", &auditor).await.json().await.unwrap();
+        assert!(all["total"].as_i64().unwrap() > 3);
+        let empty: Value = app.get_as("/api/v1/audit/stats?personal_data=true&to=2000-01-01", &auditor).await.json().await.unwrap();
+        assert_eq!(empty["total"], 0);
+    }
+}
