@@ -66,9 +66,10 @@ named_enum! {
         Metadata = "metadata",
         AuditRead = "audit:read",
         Admin = "admin",
-        InventoryRead = "inventory:read",
         /// The OAuth2 token endpoint.
         Token = "token",
+        /// The data register's inventory.
+        InventoryRead = "inventory:read",
     }
 }
 
@@ -542,7 +543,7 @@ pub(crate) mod tests {
         let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
         assert_eq!(
             names(&action),
-            "request,read,export,aggregate,metadata,audit:read,admin,token"
+            "request,read,export,aggregate,metadata,audit:read,admin,token,inventory:read"
         );
         for policy in crate::policy::Action::ALL {
             assert_eq!(Action::from(policy).as_str(), policy.as_str());
