@@ -71,6 +71,8 @@ named_enum! {
         /// A staff sign-in to the pages (OpenID Connect), and its end.
         SignIn = "sign-in",
         SignOut = "sign-out",
+        /// The data register's inventory.
+        InventoryRead = "inventory:read",
     }
 }
 
@@ -96,6 +98,7 @@ impl From<crate::policy::Action> for Action {
             Policy::Metadata => Action::Metadata,
             Policy::AuditRead => Action::AuditRead,
             Policy::Admin => Action::Admin,
+            Policy::InventoryRead => Action::InventoryRead,
         }
     }
 }
@@ -543,7 +546,7 @@ pub(crate) mod tests {
         let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
         assert_eq!(
             names(&action),
-            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out"
+            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out,inventory:read"
         );
         for policy in crate::policy::Action::ALL {
             assert_eq!(Action::from(policy).as_str(), policy.as_str());

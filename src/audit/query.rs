@@ -117,6 +117,12 @@ impl EventQuery {
 pub struct StatsQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// `personal_data=true`: count only the reads served (allowed `read`,
+    /// `export` and `aggregate`) of the datasets in `datasets`.
+    pub personal_data: bool,
+    /// The datasets holding personal data (filled from the catalogue by the
+    /// caller when `personal_data` is set).
+    pub datasets: Vec<String>,
 }
 
 impl StatsQuery {
@@ -127,6 +133,13 @@ impl StatsQuery {
             match name.as_str() {
                 "from" => query.from = Some(parse_time(name, value)?),
                 "to" => query.to = Some(parse_time(name, value)?),
+                "personal_data" => {
+                    query.personal_data = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid(name, "expected `true` or `false`")),
+                    }
+                }
                 _ => {}
             }
         }
@@ -187,6 +200,31 @@ pub struct Stats {
     pub by_decision: Vec<Count>,
     /// Keys are UTC days, `YYYY-MM-DD`.
     pub by_day: Vec<Count>,
+    /// The callers' organisations.
+    pub by_org: Vec<Count>,
+    /// The purposes declared (`X-Purpose`).
+    pub by_purpose: Vec<Count>,
+}
+
+/// With `personal_data`: only the reads served of the listed datasets.
+macro_rules! push_personal {
+    ($builder:expr, $query:expr) => {{
+        let query: &StatsQuery = $query;
+        if query.personal_data {
+            if query.datasets.is_empty() {
+                $builder.push(" AND 1 = 0");
+            } else {
+                $builder.push(" AND dataset IN (");
+                let mut separated = $builder.separated(", ");
+                for dataset in &query.datasets {
+                    separated.push_bind(dataset.clone());
+                }
+                $builder.push(")");
+                $builder
+                    .push(" AND decision = 'allow' AND action IN ('read', 'export', 'aggregate')");
+            }
+        }
+    }};
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -270,6 +308,7 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
             with_pool!(store, pool => {
                 let mut builder = QueryBuilder::<Db>::new(format!("SELECT {column}, COUNT(*) FROM audit_events"));
                 push_filters!(builder, &filter);
+                push_personal!(builder, query);
                 builder.push(format!(" AND kind = 'access' GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"));
                 builder.build_query_as::<(Option<String>, i64)>().fetch_all(pool).await
             })
@@ -282,9 +321,12 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
     };
     let by_dataset = to_counts(grouped("dataset").await?);
     let by_decision = to_counts(grouped("decision").await?);
+    let by_org = to_counts(grouped("org").await?);
+    let by_purpose = to_counts(grouped("purpose").await?);
     let by_subject: Vec<(Option<String>, Option<String>, i64)> = with_pool!(store, pool => {
         let mut builder = QueryBuilder::<Db>::new("SELECT subject, org, COUNT(*) FROM audit_events");
         push_filters!(builder, &filter);
+        push_personal!(builder, query);
         builder.push(" AND kind = 'access' GROUP BY subject, org ORDER BY COUNT(*) DESC, subject, org");
         builder.build_query_as().fetch_all(pool).await?
     });
@@ -294,6 +336,7 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
             "SELECT time_us / {MICROS_PER_DAY} AS day, COUNT(*) FROM audit_events"
         ));
         push_filters!(builder, &filter);
+        push_personal!(builder, query);
         builder.push(format!(" AND kind = 'access' GROUP BY time_us / {MICROS_PER_DAY} ORDER BY day"));
         builder.build_query_as().fetch_all(pool).await?
     });
@@ -320,6 +363,8 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
                 count,
             })
             .collect(),
+        by_org,
+        by_purpose,
     })
 }
 

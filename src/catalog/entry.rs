@@ -138,8 +138,10 @@ impl Catalog {
         &self.ordered
     }
 
-    /// A fingerprint of every dataset version (changes when any import lands).
-    pub fn fingerprint(&self) -> Vec<(String, i64, String)> {
+    /// A fingerprint of every dataset version and access level (changes
+    /// when any import lands, and when a definition changes a level without
+    /// new rows, as a register decision does).
+    pub fn fingerprint(&self) -> Vec<(String, i64, String, &'static str)> {
         self.ordered
             .iter()
             .map(|entry| {
@@ -147,6 +149,7 @@ impl Catalog {
                     entry.id().to_owned(),
                     entry.version,
                     entry.definition.title.clone(),
+                    entry.definition.access.as_str(),
                 )
             })
             .collect()

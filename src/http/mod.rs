@@ -9,9 +9,11 @@ pub mod cors;
 pub mod data;
 pub mod dataset_id;
 pub mod datasets;
+pub mod dcat;
 pub mod edge;
 pub mod guard;
 pub mod health;
+pub mod inventory;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
@@ -96,6 +98,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes())
         .merge(audit::routes())
         .merge(policy::routes())
+        .merge(inventory::routes())
+        .merge(dcat::routes())
 }
 
 /// Health and metrics: outside authentication and the audit log.

@@ -26,6 +26,7 @@ use super::state::AppState;
         (name = "auth", description = "OAuth2 client credentials and the gateway's keys"),
         (name = "audit", description = "The access log, for auditors"),
         (name = "policy", description = "Authorisation checks, for administrators"),
+        (name = "register", description = "The data register: inventory and DCAT-AP catalogue"),
         (name = "operations", description = "Health"),
     )
 )]

@@ -55,17 +55,20 @@ pub enum Action {
     AuditRead,
     /// Administer the gateway, e.g. `/policy/check` (global).
     Admin,
+    /// Read the data register's inventory, restricted entries included (global).
+    InventoryRead,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Read,
         Action::Export,
         Action::Aggregate,
         Action::Metadata,
         Action::AuditRead,
         Action::Admin,
+        Action::InventoryRead,
     ];
 
     /// The name used in policy files and audit events.
@@ -77,6 +80,7 @@ impl Action {
             Action::Metadata => "metadata",
             Action::AuditRead => "audit:read",
             Action::Admin => "admin",
+            Action::InventoryRead => "inventory:read",
         }
     }
 
@@ -89,7 +93,10 @@ impl Action {
 
     /// True for actions that concern the gateway as a whole, not a dataset.
     pub fn is_global(self) -> bool {
-        matches!(self, Action::AuditRead | Action::Admin)
+        matches!(
+            self,
+            Action::AuditRead | Action::Admin | Action::InventoryRead
+        )
     }
 
     /// True for actions that hand out rows or aggregates of rows.

@@ -274,6 +274,52 @@ impl Store {
         Ok(())
     }
 
+    /// Records a register entry with no data yet (no table, no rows,
+    /// version 0), or turns a dataset back into one (its table is retired).
+    /// `last_updated` stays empty: no version was ever published.
+    /// `origin` goes in `source_hash`: [`REGISTER_IMPORT`] for entries of an
+    /// imported register, which a catalogue sync leaves alone.
+    pub async fn upsert_metadata_only(
+        &self,
+        id: &str,
+        definition: &str,
+        definition_hash: &str,
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        let previous = "SELECT table_name FROM datasets WHERE id = $1";
+        let upsert = "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, \
+                      table_name, version, record_count, last_updated) \
+                      VALUES ($1, $2, $3, $4, '{\"fields\":[]}', '', 0, 0, '') \
+                      ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, \
+                      definition_hash = excluded.definition_hash, source_hash = excluded.source_hash, \
+                      schema = excluded.schema, table_name = '', version = 0, record_count = 0, \
+                      last_updated = ''";
+        with_backend!(self, pool, DB => {
+            let mut transaction = pool.begin().await?;
+            let old_table: Option<String> = sqlx::query_scalar::<DB, String>(previous)
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+            sqlx::query::<DB>(upsert)
+                .bind(id)
+                .bind(definition)
+                .bind(definition_hash)
+                .bind(origin)
+                .execute(&mut *transaction)
+                .await?;
+            if let Some(table) = old_table.filter(|table| table.starts_with(TABLE_PREFIX)) {
+                sqlx::query::<DB>(RETIRE_SQL)
+                    .bind(table)
+                    .bind(id)
+                    .bind(now_seconds())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Removes a dataset; its table is retired, dropped once no reader uses it.
     pub async fn delete_dataset(&self, id: &str, table_name: &str) -> Result<(), StoreError> {
         let sql = match self.backend() {
@@ -299,6 +345,10 @@ impl Store {
         Ok(())
     }
 }
+
+/// The `source_hash` of register entries created by `passerelle register
+/// import` (no file behind them: a catalogue sync does not remove them).
+pub const REGISTER_IMPORT: &str = "register-import";
 
 /// Tables the gateway creates for imported datasets start with this prefix;
 /// only those are ever dropped (a `source.table` is someone else's).

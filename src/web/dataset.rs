@@ -359,13 +359,12 @@ fn licence_url(licence: &str) -> Option<&'static str> {
 
 /// True when the last version is older than the promised frequency (a day of grace).
 fn is_late(summary: &DatasetSummary, now: DateTime<Utc>) -> bool {
-    let days = match summary.update_frequency.as_deref() {
-        Some("daily") => 1,
-        Some("weekly") => 7,
-        Some("monthly") => 31,
-        Some("quarterly") => 92,
-        Some("annual") => 366,
-        _ => return false,
+    let Some(days) = summary
+        .update_frequency
+        .as_deref()
+        .and_then(crate::catalog::inventory::freshness_days)
+    else {
+        return false;
     };
     DateTime::parse_from_rfc3339(&summary.last_updated)
         .is_ok_and(|updated| now.signed_duration_since(updated).num_days() > days)
@@ -627,6 +626,7 @@ mod tests {
                 data: String::new(),
                 csv: String::new(),
             },
+            register: Default::default(),
         }
     }
 
