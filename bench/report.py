@@ -292,7 +292,7 @@ def export_compressed_lines(R):
                  f"{fmt(e['rows'] / t) if t else 'n/a'} | {vs} | {fmt(wire / 1e6, 1) if wire else 'n/a'} | {ratio} | "
                  f"{rss} | {e.get('error', '')} |")
     L.append("\nThe S4 export (closed dataset, bearer token, audited) with `Accept-Encoding: gzip` or `zstd` "
-             "(tower-http's default levels: gzip 6, zstd 3), one fresh gateway process per store and encoding; "
+             "(the gateway's default `level = \"fastest\"`: gzip 1, zstd 1), one fresh gateway process per store and encoding; "
              "curl stores the compressed bytes (its time is the gateway's), rows are counted after decoding. "
              "Ratio: decoded bytes / bytes on the wire.\n")
     return L
