@@ -13,12 +13,14 @@
 //! - a page weighs at least the memory it keeps alive (body, headers and the
 //!   cache's own bookkeeping), so `page_cache_bytes` bounds the memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::config::CompressionLevel;
+use crate::http::compression::Encoding;
 use crate::store::datasets::DatasetRead;
 
 /// One cached answer: everything but the per-request headers.
@@ -28,6 +30,11 @@ pub struct CachedPage {
     pub body: Bytes,
     pub headers: HeaderMap,
     pub rows: u64,
+    /// The body compressed (gzip, br, zstd: `Encoding::slot`), each made
+    /// by the first request that asks for it. A copy is kept only when it
+    /// is at most a third of the body, so the three fit in the body's size,
+    /// which the page's weight reserves for them.
+    compressed: [OnceLock<Option<Bytes>>; 3],
 }
 
 /// Memory a cache entry keeps besides the body and the header bytes: the
@@ -53,7 +60,30 @@ impl CachedPage {
             body: Bytes::copy_from_slice(&body),
             headers,
             rows,
+            compressed: Default::default(),
         }
+    }
+
+    /// The body in `encoding`: the kept copy, or one made now (and kept
+    /// when small enough); `None` when the encoder failed.
+    pub fn encoded(&self, encoding: Encoding, level: CompressionLevel) -> Option<Bytes> {
+        let Some(slot) = encoding.slot() else {
+            return Some(self.body.clone());
+        };
+        let make = || match encoding.encode(level, &self.body) {
+            Ok(bytes) => Some(Bytes::from(bytes)),
+            Err(error) => {
+                tracing::error!(%error, encoding = encoding.as_str(), "cannot compress a page");
+                None
+            }
+        };
+        if let Some(kept) = self.compressed[slot].get() {
+            return kept.clone().or_else(make);
+        }
+        let copy = make()?;
+        let keep = copy.len() <= self.body.len() / 3;
+        let kept = self.compressed[slot].get_or_init(|| keep.then(|| copy.clone()));
+        Some(kept.clone().unwrap_or(copy))
     }
 
     /// The bytes this page keeps alive in the cache, as the cache weighs it.
@@ -63,7 +93,8 @@ impl CachedPage {
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + HEADER_OVERHEAD)
             .sum();
-        self.body.len() + headers + ENTRY_OVERHEAD
+        // The body, and as much again for its compressed copies.
+        2 * self.body.len() + headers + ENTRY_OVERHEAD
     }
 }
 

@@ -22,6 +22,7 @@ use crate::format::{
     RowEncoder,
 };
 use crate::http::caching;
+use crate::http::compression::Encoding;
 use crate::http::context::RequestContext;
 use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
@@ -242,7 +243,13 @@ pub async fn read_dataset(
     crate::telemetry::metrics::page_cache_lookup(cached.is_some());
     if let Some(page) = cached {
         counter.store(page.rows, Ordering::Relaxed);
-        return Ok(page_response(&page, &headers, freshness(&page), modified));
+        return Ok(page_response(
+            &state,
+            &page,
+            &headers,
+            freshness(&page),
+            modified,
+        ));
     }
     let (mut page, suppressed) = json_page(&state, entry, read, columns, count_preference).await?;
     page.headers.extend(answer_headers(
@@ -251,7 +258,7 @@ pub async fn read_dataset(
         grant.view.as_deref(),
     ));
     counter.store(page.rows, Ordering::Relaxed);
-    let response = page_response(&page, &headers, freshness(&page), modified);
+    let response = page_response(&state, &page, &headers, freshness(&page), modified);
     state.pages.insert(key, page);
     Ok(response)
 }
@@ -483,6 +490,7 @@ async fn json_page(
 /// (`If-None-Match`, else `If-Modified-Since`), with the page's validators
 /// and caching headers either way.
 fn page_response(
+    state: &AppState,
     page: &CachedPage,
     request: &HeaderMap,
     freshness: HeaderMap,
@@ -497,7 +505,25 @@ fn page_response(
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (page.status, page.body.clone()).into_response()
+        // Compressed here, once per page and encoding, not per request by
+        // the compression layer (which leaves an encoded answer alone).
+        let settings = &state.settings.server.compression;
+        let encoding = if settings.enabled && page.body.len() as u64 >= settings.min_bytes {
+            Encoding::negotiate(request)
+        } else {
+            Encoding::Identity
+        };
+        match page.encoded(encoding, settings.level) {
+            Some(body) if encoding != Encoding::Identity => {
+                let mut response = (page.status, body).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(encoding.as_str()),
+                );
+                response
+            }
+            _ => (page.status, page.body.clone()).into_response(),
+        }
     };
     for (name, value) in &page.headers {
         if not_modified && name == header::CONTENT_TYPE {
