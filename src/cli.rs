@@ -2,7 +2,7 @@
 //! clients, keys, development tokens, policy checks and the audit log.
 //! Each opens the store from the same settings as the server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -179,27 +179,166 @@ fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
     std::net::SocketAddr::new(ip, listen.port())
 }
 
-/// `passerelle import ID FILE`.
-pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Result<ExitCode> {
-    let definition_path = ["yaml", "yml", "toml"]
+/// `passerelle datasets …`: the publishing API's definition operations,
+/// for an operator's scripts (run on the gateway's host, with its store).
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Create a dataset from a definition file (YAML, JSON), served through
+    /// the store (`catalog sync` leaves it alone). It starts empty: `passerelle
+    /// import ID FILE` fills it.
+    Create {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Replace a dataset's definition with a file's (the same id).
+    Update {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Retire a dataset: no more data served, metadata kept as a tombstone.
+    Retire {
+        /// Dataset id.
+        id: String,
+        /// Who retires it (recorded in the tombstone).
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+}
+
+/// Reads and checks a definition file for `datasets create|update`.
+fn definition_file(file: &Path) -> anyhow::Result<crate::catalog::definition::DatasetDefinition> {
+    use crate::catalog::publish::{DefinitionFormat, check_definition, parse_body};
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let format = match file.extension().and_then(|extension| extension.to_str()) {
+        Some("json") => DefinitionFormat::Json,
+        _ => DefinitionFormat::Yaml,
+    };
+    let value = parse_body(&bytes, format)
+        .map_err(|error| anyhow::anyhow!("{}: {}", file.display(), error.reason))?;
+    check_definition(&value).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|error| format!("  {}: {}", error.field, error.reason))
+            .collect();
+        anyhow::anyhow!("{}: invalid definition\n{}", file.display(), lines.join("\n"))
+    })
+}
+
+/// `passerelle datasets create|update|retire`.
+pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::Result<ExitCode> {
+    use crate::catalog::publish::{create_dataset, replace_definition};
+    let store = open_store(settings).await?;
+    match command {
+        DatasetsCommand::Create { file } => {
+            let definition = definition_file(&file)?;
+            if store.stored_dataset(&definition.id).await?.is_some() {
+                anyhow::bail!("there is already a dataset `{}`", definition.id);
+            }
+            create_dataset(&store, &definition).await?;
+            println!("created `{}` (empty: import its rows)", definition.id);
+        }
+        DatasetsCommand::Update { file } => {
+            let definition = definition_file(&file)?;
+            let stored = store
+                .stored_dataset(&definition.id)
+                .await?
+                .filter(|stored| !stored.is_retired())
+                .with_context(|| format!("no dataset `{}`", definition.id))?;
+            if let Err(reason) = replace_definition(&store, &stored, &definition).await? {
+                anyhow::bail!("`{}` not updated: {reason}", definition.id);
+            }
+            println!("updated `{}`", definition.id);
+        }
+        DatasetsCommand::Retire { id, by } => {
+            if !store.retire_dataset(&id, &by).await? {
+                anyhow::bail!("no dataset `{id}`, or it is retired already");
+            }
+            println!("retired `{id}`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The definition of `id`: its file in the catalogue folder, else the store's.
+async fn definition_of(
+    settings: &Settings,
+    store: &Store,
+    id: &str,
+) -> anyhow::Result<crate::catalog::definition::DatasetDefinition> {
+    let file = ["yaml", "yml", "toml"]
         .iter()
         .map(|extension| settings.catalog_dir.join(format!("{id}.{extension}")))
-        .find(|path| path.is_file())
+        .find(|path| path.is_file());
+    if let Some(path) = file {
+        return read_definition(&path)
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()));
+    }
+    let stored = store
+        .stored_dataset(id)
+        .await?
+        .filter(|stored| !stored.is_retired())
         .with_context(|| {
             format!(
-                "no definition for `{id}` in {}",
+                "no definition for `{id}` in {} nor in the store",
                 settings.catalog_dir.display()
             )
         })?;
-    let definition = read_definition(&definition_path)
-        .map_err(|reason| anyhow::anyhow!("{}: {reason}", definition_path.display()))?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(serde_json::from_str(&stored.definition)?)
+}
+
+/// `passerelle import ID FILE [--dry-run]`, with progress lines on stderr.
+pub async fn import(
+    settings: &Settings,
+    id: &str,
+    file: &Path,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
+    let definition = definition_of(settings, &store, id).await?;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    if dry_run {
+        use crate::catalog::publish::{UploadOptions, open_upload, validate};
+        let source = open_upload(&definition, file, &UploadOptions::default())
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+        let schema = match &definition.schema {
+            Some(schema) => schema.clone(),
+            None => source.infer_schema()?,
+        };
+        let report = validate(&source, &schema);
+        println!(
+            "{} valid row(s), {} bad row(s) in {} bytes; nothing imported (dry run)",
+            report.valid_rows, report.bad_rows, size
+        );
+        if let Some(reason) = &report.file_error {
+            println!("  the file cannot be read: {reason}");
+        }
+        for error in &report.errors {
+            println!(
+                "  line {}{}: {}",
+                error.line,
+                error
+                    .column
+                    .as_deref()
+                    .map(|column| format!(", column `{column}`"))
+                    .unwrap_or_default(),
+                error.reason
+            );
+        }
+        return Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     use sha2::Digest;
     let definition_json = serde_json::to_string(&definition)?;
     let definition_hash = hex::encode(sha2::Sha256::digest(definition_json.as_bytes()));
     let source_hash = hex::encode(sha2::Sha256::digest(&bytes));
     let started = std::time::Instant::now();
+    eprintln!("importing {} ({size} bytes) into `{id}`…", file.display());
     match import_file(
         &store,
         &definition,
@@ -225,9 +364,10 @@ pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Resul
                 .current()
                 .get(id)
                 .map_or(0, |entry| entry.record_count);
+            let seconds = started.elapsed().as_secs_f64();
             println!(
-                "imported {count} rows into `{id}` version {version} in {:.2} s",
-                started.elapsed().as_secs_f64()
+                "imported {count} rows ({size} bytes) into `{id}` version {version} in {seconds:.2} s ({:.0} rows/s)",
+                count as f64 / seconds.max(0.001)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -443,6 +443,7 @@ mod tests {
             view: Some("public".to_owned()),
             bytes: Some(4096),
             complete: Some(false),
+            changes: Some(r#"{"fields":[]}"#.to_owned()),
             ..event
         }
     }

@@ -4,6 +4,7 @@
 pub mod definition;
 pub mod entry;
 pub mod ingest;
+pub mod publish;
 pub mod sync;
 
 pub use entry::{Catalog, CatalogHandle, DatasetEntry, GeometryColumns};

@@ -13,6 +13,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub mod datasets;
 pub mod probe;
+pub mod publishing;
 pub mod retired;
 pub mod sql;
 

@@ -19,6 +19,7 @@ mod operations;
 mod pages;
 mod pages_browser;
 mod postgrest_client;
+mod publishing;
 mod rate_limits;
 mod read;
 mod resilience_edge;
