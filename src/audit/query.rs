@@ -452,7 +452,7 @@ mod tests {
             .iter()
             .map(str::to_owned)
             .collect();
-        assert_eq!(fields.len(), 30);
+        assert_eq!(fields.len(), 31);
         assert_eq!(fields[3], "2026-11-29T10:00:00.123456Z");
         assert_eq!(fields[7], "a;b");
         assert_eq!(fields[12], "agent, \"quoted\"");
