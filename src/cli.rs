@@ -220,7 +220,11 @@ fn definition_file(file: &Path) -> anyhow::Result<crate::catalog::definition::Da
             .iter()
             .map(|error| format!("  {}: {}", error.field, error.reason))
             .collect();
-        anyhow::anyhow!("{}: invalid definition\n{}", file.display(), lines.join("\n"))
+        anyhow::anyhow!(
+            "{}: invalid definition\n{}",
+            file.display(),
+            lines.join("\n")
+        )
     })
 }
 

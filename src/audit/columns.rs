@@ -535,8 +535,10 @@ mod tests {
             let links = declared.split_off(declared.len() - 2);
             for path in later {
                 for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    if let Some(column) = line.strip_prefix("ALTER TABLE audit_events ADD COLUMN ") {
-                        let (name, sql_type) = column.trim_end_matches(';').split_once(' ').unwrap();
+                    if let Some(column) = line.strip_prefix("ALTER TABLE audit_events ADD COLUMN ")
+                    {
+                        let (name, sql_type) =
+                            column.trim_end_matches(';').split_once(' ').unwrap();
                         declared.push((name.to_owned(), sql_type.to_owned()));
                     }
                 }

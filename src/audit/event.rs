@@ -529,7 +529,9 @@ pub(crate) mod tests {
         let v1 = chained(&record, 41, GENESIS_HASH);
         assert!(v1.canonical().starts_with(b"passerelle-audit-v1"));
         let changed = Event {
-            changes: Some(r#"{"fields":[{"field":"access","old":"internal","new":"open"}]}"#.into()),
+            changes: Some(
+                r#"{"fields":[{"field":"access","old":"internal","new":"open"}]}"#.into(),
+            ),
             ..record.clone()
         };
         let v2 = chained(&changed, 41, GENESIS_HASH);

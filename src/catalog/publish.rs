@@ -12,12 +12,12 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use super::definition::DatasetDefinition;
-use crate::store::datasets::{ImportOutcome, NewVersion, ORIGIN_API, StoredDataset};
-use crate::store::{Store, StoreError};
 use super::ingest::{RowLocation, Source, SourceFormat};
 use super::sync::{format_of, same_storage, source_options};
 use crate::domain::Schema;
 use crate::policy::check_row_filter;
+use crate::store::datasets::{ImportOutcome, NewVersion, ORIGIN_API, StoredDataset};
+use crate::store::{Store, StoreError};
 
 /// Definition fields whose change decides who may read the data: changing
 /// them needs the `classify` action, not only `manage`.
@@ -64,10 +64,14 @@ pub enum DefinitionFormat {
 /// Parses a definition body into JSON, without checking it.
 pub fn parse_body(body: &[u8], format: DefinitionFormat) -> Result<Json, FieldError> {
     let parsed = match format {
-        DefinitionFormat::Json => serde_json::from_slice::<Json>(body).map_err(|error| error.to_string()),
+        DefinitionFormat::Json => {
+            serde_json::from_slice::<Json>(body).map_err(|error| error.to_string())
+        }
         DefinitionFormat::Yaml => std::str::from_utf8(body)
             .map_err(|error| error.to_string())
-            .and_then(|text| serde_yaml_ng::from_str::<Json>(text).map_err(|error| error.to_string())),
+            .and_then(|text| {
+                serde_yaml_ng::from_str::<Json>(text).map_err(|error| error.to_string())
+            }),
     };
     match parsed {
         Ok(value @ Json::Object(_)) => Ok(value),
@@ -93,7 +97,10 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
         None => errors.push(FieldError::new("id", "required, a string")),
     }
     for (name, known) in [
-        ("access", &["open", "partners", "internal", "confidential", "undecided"][..]),
+        (
+            "access",
+            &["open", "partners", "internal", "confidential", "undecided"][..],
+        ),
         ("metadata_visibility", &["public", "restricted"][..]),
     ] {
         match object.get(name) {
@@ -101,7 +108,10 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
             Some(Json::String(level)) if known.contains(&level.as_str()) => {}
             Some(other) => errors.push(FieldError::new(
                 name,
-                format!("unknown value {other}: expected one of {}", known.join(", ")),
+                format!(
+                    "unknown value {other}: expected one of {}",
+                    known.join(", ")
+                ),
             )),
             None => errors.push(FieldError::new(name, "required")),
         }
@@ -116,13 +126,14 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
         )),
         None => errors.push(FieldError::new("licence", "required, a string")),
     }
-    if let Some(source) = object.get("source") {
-        if source.get("table").is_some() {
-            errors.push(FieldError::new(
-                "source.table",
-                "a published dataset's rows are uploaded (PUT /datasets/{id}/data), not read from a table",
-            ));
-        }
+    if object
+        .get("source")
+        .is_some_and(|source| source.get("table").is_some())
+    {
+        errors.push(FieldError::new(
+            "source.table",
+            "a published dataset's rows are uploaded (PUT /datasets/{id}/data), not read from a table",
+        ));
     }
     if object.get("schema").is_none_or(Json::is_null) {
         errors.push(FieldError::new(
@@ -140,7 +151,10 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
             Ok(definition) => Some(definition),
             Err(error) => {
                 if errors.is_empty() {
-                    errors.push(FieldError::new(field_of_serde_error(&error.to_string()), error.to_string()));
+                    errors.push(FieldError::new(
+                        field_of_serde_error(&error.to_string()),
+                        error.to_string(),
+                    ));
                 }
                 None
             }
@@ -179,7 +193,10 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
             if let Some(filter) = &view.row_filter
                 && let Err(reason) = check_row_filter(filter, schema)
             {
-                errors.push(FieldError::new(format!("views[{position}].row_filter"), reason));
+                errors.push(FieldError::new(
+                    format!("views[{position}].row_filter"),
+                    reason,
+                ));
             }
         }
     }
@@ -203,10 +220,12 @@ fn field_of_serde_error(message: &str) -> String {
 fn is_slug(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63
-        && id.starts_with(|character: char| character.is_ascii_lowercase() || character.is_ascii_digit())
-        && id
-            .chars()
-            .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+        && id.starts_with(|character: char| {
+            character.is_ascii_lowercase() || character.is_ascii_digit()
+        })
+        && id.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+        })
 }
 
 /// `etalab-2.0`, `odbl-1.0`, or the slug of a named restricted licence
@@ -269,7 +288,11 @@ pub fn classifies(changes: &[FieldChange]) -> bool {
 
 /// Whether rows stored under `stored` still fit `declared` (a schema change
 /// of a dataset that has rows must not change how they are stored).
-pub fn schema_change_allowed(stored: &Schema, declared: &Schema, record_count: i64) -> Result<(), String> {
+pub fn schema_change_allowed(
+    stored: &Schema,
+    declared: &Schema,
+    record_count: i64,
+) -> Result<(), String> {
     if record_count == 0 || same_storage(stored, declared) {
         return Ok(());
     }
@@ -285,7 +308,10 @@ pub fn definition_text(definition: &DatasetDefinition) -> (String, String) {
 
 /// Creates a checked definition as a new API dataset with an empty first
 /// version; its definition hash. The caller checked that the id is free.
-pub async fn create_dataset(store: &Store, definition: &DatasetDefinition) -> Result<String, StoreError> {
+pub async fn create_dataset(
+    store: &Store,
+    definition: &DatasetDefinition,
+) -> Result<String, StoreError> {
     let schema = definition.schema.clone().unwrap_or_default();
     let (text, hash) = definition_text(definition);
     write_empty_version(store, definition, &schema, &text, &hash, "", ORIGIN_API).await?;
@@ -304,7 +330,10 @@ pub async fn replace_definition(
     let Ok(stored_schema) = serde_json::from_str::<Schema>(&stored.schema) else {
         return Ok(Err("the stored schema is unreadable".into()));
     };
-    let declared = definition.schema.clone().unwrap_or_else(|| stored_schema.clone());
+    let declared = definition
+        .schema
+        .clone()
+        .unwrap_or_else(|| stored_schema.clone());
     if let Err(reason) = schema_change_allowed(&stored_schema, &declared, stored.record_count) {
         return Ok(Err(reason));
     }

@@ -384,7 +384,7 @@ pub fn check_row_filter(template: &str, schema: &Schema) -> Result<(), String> {
         if after[..end].is_empty() {
             return Err("`${claims.}` names no claim".into());
         }
-        text.push_str("x");
+        text.push('x');
         rest = &after[end + 1..];
     }
     text.push_str(rest);

@@ -442,14 +442,24 @@ mod tests {
             ]
         );
         assert_eq!(retired(&store).await, vec!["ds_kept_v1".to_owned()]);
-        assert_eq!(store.restore_version("kept", 1, None, 2).await.unwrap(), None);
         assert_eq!(
-            store.restore_version("kept", 2, Some("admin"), 2).await.unwrap(),
+            store.restore_version("kept", 1, None, 2).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .restore_version("kept", 2, Some("admin"), 2)
+                .await
+                .unwrap(),
             Some(4)
         );
         let current = store.stored_dataset("kept").await.unwrap().unwrap();
         assert_eq!(
-            (current.table_name.as_str(), current.version, current.record_count),
+            (
+                current.table_name.as_str(),
+                current.version,
+                current.record_count
+            ),
             ("ds_kept_v2", 4, 2)
         );
         // The last two are 4 (v2's table) and 3: version 2's row no longer
@@ -460,12 +470,21 @@ mod tests {
             versions.iter().map(|row| (row.number, row.kept)).collect();
         assert_eq!(
             kept,
-            vec![(Some(4), true), (Some(3), true), (Some(2), false), (Some(1), false)]
+            vec![
+                (Some(4), true),
+                (Some(3), true),
+                (Some(2), false),
+                (Some(1), false)
+            ]
         );
         store.record_failed_version(&facts(0)).await.unwrap();
         let versions = store.dataset_versions("kept").await.unwrap();
         assert_eq!(versions.len(), 5);
-        assert!(versions.iter().any(|row| row.status == STATUS_FAILED && row.number.is_none()));
+        assert!(
+            versions
+                .iter()
+                .any(|row| row.status == STATUS_FAILED && row.number.is_none())
+        );
     }
 
     /// A retired dataset is a tombstone with who retired it; restoring clears it.

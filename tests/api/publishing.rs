@@ -32,20 +32,20 @@ async fn send(
     token: &str,
     build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
 ) -> reqwest::Response {
-    build(
-        app.client
-            .request(method, app.url(path))
-            .bearer_auth(token),
-    )
-    .send()
-    .await
-    .expect("request")
+    build(app.client.request(method, app.url(path)).bearer_auth(token))
+        .send()
+        .await
+        .expect("request")
 }
 
 async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    send(app, reqwest::Method::POST, "/api/v1/datasets", token, |request| {
-        request.json(body)
-    })
+    send(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/datasets",
+        token,
+        |request| request.json(body),
+    )
     .await
 }
 
@@ -365,11 +365,23 @@ async fn uploads_past_the_limit_are_refused() {
     .await
     .unwrap();
     let office = app.token("odile", DATA_OFFICE, None).await;
-    assert_eq!(create(&app, &office, &definition("comptages", "internal")).await.status(), 201);
+    assert_eq!(
+        create(&app, &office, &definition("comptages", "internal"))
+            .await
+            .status(),
+        201
+    );
     let large = format!("compteur,passages\n{}", "Pont,1\n".repeat(100));
     let refused = upload(&app, &office, "comptages", "", &large).await;
     assert_eq!(refused.status(), 413);
-    assert!(app.state.store.dataset_versions("comptages").await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .dataset_versions("comptages")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 on_both_stores! {

@@ -658,10 +658,7 @@ async fn earlier_version(
             StatusCode::NOT_FOUND,
             "version-not-kept",
             "Version not kept",
-            format!(
-                "dataset `{}` has no kept version {number}",
-                entry.id()
-            ),
+            format!("dataset `{}` has no kept version {number}", entry.id()),
         )
     };
     let number: i64 = number.parse().map_err(|_| not_kept())?;

@@ -195,7 +195,11 @@ async fn change(
         })?;
     note_changes(&context, &headers, serde_json::json!({"fields": changes}));
     state.refresh_catalog().await?;
-    Ok(with_etag(&definition, &format!("\"{hash}\""), StatusCode::OK))
+    Ok(with_etag(
+        &definition,
+        &format!("\"{hash}\""),
+        StatusCode::OK,
+    ))
 }
 
 #[cfg(test)]
@@ -210,13 +214,21 @@ mod tests {
             (r#"{"a":"b"}"#, r#"{"b":"c"}"#, r#"{"a":"b","b":"c"}"#),
             (r#"{"a":"b"}"#, r#"{"a":null}"#, r#"{}"#),
             (r#"{"a":[{"b":"c"}]}"#, r#"{"a":[1]}"#, r#"{"a":[1]}"#),
-            (r#"{"a":{"b":"c"}}"#, r#"{"a":{"b":"d","c":null}}"#, r#"{"a":{"b":"d"}}"#),
+            (
+                r#"{"a":{"b":"c"}}"#,
+                r#"{"a":{"b":"d","c":null}}"#,
+                r#"{"a":{"b":"d"}}"#,
+            ),
             (r#"["a"]"#, r#"{"a":"c"}"#, r#"{"a":"c"}"#),
         ];
         for (target, patch, expected) in cases {
             let mut target: Json_ = serde_json::from_str(target).unwrap();
             merge_patch(&mut target, &serde_json::from_str(patch).unwrap());
-            assert_eq!(target, serde_json::from_str::<Json_>(expected).unwrap(), "{patch}");
+            assert_eq!(
+                target,
+                serde_json::from_str::<Json_>(expected).unwrap(),
+                "{patch}"
+            );
         }
     }
 }

@@ -63,7 +63,9 @@ pub fn etag(stored: &StoredDataset) -> String {
 pub fn actor(context: &RequestContext) -> String {
     let caller = &context.caller;
     match &caller.client_id {
-        Some(client) if client != &caller.subject => format!("{} (client {client})", caller.subject),
+        Some(client) if client != &caller.subject => {
+            format!("{} (client {client})", caller.subject)
+        }
         _ => caller.subject.clone(),
     }
 }
@@ -99,13 +101,8 @@ pub fn stored_definition(stored: &StoredDataset) -> Result<DatasetDefinition, Pr
 /// What a publishing decision is about: a dataset of the catalogue, or a new
 /// one (its creation) known by its publisher.
 pub enum Target<'a> {
-    Dataset {
-        dataset: DatasetRef<'a>,
-    },
-    New {
-        id: &'a str,
-        publisher: &'a str,
-    },
+    Dataset { dataset: DatasetRef<'a> },
+    New { id: &'a str, publisher: &'a str },
 }
 
 /// Asks the policy whether the caller may do `action` on `target`, notes the
@@ -121,7 +118,11 @@ pub fn authorize(
     let (id, hidden, decision) = match target {
         Target::Dataset { dataset } => {
             let hidden = !state.policy.may_see(&caller.roles, dataset);
-            (dataset.id, hidden, state.policy.decide(&caller.roles, dataset, action))
+            (
+                dataset.id,
+                hidden,
+                state.policy.decide(&caller.roles, dataset, action),
+            )
         }
         Target::New { id, publisher } => (
             *id,
@@ -169,7 +170,10 @@ pub fn authorize(
 }
 
 /// The dataset as the policy sees it, from the stored definition.
-pub fn dataset_of<'a>(stored: &'a StoredDataset, definition: &'a DatasetDefinition) -> DatasetRef<'a> {
+pub fn dataset_of<'a>(
+    stored: &'a StoredDataset,
+    definition: &'a DatasetDefinition,
+) -> DatasetRef<'a> {
     DatasetRef {
         id: &stored.id,
         access: definition.access,

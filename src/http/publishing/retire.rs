@@ -2,10 +2,10 @@
 //! served, metadata kept with who and when), or purge it; and
 //! `POST /api/v1/datasets/{id}/restore`: serve a retired dataset again.
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use serde::Deserialize;
 
 use super::{Target, actor, authorize, dataset_of, note_changes, stored_definition};

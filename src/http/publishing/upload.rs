@@ -142,7 +142,10 @@ pub async fn upload_data(
     };
     let received = receive(body).await?;
     let options = UploadOptions {
-        format: params.format.clone().or_else(|| format_of_content_type(&headers)),
+        format: params
+            .format
+            .clone()
+            .or_else(|| format_of_content_type(&headers)),
         delimiter: params.delimiter.clone(),
         encoding: params.encoding.clone(),
     };
@@ -247,7 +250,12 @@ pub async fn upload_data(
     note_changes(&context, &headers, published);
     state
         .store
-        .record_published_version(&facts, version, &table, state.settings.publishing.keep_versions)
+        .record_published_version(
+            &facts,
+            version,
+            &table,
+            state.settings.publishing.keep_versions,
+        )
         .await?;
     state.refresh_catalog().await?;
     Ok(Json(UploadAnswer {

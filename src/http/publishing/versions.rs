@@ -97,7 +97,9 @@ pub async fn restore_version(
             StatusCode::NOT_FOUND,
             "version-not-kept",
             "Version not kept",
-            format!("dataset `{id}` has no kept version {number}: see GET /api/v1/datasets/{id}/versions"),
+            format!(
+                "dataset `{id}` has no kept version {number}: see GET /api/v1/datasets/{id}/versions"
+            ),
         ));
     };
     note_changes(
