@@ -401,3 +401,50 @@ on_both_stores! {
         assert!(app.state.store.stored_dataset("comptages").await.unwrap().is_some());
     }
 }
+
+on_both_stores! {
+    /// An export of the current version that is still streaming when an
+    /// upload lands finishes on the old rows, complete; new reads get the new ones.
+    async fn exports_finish_on_the_version_they_started(app: TestApp) {
+        use tokio::io::AsyncReadExt;
+        const ROWS: usize = 200_000;
+        let office = app.token("odile", DATA_OFFICE, None).await;
+        assert_eq!(create(&app, &office, &definition("comptages", "open")).await.status(), 201);
+        let mut old = String::from("compteur,passages\n");
+        for index in 0..ROWS {
+            old.push_str(&format!("ancien-{index},1\n"));
+        }
+        assert_eq!(upload(&app, &office, "comptages", "", &old).await.status(), 200);
+
+        // A client that reads the export slowly (a small receive window).
+        let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8 * 1024).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/data/comptages?format=csv HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buffer = vec![0; 16 * 1024];
+        while received.len() < 64 * 1024 {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "export ended early");
+            received.extend_from_slice(&buffer[..read]);
+        }
+
+        let new = "compteur,passages\nnouveau,2\n";
+        assert_eq!(upload(&app, &office, "comptages", "", new).await.status(), 200);
+        let rows: Vec<Value> = app.get("/api/v1/data/comptages").await.json().await.unwrap();
+        assert_eq!(rows, vec![json!({"compteur": "nouveau", "passages": 2})]);
+
+        tokio::time::timeout(std::time::Duration::from_secs(60), stream.read_to_end(&mut received))
+            .await
+            .expect("the export finishes")
+            .unwrap();
+        let body = String::from_utf8_lossy(&received);
+        let ancien = body.matches("ancien-").count();
+        assert_eq!(ancien, ROWS, "every row of the old version");
+        assert!(!body.contains("nouveau"), "only the old version");
+    }
+}

@@ -66,6 +66,17 @@ impl Drop for UploadSlot {
     }
 }
 
+/// True for a request to the upload route (`PUT /api/v1/datasets/{id}/data`),
+/// which has its own body limit (`[publishing] max_upload_bytes`).
+pub fn is_upload<B>(request: &axum::http::Request<B>) -> bool {
+    let path = request.uri().path();
+    request.method() == axum::http::Method::PUT
+        && path
+            .strip_prefix("/api/v1/datasets/")
+            .and_then(|rest| rest.strip_suffix("/data"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadParams {
