@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use crate::audit::{AuditLog, AuditReader};
 use crate::auth::{ClientRegistry, KeyRing};
-use crate::catalog::sync::{import_file, read_definition};
+use crate::catalog::sync::read_definition;
 use crate::config::Settings;
 use crate::policy::{Action, DatasetRef, PolicyEngine};
 use crate::startup::{dataset_levels, open_store};
@@ -336,48 +336,132 @@ pub async fn import(
             ExitCode::FAILURE
         });
     }
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    use sha2::Digest;
-    let definition_json = serde_json::to_string(&definition)?;
-    let definition_hash = hex::encode(sha2::Sha256::digest(definition_json.as_bytes()));
-    let source_hash = hex::encode(sha2::Sha256::digest(&bytes));
+    let format = definition.source.format.clone().or_else(|| {
+        file.extension()
+            .and_then(|extension| extension.to_str())
+            .map(str::to_ascii_lowercase)
+    });
+    let options = crate::catalog::publish::UploadOptions {
+        format,
+        ..Default::default()
+    };
+    let source = crate::catalog::publish::open_upload(&definition, file, &options)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+    let schema = match &definition.schema {
+        Some(schema) => schema.clone(),
+        None => source.infer_schema()?,
+    };
+    definition
+        .check_schema(&schema)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+    let sha256 = crate::catalog::sync::file_hash(file)?;
+    let stored = store.stored_dataset(id).await?;
+    let origin = stored
+        .as_ref()
+        .map_or(crate::store::datasets::ORIGIN_FILE.to_owned(), |stored| {
+            stored.origin.clone()
+        });
+    let (definition_json, definition_hash) = crate::catalog::publish::definition_text(&definition);
+    let new = crate::store::datasets::NewVersion {
+        id,
+        schema: &schema,
+        definition: &definition_json,
+        definition_hash: &definition_hash,
+        source_hash: &sha256,
+        origin: &origin,
+    };
     let started = std::time::Instant::now();
-    eprintln!("importing {} ({size} bytes) into `{id}`…", file.display());
-    match import_file(
-        &store,
-        &definition,
-        file,
-        bytes,
-        &definition_json,
-        &definition_hash,
-        &source_hash,
-    )
-    .await
-    {
-        Ok(version) => {
-            // Tables this import (or an earlier one) retired long enough ago.
-            crate::startup::drop_retired_tables(
-                &store,
-                settings,
-                &crate::store::retired::TablesInUse::default(),
-            )
-            .await;
-            let catalog = crate::catalog::CatalogHandle::default();
-            catalog.refresh(&store).await?;
-            let count = catalog
-                .current()
-                .get(id)
-                .map_or(0, |entry| entry.record_count);
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "imported {count} rows ({size} bytes) into `{id}` version {version} in {seconds:.2} s ({:.0} rows/s)",
-                count as f64 / seconds.max(0.001)
+    eprintln!("importing {} ({size} bytes) into `{id}`", file.display());
+    let progress = Progress::new(started);
+    let rows = source.rows(&schema)?.inspect(|_| progress.row());
+    let outcome = store.import_rows(new, rows, 50).await?;
+    let (version, table, count) = match outcome {
+        crate::store::datasets::ImportOutcome::Imported {
+            version,
+            table_name,
+            record_count,
+        } => (version, table_name, record_count),
+        crate::store::datasets::ImportOutcome::Rejected(problems) => {
+            eprintln!(
+                "import refused, nothing changed: {} invalid row(s):",
+                problems.len()
             );
-            Ok(ExitCode::SUCCESS)
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            return Ok(ExitCode::FAILURE);
         }
-        Err(reason) => {
-            eprintln!("import refused, nothing changed: {reason}");
-            Ok(ExitCode::FAILURE)
+    };
+    let facts = crate::store::publishing::VersionFacts {
+        dataset_id: id,
+        created_by: Some("passerelle import"),
+        rows: count,
+        bytes: i64::try_from(size).ok(),
+        sha256: Some(&sha256),
+        file_name: file.file_name().and_then(|name| name.to_str()),
+    };
+    store
+        .record_published_version(&facts, version, &table, settings.publishing.keep_versions)
+        .await?;
+    // Tables this import (or an earlier one) retired long enough ago.
+    crate::startup::drop_retired_tables(
+        &store,
+        settings,
+        &crate::store::retired::TablesInUse::default(),
+    )
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {count} rows ({size} bytes) into `{id}` version {version} in {seconds:.2} s ({:.0} rows/s)",
+        count as f64 / seconds.max(0.001)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of an import on stderr, at most once a second: rows and rows/s,
+/// rewritten in place on a terminal, one line each time otherwise.
+struct Progress {
+    started: std::time::Instant,
+    rows: std::cell::Cell<u64>,
+    shown: std::cell::Cell<u64>,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(started: std::time::Instant) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            started,
+            rows: std::cell::Cell::new(0),
+            shown: std::cell::Cell::new(0),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn row(&self) {
+        let rows = self.rows.get() + 1;
+        self.rows.set(rows);
+        if rows % 10_000 != 0 {
+            return;
+        }
+        let seconds = self.started.elapsed().as_secs();
+        if seconds <= self.shown.get() {
+            return;
+        }
+        self.shown.set(seconds);
+        let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        if self.terminal {
+            eprint!("\r  {rows} rows read, {rate:.0} rows/s   ");
+        } else {
+            eprintln!("  {rows} rows read, {rate:.0} rows/s");
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.terminal && self.shown.get() > 0 {
+            eprintln!();
         }
     }
 }

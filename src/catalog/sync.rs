@@ -253,7 +253,7 @@ async fn sync_one(
 }
 
 /// SHA-256 of a file, read 64 KiB at a time.
-fn file_hash(path: &Path) -> std::io::Result<String> {
+pub fn file_hash(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
