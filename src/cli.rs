@@ -441,7 +441,7 @@ impl Progress {
     fn row(&self) {
         let rows = self.rows.get() + 1;
         self.rows.set(rows);
-        if rows % 10_000 != 0 {
+        if !rows.is_multiple_of(10_000) {
             return;
         }
         let seconds = self.started.elapsed().as_secs();
