@@ -51,13 +51,17 @@ AUDIT_CONCURRENCY = env_int("BENCH_AUDIT_CONCURRENCY", 32)
 PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 PEER_DB = "bench"
 GW_DB = "passerelle_bench"
-PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092}
+PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092, "edge_off": 18093}
 PASSERELLE = os.environ.get("GATEWAY_BIN", "")
 FLOOR = os.environ.get("FLOOR_BIN", "")
 GW_BUILD_ERROR = os.environ.get("GATEWAY_BUILD_ERROR", "")
 # extra settings for the gateway processes, e.g. "RUST_LOG=warn PASSERELLE_SERVER__PAGE_CACHE_BYTES=0"
 GATEWAY_ENV = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_GATEWAY_ENV", "").split() if "=" in kv)
 T0 = time.time()
+HIGH_LIMITS = {"PASSERELLE_LIMITS__ANONYMOUS__REQUESTS": "100000000",
+               "PASSERELLE_LIMITS__ANONYMOUS__BURST": "100000000"}
+# S1e: the edge (compression and rate limiting) switched off, for the on/off comparison.
+EDGE_OFF = {"PASSERELLE_SERVER__COMPRESSION__ENABLED": "false", "PASSERELLE_LIMITS__ENABLED": "false"}
 
 PROCS = []  # (name, Popen) started here
 
@@ -293,6 +297,9 @@ class Gateway:
         # The gateway reads every PASSERELLE_* variable as a setting (unknown keys are refused):
         # pass only the ones set here and in BENCH_GATEWAY_ENV.
         e = {k: v for k, v in os.environ.items() if not k.startswith("PASSERELLE_")}
+        # Rate limiting stays on, set far above what wrk can send from one address
+        # (the defaults, 50 req/s for anonymous callers, would answer 429 under load).
+        e.update(HIGH_LIMITS)
         e.update(GATEWAY_ENV)
         e.update({
             "DATABASE_URL": self.url,
@@ -326,9 +333,11 @@ class Gateway:
                 if os.path.exists(path):
                     os.remove(path)
 
-    def serve(self, port=None, name=None):
+    def serve(self, port=None, name=None, extra=None):
         name = name or f"passerelle_{self.key}"
-        proc = start(name, [PASSERELLE, "serve"], env=self.env(port=port), cwd=WORK)
+        env = self.env(port=port)
+        env.update(extra or {})
+        proc = start(name, [PASSERELLE, "serve"], env=env, cwd=WORK)
         base = f"http://127.0.0.1:{port or self.port}"
         if not wait_http(base + "/health/live", proc, 180):
             self.fail(f"`passerelle serve` did not answer on {base} within 180 s "
@@ -873,9 +882,68 @@ def scenario_export_compressed(gws):
             "through gzip -dc / zstd -dc; a fresh gateway process per store and encoding)")
 
 
-def only_export_compressed():
-    """BENCH_ONLY=export_compressed: S4c alone (BENCH_STORES=sq,pg picks the
-    stores), printed instead of rewriting RESULTS.md."""
+# ---------------------------------------------------------------- S1e (the edge on and off)
+def scenario_edge(gws):
+    """S1e: S1 and S2 on one store with the edge on (compression negotiated,
+    rate limiting on with limits set high) and off (both disabled), two
+    gateway processes on the same database, rounds interleaved; every
+    request asks for `Accept-Encoding: gzip` as a browser does."""
+    R.setdefault("edge", {})
+    for gw in gws:
+        if gw.error:
+            continue
+        log(f"S1e edge on/off ({gw.label})")
+        on = gw.serve(name=f"passerelle_{gw.key}_edge_on")
+        off = gw.serve(port=PORTS["edge_off"], name=f"passerelle_{gw.key}_edge_off", extra=EDGE_OFF)
+        if on is None or off is None:
+            R["failed"].append(f"edge_{gw.key}")
+            stop(on)
+            stop(off)
+            continue
+        auth = [f"Authorization: Bearer {gw.tokens['bench-reader']}"]
+        path = "?commune=eq.Troyes&limit=100"
+        runs = []
+        for dataset, headers in (("conso-open", []), ("conso-closed", auth)):
+            for state, proc, port in (("on", on, gw.port), ("off", off, PORTS["edge_off"])):
+                url = f"http://127.0.0.1:{port}/api/v1/data/{dataset}{path}"
+                hdrs = dict(h.split(": ", 1) for h in headers + ["Accept-Encoding: gzip"])
+                status, rh, _ = http(url, hdrs)
+                coding = rh.get("Content-Encoding") or rh.get("content-encoding") or ""
+                want = "gzip" if state == "on" else ""
+                if status != 200 or coding != want:
+                    note(f"S1e {gw.label} {dataset} edge {state}: HTTP {status}, Content-Encoding {coding!r}")
+                    R["failed"].append(f"edge_{gw.key}")
+                    continue
+                runs.append((f"{gw.key}_{dataset}_{state}", url, proc, headers + ["Accept-Encoding: gzip"]))
+        for key, url, proc, headers in runs:
+            R["edge"][key] = []
+            run(["wrk", "-t2", f"-c{CONNS}", "-d3s", "--timeout", "30s"]
+                + sum([["-H", h] for h in headers], []) + [url], check=False, timeout=60)
+        for i in range(1, REPS + 1):
+            for key, url, proc, headers in runs:
+                out = os.path.join(RAW, f"wrk_edge_{key}_{i}.txt")
+                wrk_run(key, url, headers, CONNS, DURATION, out, {"server": proc.pid})
+                try:
+                    r = bu.parse_wrk(out)
+                except (AttributeError, ValueError):
+                    note(f"S1e {key} round {i}: wrk output unreadable")
+                    continue
+                R["edge"][key].append(r)
+                log(f"S1e round {i} {key}: {r['rps']:,.0f} req/s, p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}")
+                if r["non2xx"] or r["sockerr"]:
+                    note(f"S1e {key}: errors under load (non-2xx {r['non2xx']}, socket {r['sockerr']})")
+                    R["failed"].append(f"edge_{gw.key}")
+                bu.wait_idle(proc.pid, 60)
+        stop(on)
+        stop(off)
+    cmd_doc("S1e: the S1/S2 URLs with -H 'Accept-Encoding: gzip' on two gateway processes of one store: "
+            "edge on (defaults, anonymous limit 1e8 req/s) and edge off "
+            "(PASSERELLE_SERVER__COMPRESSION__ENABLED=false PASSERELLE_LIMITS__ENABLED=false), rounds interleaved")
+
+
+def only(scenario):
+    """BENCH_ONLY=export_compressed|edge: that scenario alone (BENCH_STORES=sq,pg
+    picks the stores), printed instead of rewriting RESULTS.md."""
     os.makedirs(RAW, exist_ok=True)
     prepare_data(peers=False)
     problem = check_binary()
@@ -886,10 +954,15 @@ def only_export_compressed():
     for gw in gws:
         gw.reset()
         setup_gateway(gw)
-    scenario_export_compressed(gws)
-    json.dump(R, open(os.path.join(RAW, "results_export_compressed.json"), "w"), indent=1, default=str)
     import report
-    print("\n".join(report.export_compressed_lines(R)))
+    if scenario == "edge":
+        scenario_edge(gws)
+        lines = report.edge_lines(R)
+    else:
+        scenario_export_compressed(gws)
+        lines = report.export_compressed_lines(R)
+    json.dump(R, open(os.path.join(RAW, f"results_{scenario}.json"), "w"), indent=1, default=str)
+    print("\n".join(lines))
     return 1 if R["failed"] or any(gw.error for gw in gws) else 0
 
 
@@ -994,6 +1067,7 @@ def main():
     scenario_export(gws, ds)
     stop(ds)
     scenario_export_compressed(gws)
+    scenario_edge(gws)
     scenario_audit(gws)
     R["duration_s"] = time.time() - T0
     json.dump(R, open(os.path.join(RAW, "results.json"), "w"), indent=1, default=str)
@@ -1005,7 +1079,8 @@ def main():
 
 if __name__ == "__main__":
     try:
-        code = only_export_compressed() if os.environ.get("BENCH_ONLY") == "export_compressed" else main()
+        scenario = os.environ.get("BENCH_ONLY")
+        code = only(scenario) if scenario in ("export_compressed", "edge") else main()
     finally:
         stop_all()
     sys.exit(code)

@@ -222,6 +222,7 @@ def write(R, out):
              "so VmHWM covers only its start-up and the exports.\n")
 
     L.extend(export_compressed_lines(R))
+    L.extend(edge_lines(R))
 
     # ------------------------------------------------------------ import
     L.append("## S5: import of the CSV\n")
@@ -294,4 +295,28 @@ def export_compressed_lines(R):
              "(tower-http's default levels: gzip 6, zstd 3), one fresh gateway process per store and encoding; "
              "curl stores the compressed bytes (its time is the gateway's), rows are counted after decoding. "
              "Ratio: decoded bytes / bytes on the wire.\n")
+    return L
+
+
+def edge_lines(R):
+    """The S1e table: S1/S2 with the edge (compression, rate limiting) on and off."""
+    E = R.get("edge") or {}
+    L = ["## S1e: the edge on and off\n",
+         "Two gateway processes on the same store, rounds interleaved, every request with "
+         "`Accept-Encoding: gzip`: **on** = compression negotiated and rate limiting on (limits set "
+         "far above the load), **off** = both disabled. Budget: on ≥ 0.9× off.\n",
+         "| store | dataset | on req/s | off req/s | on / off (median of rounds) | on p99 ms | off p99 ms |",
+         "|---|---|---:|---:|---:|---:|---:|"]
+    for key in sorted(k for k in E if k.endswith("_on")):
+        on, off = E.get(key) or [], E.get(key[:-3] + "_off") or []
+        if not on or not off:
+            continue
+        store, dataset = key[:-3].split("_", 1)
+        ratios = [a["rps"] / b["rps"] for a, b in zip(on, off) if b["rps"]]
+        ratio = med(ratios)
+        verdict = "met" if ratio is not None and ratio >= 0.9 else "missed"
+        L.append(f"| {store} | {dataset} | {fmt(med([r['rps'] for r in on]))} | "
+                 f"{fmt(med([r['rps'] for r in off]))} | {ratio:.2f}x ({verdict}) | "
+                 f"{fmt(med([r['p99'] for r in on]), 2)} | {fmt(med([r['p99'] for r in off]), 2)} |")
+    L.append("")
     return L

@@ -38,7 +38,7 @@ pub enum ClientsCommand {
     },
     /// List the clients (never their secrets), one JSON object a line.
     List,
-    /// Refuse the client from now on (tokens already issued expire on their own).
+    /// Refuse the client from now on, the tokens already issued included.
     Disable {
         /// The client's id, as `clients create` printed it.
         client_id: String,
@@ -464,6 +464,47 @@ impl Drop for Progress {
             eprintln!();
         }
     }
+}
+
+/// `passerelle register …`.
+#[derive(Debug, Subcommand)]
+pub enum RegisterCommand {
+    /// Bootstrap or update register entries from an inventory spreadsheet
+    /// (CSV with `;`, UTF-8 or Windows-1252, French or English headers).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+/// `passerelle register import FILE`: every bad line reported with its
+/// number and reason; exit 1 when any line was left out.
+pub async fn register(settings: &Settings, command: RegisterCommand) -> anyhow::Result<ExitCode> {
+    let RegisterCommand::Import { file } = command;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let store = open_store(settings).await?;
+    let report = match crate::catalog::register_import::import_register(&store, &bytes).await {
+        Ok(report) => report,
+        Err(reason) => {
+            eprintln!("{}: {reason}; nothing imported", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for (line, reason) in &report.rejected {
+        eprintln!("{}: line {line}: {reason}", file.display());
+    }
+    println!(
+        "register: {} created, {} updated, {} unchanged, {} line(s) rejected",
+        report.created.len(),
+        report.updated.len(),
+        report.unchanged.len(),
+        report.rejected.len()
+    );
+    Ok(if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `passerelle token`: refused outside dev mode unless explicitly allowed.

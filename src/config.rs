@@ -63,6 +63,8 @@ pub struct Settings {
     pub policy: crate::policy::PolicySettings,
     /// Traces over OpenTelemetry (with the `otel` build feature).
     pub telemetry: crate::telemetry::TelemetrySettings,
+    /// The pages: staff sign-in (OpenID Connect) and sessions.
+    pub web: crate::web::settings::WebSettings,
     /// The publishing API: upload size, versions kept.
     pub publishing: PublishingSettings,
 }
@@ -218,6 +220,21 @@ pub struct CompressionSettings {
     /// (compressing them costs more than it saves). Streamed exports, whose
     /// size is not known when they start, are always compressed.
     pub min_bytes: u64,
+    /// How hard each encoder works: `fastest` (gzip 1, brotli 0, zstd 1:
+    /// most of the size saved for a fraction of the CPU, the default for a
+    /// gateway whose answers are fresh each time), `default` (each
+    /// encoder's own default: gzip 6, brotli 11, zstd 3) or `best`.
+    pub level: CompressionLevel,
+}
+
+/// How hard the encoders work (`[server.compression] level`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionLevel {
+    #[default]
+    Fastest,
+    Default,
+    Best,
 }
 
 impl Default for CompressionSettings {
@@ -225,6 +242,7 @@ impl Default for CompressionSettings {
         CompressionSettings {
             enabled: true,
             min_bytes: 1024,
+            level: CompressionLevel::Fastest,
         }
     }
 }
@@ -276,6 +294,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             policy: crate::policy::PolicySettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
+            web: crate::web::settings::WebSettings::default(),
             publishing: PublishingSettings::default(),
         }
     }
@@ -372,6 +391,9 @@ impl Settings {
         }
         // A misspelt origin or method would silently lock browsers out.
         crate::http::cors::check(&self.server.cors).map_err(ConfigError::OutOfRange)?;
+        self.web
+            .check(&self.auth, self.dev_mode)
+            .map_err(ConfigError::Unsafe)?;
         if self.dev_mode {
             return Ok(());
         }

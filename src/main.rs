@@ -74,6 +74,9 @@ enum Command {
     /// Audit log operations.
     #[command(subcommand)]
     Audit(passerelle::cli::AuditCommand),
+    /// The data register (inventory spreadsheet).
+    #[command(subcommand)]
+    Register(passerelle::cli::RegisterCommand),
     /// Print the OpenAPI description.
     Openapi,
     /// Ask the running gateway whether it is ready (exit 0) or not (exit 1):
@@ -193,6 +196,7 @@ async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<Exi
         Command::Keys(command) => passerelle::cli::keys(&settings, command).await,
         Command::Policy(command) => passerelle::cli::policy(&settings, command).await,
         Command::Audit(command) => passerelle::cli::audit(&settings, command).await,
+        Command::Register(command) => passerelle::cli::register(&settings, command).await,
         Command::BenchAudit {
             events,
             concurrency,

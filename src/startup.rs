@@ -286,10 +286,12 @@ pub async fn serve_until(
         .context("server error")
 }
 
-/// Policy file watching, catalogue refresh (imports by other instances) and
+/// Policy file watching, the change listener (PostgreSQL), catalogue
+/// refresh (imports by other instances, the fallback of the listener) and
 /// the cleanup of retired tables.
 pub fn spawn_background_tasks(state: &AppState) {
     state.policy.spawn_watcher(Duration::from_secs(2));
+    spawn_change_listener(state);
     let period = Duration::from_secs(state.settings.server.catalog_refresh_seconds.max(1));
     let refreshing = state.clone();
     tokio::spawn(async move {
@@ -314,6 +316,19 @@ pub fn spawn_background_tasks(state: &AppState) {
             )
             .await;
         }
+    });
+}
+
+/// On PostgreSQL, applies every change another instance announces as soon
+/// as it is heard (see [`crate::store::changes`]). SQLite: polling only.
+pub fn spawn_change_listener(state: &AppState) {
+    let Store::Postgres(pool) = &state.store else {
+        return;
+    };
+    let pool = pool.clone();
+    let state = state.clone();
+    tokio::spawn(async move {
+        crate::store::changes::listen(&pool, |heard| state.apply(heard)).await;
     });
 }
 

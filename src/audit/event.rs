@@ -79,6 +79,11 @@ named_enum! {
         Admin = "admin",
         /// The OAuth2 token endpoint.
         Token = "token",
+        /// A staff sign-in to the pages (OpenID Connect), and its end.
+        SignIn = "sign-in",
+        SignOut = "sign-out",
+        /// The data register's inventory.
+        InventoryRead = "inventory:read",
         /// A new version uploaded or restored.
         Publish = "publish",
         /// A dataset created, its metadata edited, retired or restored.
@@ -112,6 +117,7 @@ impl From<crate::policy::Action> for Action {
             Policy::Metadata => Action::Metadata,
             Policy::AuditRead => Action::AuditRead,
             Policy::Admin => Action::Admin,
+            Policy::InventoryRead => Action::InventoryRead,
             Policy::Publish => Action::Publish,
             Policy::Manage => Action::Manage,
             Policy::Classify => Action::Classify,
@@ -610,7 +616,7 @@ pub(crate) mod tests {
         let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
         assert_eq!(
             names(&action),
-            "request,read,export,aggregate,metadata,audit:read,admin,token,publish,manage,classify,history"
+            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out,inventory:read,publish,manage,classify,history"
         );
         for policy in crate::policy::Action::ALL {
             assert_eq!(Action::from(policy).as_str(), policy.as_str());

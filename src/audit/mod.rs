@@ -34,8 +34,9 @@ pub use event::{
     hmac_sha256, redact_query,
 };
 pub use query::{
-    AuditQueryError, Count, EventPage, EventQuery, MAX_LIMIT, Stats, StatsQuery, SubjectCount,
-    event_csv_line, events_csv_header,
+    AuditQueryError, Count, Dashboard, DayCount, EventPage, EventQuery, ExportTotals, MAX_LIMIT,
+    PersonalReads, Stats, StatsQuery, SubjectCount, VERIFIED_RULE, event_csv_line,
+    events_csv_header,
 };
 pub use signer::{CheckpointSigner, Es256Signer};
 pub use verify::{BreakReason, BrokenEntry, Verification};
@@ -105,6 +106,15 @@ pub enum AuditError {
     Read(#[from] sqlx::Error),
 }
 
+/// The chain's head and last signed checkpoint, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatus {
+    pub head_seq: Option<i64>,
+    pub head_hash: Option<String>,
+    pub checkpoint_seq: Option<i64>,
+    pub checkpoint_time: Option<DateTime<Utc>>,
+}
+
 /// What a purge removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {
@@ -170,6 +180,34 @@ impl AuditReader {
     /// Request counts over a period.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
         Ok(query::stats(&self.store, query).await?)
+    }
+
+    /// The auditors' dashboard over a period (`personal`: the datasets
+    /// holding personal data).
+    pub async fn dashboard(
+        &self,
+        query: &StatsQuery,
+        personal: &[String],
+    ) -> Result<Dashboard, AuditError> {
+        Ok(query::dashboard(&self.store, query, personal).await?)
+    }
+
+    /// When the dashboard last verified the chain, and its result.
+    pub async fn last_verification(&self) -> Result<Option<(DateTime<Utc>, String)>, AuditError> {
+        Ok(query::last_verification(&self.store).await?)
+    }
+
+    /// The chain's head and its last signed checkpoint (`None` when empty).
+    pub async fn chain_status(&self) -> Result<ChainStatus, AuditError> {
+        let head = store::head(&self.store).await?;
+        let checkpoint = store::last_checkpoint(&self.store).await?;
+        Ok(ChainStatus {
+            head_seq: head.as_ref().map(|head| head.seq),
+            head_hash: head.map(|head| head.hash),
+            checkpoint_seq: checkpoint.as_ref().map(|row| row.seq),
+            checkpoint_time: checkpoint
+                .and_then(|row| DateTime::<Utc>::from_timestamp_micros(row.time_us)),
+        })
     }
 
     /// Writes the events with `from <= time < to`, oldest first, as `csv` or `ndjson`.

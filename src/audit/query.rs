@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::QueryBuilder;
 
 use super::columns::{COLUMNS, column_list};
-use super::event::{Decision, StoredEvent};
+use super::event::{Action, Decision, StoredEvent};
 use super::store::{EventRow, with_pool};
 use crate::store::Store;
 
@@ -130,6 +130,12 @@ impl EventQuery {
 pub struct StatsQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// `personal_data=true`: count only the reads served (allowed `read`,
+    /// `export` and `aggregate`) of the datasets in `datasets`.
+    pub personal_data: bool,
+    /// The datasets holding personal data (filled from the catalogue by the
+    /// caller when `personal_data` is set).
+    pub datasets: Vec<String>,
 }
 
 impl StatsQuery {
@@ -140,6 +146,13 @@ impl StatsQuery {
             match name.as_str() {
                 "from" => query.from = Some(parse_time(name, value)?),
                 "to" => query.to = Some(parse_time(name, value)?),
+                "personal_data" => {
+                    query.personal_data = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid(name, "expected `true` or `false`")),
+                    }
+                }
                 _ => {}
             }
         }
@@ -200,6 +213,31 @@ pub struct Stats {
     pub by_decision: Vec<Count>,
     /// Keys are UTC days, `YYYY-MM-DD`.
     pub by_day: Vec<Count>,
+    /// The callers' organisations.
+    pub by_org: Vec<Count>,
+    /// The purposes declared (`X-Purpose`).
+    pub by_purpose: Vec<Count>,
+}
+
+/// With `personal_data`: only the reads served of the listed datasets.
+macro_rules! push_personal {
+    ($builder:expr, $query:expr) => {{
+        let query: &StatsQuery = $query;
+        if query.personal_data {
+            if query.datasets.is_empty() {
+                $builder.push(" AND 1 = 0");
+            } else {
+                $builder.push(" AND dataset IN (");
+                let mut separated = $builder.separated(", ");
+                for dataset in &query.datasets {
+                    separated.push_bind(dataset.clone());
+                }
+                $builder.push(")");
+                $builder
+                    .push(" AND decision = 'allow' AND action IN ('read', 'export', 'aggregate')");
+            }
+        }
+    }};
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -286,6 +324,7 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
             with_pool!(store, pool => {
                 let mut builder = QueryBuilder::<Db>::new(format!("SELECT {column}, COUNT(*) FROM audit_events"));
                 push_filters!(builder, &filter);
+                push_personal!(builder, query);
                 builder.push(format!(" AND kind = 'access' GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"));
                 builder.build_query_as::<(Option<String>, i64)>().fetch_all(pool).await
             })
@@ -298,9 +337,12 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
     };
     let by_dataset = to_counts(grouped("dataset").await?);
     let by_decision = to_counts(grouped("decision").await?);
+    let by_org = to_counts(grouped("org").await?);
+    let by_purpose = to_counts(grouped("purpose").await?);
     let by_subject: Vec<(Option<String>, Option<String>, i64)> = with_pool!(store, pool => {
         let mut builder = QueryBuilder::<Db>::new("SELECT subject, org, COUNT(*) FROM audit_events");
         push_filters!(builder, &filter);
+        push_personal!(builder, query);
         builder.push(" AND kind = 'access' GROUP BY subject, org ORDER BY COUNT(*) DESC, subject, org");
         builder.build_query_as().fetch_all(pool).await?
     });
@@ -310,6 +352,7 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
             "SELECT time_us / {MICROS_PER_DAY} AS day, COUNT(*) FROM audit_events"
         ));
         push_filters!(builder, &filter);
+        push_personal!(builder, query);
         builder.push(format!(" AND kind = 'access' GROUP BY time_us / {MICROS_PER_DAY} ORDER BY day"));
         builder.build_query_as().fetch_all(pool).await?
     });
@@ -336,7 +379,204 @@ pub async fn stats(store: &Store, query: &StatsQuery) -> Result<Stats, sqlx::Err
                 count,
             })
             .collect(),
+        by_org,
+        by_purpose,
     })
+}
+
+/// Requests of one UTC day, allowed and refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub allow: i64,
+    pub deny: i64,
+}
+
+/// Allowed reads of a dataset holding personal data, for one purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PersonalReads {
+    pub dataset: String,
+    /// Null when the caller gave none.
+    pub purpose: Option<String>,
+    pub requests: i64,
+    pub rows: i64,
+}
+
+/// Finished exports of a dataset: how many, rows and bytes sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportTotals {
+    pub dataset: Option<String>,
+    pub exports: i64,
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// The auditors' dashboard over a period: access events only (completions
+/// count for the exports' rows and bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dashboard {
+    pub by_day: Vec<DayCount>,
+    /// Refusals by rule (the reason), most frequent first.
+    pub refusals: Vec<Count>,
+    pub top_datasets: Vec<Count>,
+    pub top_orgs: Vec<Count>,
+    pub top_subjects: Vec<Count>,
+    pub personal_reads: Vec<PersonalReads>,
+    pub exports: Vec<ExportTotals>,
+}
+
+/// Entries of each top list.
+pub const TOP: i64 = 10;
+
+/// The dashboard's counts over `query`'s period; `personal` names the
+/// datasets holding personal data (from the catalogue). Every value is bound.
+pub async fn dashboard(
+    store: &Store,
+    query: &StatsQuery,
+    personal: &[String],
+) -> Result<Dashboard, sqlx::Error> {
+    let filter = EventQuery {
+        from: query.from,
+        to: query.to,
+        ..EventQuery::default()
+    };
+    let days: Vec<(i64, String, i64)> = with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new(format!(
+            "SELECT time_us / {MICROS_PER_DAY} AS day, decision, COUNT(*) FROM audit_events"
+        ));
+        push_filters!(builder, &filter);
+        builder.push(format!(
+            " AND kind = 'access' GROUP BY time_us / {MICROS_PER_DAY}, decision ORDER BY day, decision"
+        ));
+        builder.build_query_as().fetch_all(pool).await?
+    });
+    let mut by_day: Vec<DayCount> = Vec::new();
+    for (day, decision, count) in days {
+        let day = DateTime::from_timestamp_micros(day * MICROS_PER_DAY)
+            .map(|time| time.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        if by_day.last().is_none_or(|last| last.day != day) {
+            by_day.push(DayCount {
+                day,
+                allow: 0,
+                deny: 0,
+            });
+        }
+        if let Some(last) = by_day.last_mut() {
+            if decision == Decision::Allow.as_str() {
+                last.allow += count;
+            } else {
+                last.deny += count;
+            }
+        }
+    }
+    let top = |column: &'static str, refusals: bool| {
+        let filter = filter.clone();
+        async move {
+            let rows: Vec<(Option<String>, i64)> = with_pool!(store, pool => {
+                let mut builder = QueryBuilder::<Db>::new(format!("SELECT {column}, COUNT(*) FROM audit_events"));
+                push_filters!(builder, &filter);
+                builder.push(" AND kind = 'access'");
+                if refusals {
+                    builder.push(" AND decision = ").push_bind(Decision::Deny.as_str());
+                }
+                builder.push(format!(" GROUP BY {column} ORDER BY COUNT(*) DESC, {column} LIMIT "));
+                builder.push_bind(TOP);
+                builder.build_query_as().fetch_all(pool).await?
+            });
+            Ok::<_, sqlx::Error>(
+                rows.into_iter()
+                    .map(|(key, count)| Count { key, count })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let refusals = top("rule", true).await?;
+    let top_datasets = top("dataset", false).await?;
+    let top_orgs = top("org", false).await?;
+    let top_subjects = top("subject", false).await?;
+    let personal_reads = if personal.is_empty() {
+        Vec::new()
+    } else {
+        let rows: Vec<(String, Option<String>, i64, i64)> = with_pool!(store, pool => {
+            let mut builder = QueryBuilder::<Db>::new(
+                "SELECT dataset, purpose, COUNT(*), CAST(COALESCE(SUM(rows_sent), 0) AS BIGINT) FROM audit_events",
+            );
+            push_filters!(builder, &filter);
+            builder.push(" AND kind = 'access' AND decision = ").push_bind(Decision::Allow.as_str());
+            builder.push(" AND action IN (");
+            let mut actions = builder.separated(", ");
+            for action in [Action::Read, Action::Export, Action::Aggregate] {
+                actions.push_bind(action.as_str());
+            }
+            builder.push(") AND dataset IN (");
+            let mut datasets = builder.separated(", ");
+            for dataset in personal {
+                datasets.push_bind(dataset.clone());
+            }
+            builder.push(") GROUP BY dataset, purpose ORDER BY COUNT(*) DESC, dataset, purpose");
+            builder.build_query_as().fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|(dataset, purpose, requests, rows)| PersonalReads {
+                dataset,
+                purpose,
+                requests,
+                rows,
+            })
+            .collect()
+    };
+    let exports: Vec<(Option<String>, i64, i64, i64)> = with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new(
+            "SELECT dataset, \
+             CAST(SUM(CASE WHEN kind = 'access' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN kind = 'completion' THEN rows_sent ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN kind = 'completion' THEN bytes_sent ELSE 0 END), 0) AS BIGINT) \
+             FROM audit_events",
+        );
+        push_filters!(builder, &filter);
+        builder.push(" AND action = ").push_bind(Action::Export.as_str());
+        builder.push(" AND decision = ").push_bind(Decision::Allow.as_str());
+        builder.push(" GROUP BY dataset ORDER BY 2 DESC, dataset");
+        builder.build_query_as().fetch_all(pool).await?
+    });
+    Ok(Dashboard {
+        by_day,
+        refusals,
+        top_datasets,
+        top_orgs,
+        top_subjects,
+        personal_reads,
+        exports: exports
+            .into_iter()
+            .map(|(dataset, exports, rows, bytes)| ExportTotals {
+                dataset,
+                exports,
+                rows,
+                bytes,
+            })
+            .collect(),
+    })
+}
+
+/// The rule every chain verification from the dashboard records, before its result.
+pub const VERIFIED_RULE: &str = "chain verified: ";
+
+/// The newest verification recorded by the dashboard: its time and rule.
+pub async fn last_verification(
+    store: &Store,
+) -> Result<Option<(DateTime<Utc>, String)>, sqlx::Error> {
+    let row: Option<(i64, String)> = with_pool!(store, pool => {
+        let mut builder = QueryBuilder::<Db>::new("SELECT time_us, rule FROM audit_events WHERE kind = 'access' AND action = ");
+        builder.push_bind(Action::AuditRead.as_str());
+        builder.push(" AND rule LIKE ").push_bind(format!("{VERIFIED_RULE}%"));
+        builder.push(" ORDER BY seq DESC LIMIT 1");
+        builder.build_query_as().fetch_optional(pool).await?
+    });
+    Ok(row.and_then(|(time_us, rule)| {
+        DateTime::<Utc>::from_timestamp_micros(time_us).map(|time| (time, rule))
+    }))
 }
 
 /// The CSV header matching `event_csv_line`: one column a field.

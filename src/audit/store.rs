@@ -457,6 +457,18 @@ pub async fn statements(store: &Store) -> Result<Vec<CheckpointRow>, sqlx::Error
     })
 }
 
+/// The newest signed checkpoint, if any.
+pub async fn last_checkpoint(store: &Store) -> Result<Option<CheckpointRow>, sqlx::Error> {
+    with_pool!(store, pool => {
+        sqlx::query_as::<Db, CheckpointRow>(
+            "SELECT id, kind, seq, hash, time_us, key_id, signature FROM audit_checkpoints \
+             WHERE kind = 'checkpoint' ORDER BY seq DESC, id DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+    })
+}
+
 /// The first sequence whose event is at or after `time_us`, if any.
 pub async fn first_seq_since(store: &Store, time_us: i64) -> Result<Option<i64>, sqlx::Error> {
     with_pool!(store, pool => {

@@ -810,6 +810,7 @@ async fn counts_and_exports() {
             .stats(&StatsQuery {
                 from: Some(sample("x").time + Duration::days(1)),
                 to: None,
+                ..StatsQuery::default()
             })
             .await
             .unwrap();

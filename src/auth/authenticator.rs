@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::caller::{AuthFailure, AuthMethod, Caller, caller_roles};
-use super::clients::{API_KEY_PREFIX, ClientRefusal, ClientRegistry};
+use super::clients::{API_KEY_PREFIX, ClientRefusal, ClientRegistry, ClientState};
 use super::config::{AuthConfig, IssuerConfig};
 use super::jwks::{ProviderKeys, spawn_refresher};
 use super::jwt::{self, Expectations, Unverified};
@@ -41,6 +41,9 @@ pub(crate) struct Inner {
     verified: Cache<[u8; 32], VerifiedToken>,
     /// Verified API keys by SHA-256, for `api_key_cache_seconds`.
     api_keys: Cache<[u8; 32], Arc<Caller>>,
+    /// Partner clients' state (`None`: no such client), for
+    /// `client_state_cache_seconds` or until a change is heard.
+    client_states: Cache<String, Option<ClientState>>,
 }
 
 #[derive(Clone)]
@@ -119,6 +122,12 @@ impl Authenticator {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(config.api_key_cache_seconds.max(1)))
                 .build(),
+            client_states: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(
+                    config.client_state_cache_seconds.max(1),
+                ))
+                .build(),
             config: config.clone(),
         };
         Ok(Authenticator {
@@ -189,10 +198,115 @@ impl Authenticator {
         &self.inner.config
     }
 
+    /// The person an OpenID Connect ID token names, verified by the same
+    /// code as API tokens: the configured issuer `issuer` (one of
+    /// `[[auth.issuers]]`: its keys, algorithms and claim mapping), but the
+    /// audience is the pages' client id (`client_id`), as OpenID Connect
+    /// requires. The caller's nonce is checked by the sign-in, not here.
+    pub async fn id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Caller, AuthFailure> {
+        let unverified = jwt::inspect(token)?;
+        if unverified.issuer.as_deref() != Some(issuer) {
+            return Err(AuthFailure::new(
+                "wrong_issuer",
+                "the ID token's issuer (`iss`) is not the sign-in's issuer",
+            ));
+        }
+        let external = self
+            .inner
+            .issuers
+            .iter()
+            .find(|candidate| candidate.config.issuer == issuer)
+            .ok_or_else(|| {
+                AuthFailure::new("wrong_issuer", "the sign-in's issuer is not trusted")
+            })?;
+        self.external_token(token, &unverified, external, &[client_id.to_owned()])
+            .await
+    }
+
+    /// A partner client changed (disabled, deleted, new secret, an API key
+    /// revoked): what is known of it is read again at its next request.
+    pub async fn forget_client(&self, client_id: &str) {
+        self.inner.client_states.invalidate(client_id).await;
+        // API keys are cached by their hash, not by client: all of them are
+        // checked again (client changes are rare).
+        self.inner.api_keys.invalidate_all();
+    }
+
+    /// Changes may have been missed: every client is read again.
+    pub fn forget_all_clients(&self) {
+        self.inner.client_states.invalidate_all();
+        self.inner.api_keys.invalidate_all();
+    }
+
+    /// Refuses a token the gateway issued to a partner client that has been
+    /// disabled, deleted or given a new secret since, or whose agreement has
+    /// ended; fails closed when the client's state cannot be read.
+    async fn check_client_token(&self, caller: &Caller) -> Result<(), AuthFailure> {
+        let Some(client_id) = &caller.client_id else {
+            return Ok(());
+        };
+        let refuse = |reason, detail: &str| AuthFailure {
+            client_id: Some(client_id.clone()),
+            ..AuthFailure::new(reason, detail)
+        };
+        let clients = &self.inner.clients;
+        let state = self
+            .inner
+            .client_states
+            .try_get_with(client_id.clone(), async { clients.state(client_id).await })
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot check a client's token");
+                refuse(
+                    "store_unavailable",
+                    "the token's client cannot be checked right now",
+                )
+            })?;
+        // Tokens issued before generations existed carry none: generation 0.
+        let generation = caller
+            .claims
+            .get("gen")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        match state {
+            None => Err(refuse(
+                "token_revoked",
+                "the token's client no longer exists",
+            )),
+            Some(state) if !state.enabled => {
+                Err(refuse("client_disabled", "the token's client is disabled"))
+            }
+            Some(state)
+                if state
+                    .expires_at
+                    .is_some_and(|end| end <= chrono::Utc::now()) =>
+            {
+                Err(refuse(
+                    "expired",
+                    "the token's client agreement has expired",
+                ))
+            }
+            Some(state) if state.generation != generation => Err(refuse(
+                "token_revoked",
+                "the token was revoked (its client's secret was rotated or the client disabled)",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     async fn token(&self, token: &str) -> Result<Caller, AuthFailure> {
         let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(verified) = self.inner.verified.get(&fingerprint).await {
             if verified.until > Instant::now() {
+                // The signature holds; the client may have been revoked since.
+                if verified.caller.auth_method == AuthMethod::GatewayToken {
+                    self.check_client_token(&verified.caller).await?;
+                }
                 return Ok(Caller::clone(&verified.caller));
             }
             self.inner.verified.invalidate(&fingerprint).await;
@@ -203,7 +317,9 @@ impl Authenticator {
             .clone()
             .ok_or_else(|| AuthFailure::new("wrong_issuer", "the token has no `iss` claim"))?;
         let caller = if issuer == self.inner.config.issuer {
-            self.gateway_token(token, &unverified).await?
+            let caller = self.gateway_token(token, &unverified).await?;
+            self.check_client_token(&caller).await?;
+            caller
         } else {
             let external = self
                 .inner
@@ -213,7 +329,8 @@ impl Authenticator {
                 .ok_or_else(|| {
                     AuthFailure::new("wrong_issuer", "the token's issuer (`iss`) is not trusted")
                 })?;
-            self.external_token(token, &unverified, external).await?
+            self.external_token(token, &unverified, external, &external.config.audiences)
+                .await?
         };
         let lifetime = caller
             .claims
@@ -292,6 +409,7 @@ impl Authenticator {
         token: &str,
         unverified: &Unverified,
         issuer: &ExternalIssuer,
+        audiences: &[String],
     ) -> Result<Caller, AuthFailure> {
         let algorithm = unverified.header.alg;
         if !issuer.algorithms.contains(&algorithm) {
@@ -310,7 +428,7 @@ impl Authenticator {
             &Expectations {
                 algorithm,
                 issuer: &issuer.config.issuer,
-                audiences: &issuer.config.audiences,
+                audiences,
                 leeway_seconds: issuer.leeway_seconds,
             },
         )?;

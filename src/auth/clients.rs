@@ -22,6 +22,25 @@ use subtle::ConstantTimeEq;
 
 use crate::limits::LimitSet;
 use crate::store::Store;
+use crate::store::changes::{Announce, Change};
+
+/// Runs `$body` (statements on `&mut *$transaction`) in a transaction that
+/// also announces the client's change to every instance (see
+/// [`crate::store::changes`]); yields the body's value.
+macro_rules! announced {
+    ($store:expr, $client_id:expr, $transaction:ident => $body:expr) => {
+        with_pool!($store, pool => async {
+            let mut $transaction = pool.begin().await?;
+            let value = $body;
+            $transaction
+                .announce(&Change::Client { client_id: $client_id.to_owned() })
+                .await?;
+            $transaction.commit().await?;
+            Ok::<_, sqlx::Error>(value)
+        }
+        .await)
+    };
+}
 
 /// Prefix of every API key: `pk_<key id>_<secret>`.
 pub const API_KEY_PREFIX: &str = "pk_";
@@ -65,6 +84,18 @@ pub(crate) struct VerifiedClient {
     pub org: String,
     pub roles: Vec<String>,
     pub datasets: Option<Vec<String>>,
+    /// Carried in the tokens issued to it (`gen`), see [`ClientState`].
+    pub generation: i64,
+}
+
+/// What decides whether a token already issued to a client is still good:
+/// the client exists, is enabled, its agreement runs, and its generation is
+/// the token's (disabling the client or rotating its secret raises it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientState {
+    pub enabled: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub generation: i64,
 }
 
 /// Why a client or API key was refused.
@@ -102,6 +133,7 @@ struct ClientRow {
     enabled: bool,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
+    generation: i64,
     #[sqlx(flatten)]
     limits: LimitsRow,
 }
@@ -214,7 +246,7 @@ impl ClientRegistry {
     /// Every client with its API keys.
     pub async fn list(&self) -> anyhow::Result<Vec<ClientInfo>> {
         let clients = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
-            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, \
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, generation, \
              limit_requests, limit_per_seconds, limit_burst, limit_daily_rows, limit_daily_bytes \
              FROM auth_clients ORDER BY created_at, id",
         )
@@ -267,8 +299,8 @@ impl ClientRegistry {
     }
 
     /// Replaces the client's own limits (an empty set: its class's limits
-    /// apply again). Every instance applies them within
-    /// `limits.client_limits_cache_seconds`.
+    /// apply again). Every instance applies them at once on PostgreSQL
+    /// (notified), within `limits.client_limits_cache_seconds` otherwise.
     pub async fn set_limits(&self, id: &str, limits: LimitSet) -> anyhow::Result<()> {
         let stored = |value: Option<u64>| -> anyhow::Result<Option<i64>> {
             value
@@ -280,24 +312,32 @@ impl ClientRegistry {
             "per-seconds must be at least 1"
         );
         anyhow::ensure!(limits.burst != Some(0), "burst must be at least 1");
-        let changed = with_pool!(&self.store, pool => sqlx::query(
+        let values = [
+            stored(limits.requests)?,
+            stored(limits.per_seconds)?,
+            stored(limits.burst)?,
+            stored(limits.daily_rows)?,
+            stored(limits.daily_bytes)?,
+        ];
+        let changed = announced!(&self.store, id, transaction => sqlx::query(
             "UPDATE auth_clients SET limit_requests = $1, limit_per_seconds = $2, limit_burst = $3, \
              limit_daily_rows = $4, limit_daily_bytes = $5 WHERE id = $6",
         )
-        .bind(stored(limits.requests)?)
-        .bind(stored(limits.per_seconds)?)
-        .bind(stored(limits.burst)?)
-        .bind(stored(limits.daily_rows)?)
-        .bind(stored(limits.daily_bytes)?)
+        .bind(values[0])
+        .bind(values[1])
+        .bind(values[2])
+        .bind(values[3])
+        .bind(values[4])
         .bind(id)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))?;
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected())?;
         anyhow::ensure!(changed == 1, "no client `{id}`");
         Ok(())
     }
 
-    /// Refuses the client from now on (tokens already issued expire on their own).
+    /// Refuses the client from now on, tokens already issued included (its
+    /// generation is raised).
     pub async fn disable(&self, id: &str) -> anyhow::Result<()> {
         self.set_enabled(id, false).await
     }
@@ -307,50 +347,78 @@ impl ClientRegistry {
         self.set_enabled(id, true).await
     }
 
-    /// Replaces the client's secret; returns the new one (shown once).
+    /// Replaces the client's secret; returns the new one (shown once). The
+    /// tokens issued before stop being accepted.
     pub async fn rotate_secret(&self, id: &str) -> anyhow::Result<String> {
         let secret = random_secret();
         let hash = hash_secret(secret.clone()).await?;
-        let changed = with_pool!(&self.store, pool => sqlx::query(
-            "UPDATE auth_clients SET secret_hash = $1 WHERE id = $2",
+        // The tokens issued with the old secret end too.
+        let changed = announced!(&self.store, id, transaction => sqlx::query(
+            "UPDATE auth_clients SET secret_hash = $1, generation = generation + 1 WHERE id = $2",
         )
         .bind(&hash)
         .bind(id)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))?;
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected())?;
         anyhow::ensure!(changed == 1, "no client `{id}`");
         Ok(secret)
     }
 
     /// Removes the client and its API keys.
     pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
-        with_pool!(&self.store, pool => sqlx::query("DELETE FROM auth_api_keys WHERE client_id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        let deleted = with_pool!(&self.store, pool => sqlx::query("DELETE FROM auth_clients WHERE id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let deleted = announced!(&self.store, id, transaction => {
+            sqlx::query("DELETE FROM auth_api_keys WHERE client_id = $1")
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
+            sqlx::query("DELETE FROM auth_clients WHERE id = $1")
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected()
+        })?;
         anyhow::ensure!(deleted == 1, "no client `{id}`");
         Ok(())
     }
 
-    /// Revokes an API key (refused within seconds on every instance).
+    /// Revokes an API key: refused at once by every instance on PostgreSQL
+    /// (notified), within `auth.api_key_cache_seconds` otherwise.
     pub async fn revoke_api_key(&self, key_id: &str) -> anyhow::Result<()> {
-        let changed = with_pool!(&self.store, pool => sqlx::query(
+        let owner = with_pool!(&self.store, pool => sqlx::query_scalar::<_, String>(
+            "SELECT client_id FROM auth_api_keys WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_id)
+        .fetch_optional(pool)
+        .await)?
+        .with_context(|| format!("no active API key `{key_id}`"))?;
+        let changed = announced!(&self.store, &owner, transaction => sqlx::query(
             "UPDATE auth_api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(Utc::now())
         .bind(key_id)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))?;
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected())?;
         anyhow::ensure!(changed == 1, "no active API key `{key_id}`");
         Ok(())
+    }
+
+    /// What tokens already issued to the client are checked against
+    /// (`None`: no such client).
+    pub(crate) async fn state(&self, id: &str) -> anyhow::Result<Option<ClientState>> {
+        let row = with_pool!(&self.store, pool => sqlx::query_as::<_, (bool, Option<DateTime<Utc>>, i64)>(
+            "SELECT enabled, expires_at, generation FROM auth_clients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+        .context("cannot read the clients")?;
+        Ok(row.map(|(enabled, expires_at, generation)| ClientState {
+            enabled,
+            expires_at,
+            generation,
+        }))
     }
 
     /// Checks a client's secret, then that it is enabled and its agreement runs.
@@ -415,7 +483,7 @@ impl ClientRegistry {
 
     async fn find(&self, id: &str) -> anyhow::Result<Option<ClientRow>> {
         let row = with_pool!(&self.store, pool => sqlx::query_as::<_, ClientRow>(
-            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, \
+            "SELECT id, org, roles, datasets, secret_hash, enabled, created_at, expires_at, generation, \
              limit_requests, limit_per_seconds, limit_burst, limit_daily_rows, limit_daily_bytes \
              FROM auth_clients WHERE id = $1",
         )
@@ -427,12 +495,17 @@ impl ClientRegistry {
     }
 
     async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<()> {
-        let changed = with_pool!(&self.store, pool => sqlx::query("UPDATE auth_clients SET enabled = $1 WHERE id = $2")
-            .bind(enabled)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        // Disabling raises the generation: the tokens issued before stay
+        // refused even if the client is enabled again.
+        let changed = announced!(&self.store, id, transaction => sqlx::query(
+            "UPDATE auth_clients SET enabled = $1, \
+             generation = CASE WHEN $1 THEN generation ELSE generation + 1 END WHERE id = $2",
+        )
+        .bind(enabled)
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected())?;
         anyhow::ensure!(changed == 1, "no client `{id}`");
         Ok(())
     }
@@ -458,6 +531,7 @@ fn usable(row: ClientRow) -> Result<VerifiedClient, ClientRefusal> {
         org: row.org,
         roles,
         datasets,
+        generation: row.generation,
     })
 }
 
@@ -584,7 +658,24 @@ mod tests {
         assert_eq!(registry.limits(&id).await.unwrap(), None);
         assert!(registry.set_limits("client_x", own).await.is_err());
 
+        let generation = |state: Option<ClientState>| state.expect("a client").generation;
+        let first = registry
+            .verify_secret(&id, &secret)
+            .await
+            .unwrap()
+            .generation;
+        assert_eq!(generation(registry.state(&id).await.unwrap()), first);
         let rotated = registry.rotate_secret(&id).await.unwrap();
+        // A new secret: the tokens issued before carry an older generation.
+        assert_eq!(generation(registry.state(&id).await.unwrap()), first + 1);
+        assert_eq!(
+            registry
+                .verify_secret(&id, &rotated)
+                .await
+                .unwrap()
+                .generation,
+            first + 1
+        );
         assert!(matches!(
             registry.verify_secret(&id, &secret).await,
             Err(ClientRefusal::WrongSecret)
@@ -614,7 +705,12 @@ mod tests {
             registry.verify_api_key(&key).await,
             Err((ClientRefusal::Disabled, Some(_)))
         ));
+        // Disabled: a new generation, which enabling again keeps.
+        let disabled = registry.state(&id).await.unwrap().expect("a client");
+        assert_eq!((disabled.enabled, disabled.generation), (false, first + 2));
         registry.enable(&id).await.unwrap();
+        let enabled = registry.state(&id).await.unwrap().expect("a client");
+        assert_eq!((enabled.enabled, enabled.generation), (true, first + 2));
         registry.revoke_api_key(&key_id).await.unwrap();
         assert!(matches!(
             registry.verify_api_key(&key).await,
@@ -643,6 +739,7 @@ mod tests {
         ));
 
         registry.delete(&id).await.unwrap();
+        assert_eq!(registry.state(&id).await.unwrap(), None);
         assert!(matches!(
             registry.verify_secret(&id, &rotated).await,
             Err(ClientRefusal::Unknown)

@@ -36,6 +36,11 @@ pub struct AuthConfig {
     pub failed_auth_window_seconds: u64,
     /// How long an API key check is reused (a revoked key stops within this).
     pub api_key_cache_seconds: u64,
+    /// How long a partner client's state (enabled, generation) is reused to
+    /// check the tokens issued to it. On PostgreSQL every instance forgets
+    /// it at once when the client changes (notified): this is the fallback
+    /// when a notification is missed, and the delay on SQLite.
+    pub client_state_cache_seconds: u64,
     /// Public base URL (`https://data.example.org`) for the OAuth2 metadata;
     /// when absent, it is derived from the request's `Host`.
     pub public_url: Option<String>,
@@ -58,6 +63,7 @@ impl Default for AuthConfig {
             failed_auth_limit: 5,
             failed_auth_window_seconds: 60,
             api_key_cache_seconds: 2,
+            client_state_cache_seconds: 5,
             public_url: None,
             issuers: Vec::new(),
         }

@@ -275,6 +275,8 @@ async fn issue(
     claims.insert("client_id".into(), json!(client.client_id));
     claims.insert("org".into(), json!(client.org));
     claims.insert("roles".into(), json!(roles));
+    // Checked on every use: a client disabled or given a new secret raises it.
+    claims.insert("gen".into(), json!(client.generation));
     if let Some(datasets) = &client.datasets {
         claims.insert("datasets".into(), json!(datasets));
     }

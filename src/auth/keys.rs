@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::AuthConfig;
 use crate::store::Store;
+use crate::store::changes::Change;
 
 /// Shortest time between two reloads of the keys from the store when a token
 /// names a key this instance does not know (another instance rotated).
@@ -177,6 +178,11 @@ impl KeyRing {
         .await
         .map(|_| ()))?;
         self.reload().await?;
+        // The other instances sign with the new key at once, not at their
+        // next start (PostgreSQL; a missed notice is caught up on reconnect).
+        if let Err(error) = self.inner.store.announce(&Change::Keys).await {
+            tracing::warn!(%error, "key rotation not announced to the other instances");
+        }
         Ok(kid)
     }
 
@@ -275,7 +281,8 @@ impl KeyRing {
         }
     }
 
-    async fn reload(&self) -> anyhow::Result<()> {
+    /// Reads the keys from the store again (another instance rotated them).
+    pub(crate) async fn reload(&self) -> anyhow::Result<()> {
         let keys = self.read_keys().await?;
         anyhow::ensure!(
             keys.iter().any(|key| key.retired_at.is_none()),
@@ -367,7 +374,7 @@ fn coordinates(public: &VerifyingKey) -> (String, String) {
 }
 
 /// The public JWK of a P-256 key.
-pub(crate) fn public_jwk(kid: &str, public: &VerifyingKey) -> Value {
+pub fn public_jwk(kid: &str, public: &VerifyingKey) -> Value {
     let (x, y) = coordinates(public);
     json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"})
 }

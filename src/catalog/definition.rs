@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::register::{Confidentiality, ProcessingRecord, Review, Sharing, SourceKind};
 use crate::domain::Schema;
 
 /// Who may read a dataset's rows (the policy decides the details per level).
@@ -41,7 +42,8 @@ pub enum MetadataVisibility {
     Restricted,
 }
 
-/// Where the rows come from.
+/// Where the rows come from (a file or a table; neither for an entry of the
+/// register whose data is not published yet), and who provides them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceDefinition {
@@ -60,6 +62,19 @@ pub struct SourceDefinition {
     /// `utf-8` or `windows-1252`; detected when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// Register: `internal`, `external` or `mixed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SourceKind>,
+    /// Register: the service or company that provides the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+impl SourceDefinition {
+    /// An entry of the register with no data yet.
+    pub fn is_metadata_only(&self) -> bool {
+        self.file.is_none() && self.table.is_none()
+    }
 }
 
 /// A per-role view: the in-between of open and closed.
@@ -81,6 +96,10 @@ pub struct ViewDefinition {
     /// absent: the gateway's `[policy] min_group_size` (11 by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_group_size: Option<u32>,
+    /// Purposes this view serves: a declared `X-Purpose` must be one of
+    /// them (case and accents folded). Empty: any declared purpose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<String>,
 }
 
 /// One dataset as declared in `catalog/`.
@@ -114,6 +133,27 @@ pub struct DatasetDefinition {
     pub geometry: Option<GeometryDefinition>,
     #[serde(default)]
     pub views: Vec<ViewDefinition>,
+    /// Register: the collectivité that owns the dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+    /// Register: the service (direction) in charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Register: shared or not, with whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
+    /// Register: confidential or not, on which grounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidentiality: Option<Confidentiality>,
+    /// Register: what producing the data costs (free text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// Register: who decided, when, next review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// GDPR processing record, required with `personal_data: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<ProcessingRecord>,
 }
 
 /// How a dataset's rows are placed on a map.
@@ -158,9 +198,8 @@ impl DatasetDefinition {
         if self.licence.trim().is_empty() {
             return Err("licence must not be empty".into());
         }
-        match (&self.source.file, &self.source.table) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => return Err("source needs exactly one of `file` or `table`".into()),
+        if self.source.file.is_some() && self.source.table.is_some() {
+            return Err("source needs one of `file` or `table`, not both".into());
         }
         for (position, view) in self.views.iter().enumerate() {
             if view.name.trim().is_empty() {
@@ -181,6 +220,8 @@ impl DatasetDefinition {
         }
         if let Some(schema) = &self.schema {
             self.check_schema(schema)?;
+        } else {
+            register_consistency(self, None)?;
         }
         Ok(())
     }
@@ -239,8 +280,21 @@ impl DatasetDefinition {
                 }
             }
         }
-        Ok(())
+        register_consistency(self, Some(schema))
     }
+}
+
+/// The register's consistency rules as one error listing every violation.
+fn register_consistency(
+    definition: &DatasetDefinition,
+    schema: Option<&Schema>,
+) -> Result<(), String> {
+    let violations = super::register::violations(definition, schema);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    Err(format!("register: {}", list.join("; ")))
 }
 
 #[cfg(test)]
@@ -293,6 +347,7 @@ mod tests {
             row_filter: None,
             aggregate_only: false,
             min_group_size: None,
+            purposes: Vec::new(),
         });
         assert!(with_view.check_schema(&schema("commune")).is_err());
     }

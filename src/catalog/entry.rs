@@ -142,9 +142,10 @@ impl Catalog {
         &self.ordered
     }
 
-    /// A fingerprint of every dataset version and definition (changes when
-    /// any import lands or any metadata changes).
-    pub fn fingerprint(&self) -> Vec<(String, i64, String)> {
+    /// A fingerprint of every dataset version, definition and access level
+    /// (changes when any import lands, and when a definition changes without
+    /// new rows: a register decision, an edit through the publishing API).
+    pub fn fingerprint(&self) -> Vec<(String, i64, String, &'static str)> {
         self.ordered
             .iter()
             .map(|entry| {
@@ -152,6 +153,7 @@ impl Catalog {
                     entry.id().to_owned(),
                     entry.version,
                     entry.definition_hash.clone(),
+                    entry.definition.access.as_str(),
                 )
             })
             .collect()

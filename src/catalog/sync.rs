@@ -133,10 +133,13 @@ pub async fn sync_folder_with(
     }
     // File datasets whose file is gone are removed when asked, and only when
     // every file was read: a malformed file must not make its dataset
-    // disappear. API datasets are never removed by a sync.
+    // disappear. API datasets are never removed by a sync, nor entries of
+    // the register imported from a spreadsheet (they have no file).
     if options.prune && report.failures.is_empty() {
         for row in stored.iter().filter(|row| !row.from_api()) {
-            if !loaded.iter().any(|item| item.definition.id == row.id) {
+            if row.source_hash != crate::store::datasets::REGISTER_IMPORT
+                && !loaded.iter().any(|item| item.definition.id == row.id)
+            {
                 store.delete_dataset(&row.id, &row.table_name).await?;
                 report.removed.push(row.id.clone());
             }
@@ -179,6 +182,19 @@ async fn sync_one(
         return Err(format!(
             "source.table `{table}`: serving existing SQL tables is not supported yet; export it to CSV"
         ));
+    }
+    if source.is_metadata_only() {
+        // A register entry: the definition only, until data is published.
+        if previous.is_some_and(|previous| {
+            previous.definition_hash == definition_hash && previous.version == 0
+        }) {
+            return Ok(SyncAction::Unchanged);
+        }
+        store
+            .upsert_metadata_only(&definition.id, &definition_json, &definition_hash, "")
+            .await
+            .map_err(|error| error.to_string())?;
+        return Ok(SyncAction::Updated);
     }
     let file = source.file.as_deref().ok_or("source.file is required")?;
     let source_path = folder.join(file);

@@ -5,6 +5,7 @@
 mod csv;
 mod geojson;
 mod json;
+pub mod rdf;
 
 pub use self::csv::{CsvEncoder, CsvOptions};
 pub use self::geojson::{GeoJsonEncoder, Geometry};

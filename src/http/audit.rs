@@ -164,9 +164,14 @@ pub struct StatsParameters {
     from: Option<String>,
     /// RFC 3339 time, exclusive.
     to: Option<String>,
+    /// `true`: only the reads served of datasets holding personal data.
+    personal_data: Option<bool>,
 }
 
-/// Counts of events by dataset, subject and organisation, decision and day.
+/// Counts of events by dataset, subject and organisation, decision, day,
+/// organisation and purpose. With `personal_data=true`: only the reads
+/// served of datasets holding personal data (what a DPO answers a data
+/// subject or a supervisory authority with).
 #[utoipa::path(
     get,
     path = "/api/v1/audit/stats",
@@ -186,7 +191,18 @@ pub async fn stats(
     RawQuery(raw_query): RawQuery,
 ) -> AppResult<Response> {
     require(&state, &context, Action::AuditRead)?;
-    let query = StatsQuery::from_params(&query_pairs(raw_query.as_deref())?)?;
+    let mut query = StatsQuery::from_params(&query_pairs(raw_query.as_deref())?)?;
+    if query.personal_data {
+        // The datasets holding personal data now (the register says which).
+        query.datasets = state
+            .catalog
+            .current()
+            .entries()
+            .iter()
+            .filter(|entry| entry.definition.personal_data)
+            .map(|entry| entry.id().to_owned())
+            .collect();
+    }
     Ok(Json(state.audit.stats(&query).await?).into_response())
 }
 

@@ -20,7 +20,7 @@ use axum::response::Response;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 
-use crate::config::CompressionSettings;
+use crate::config::{CompressionLevel, CompressionSettings};
 
 /// Where the row range waits while the compression layer runs.
 const SET_ASIDE_CONTENT_RANGE: HeaderName =
@@ -56,10 +56,17 @@ impl Predicate for Compressible {
 
 /// The compression layer for these settings.
 pub fn layer(settings: &CompressionSettings) -> CompressionLayer<Compressible> {
-    CompressionLayer::new().compress_when(Compressible {
-        enabled: settings.enabled,
-        min_bytes: settings.min_bytes,
-    })
+    let level = match settings.level {
+        CompressionLevel::Fastest => tower_http::CompressionLevel::Fastest,
+        CompressionLevel::Default => tower_http::CompressionLevel::Default,
+        CompressionLevel::Best => tower_http::CompressionLevel::Best,
+    };
+    CompressionLayer::new()
+        .quality(level)
+        .compress_when(Compressible {
+            enabled: settings.enabled,
+            min_bytes: settings.min_bytes,
+        })
 }
 
 /// Sets the row range aside before the compression layer sees the answer.

@@ -85,6 +85,9 @@ pub struct AccessRecord {
     pub auth_failure: Option<String>,
     /// The caller's daily quota, charged with the rows and bytes sent.
     pub quota: Option<crate::limits::QuotaCharge>,
+    /// The person a page sign-in just identified: the event names them,
+    /// not the anonymous visitor who arrived at the callback.
+    pub signed_in: Option<Caller>,
 }
 
 /// Shared between the middleware and the handler (an extension of the request).

@@ -9,9 +9,11 @@ pub mod cors;
 pub mod data;
 pub mod dataset_id;
 pub mod datasets;
+pub mod dcat;
 pub mod edge;
 pub mod guard;
 pub mod health;
+pub mod inventory;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
@@ -58,11 +60,13 @@ pub fn router(state: AppState) -> Router {
         ));
     // Pages: identified and audited like the API, compressed inside the
     // audit middleware for the same reason.
+    // Pages know their callers by the session cookie of a sign-in, the API
+    // by bearer credentials only.
     let pages = crate::web::routes()
         .layer(compression::layer(&settings.server.compression))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            request::track,
+            request::track_pages,
         ));
     // Uploads: a body limit of their own and no request timeout (a large
     // file takes its time), identified and audited like the rest of the API.
@@ -112,6 +116,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(publishing::routes())
+        .merge(inventory::routes())
+        .merge(dcat::routes())
 }
 
 /// Health and metrics: outside authentication and the audit log.

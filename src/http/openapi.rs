@@ -27,6 +27,7 @@ use super::state::AppState;
         (name = "audit", description = "The access log, for auditors"),
         (name = "policy", description = "Authorisation checks, for administrators"),
         (name = "publishing", description = "Stewards and providers: definitions, uploads, versions"),
+        (name = "register", description = "The data register: inventory and DCAT-AP catalogue"),
         (name = "operations", description = "Health"),
     )
 )]

@@ -205,6 +205,15 @@ pub async fn reload(
             format!("{error}; the previous policy stays in force"),
         )
     })?;
+    // The other instances re-read their files now rather than at their
+    // next look (PostgreSQL; they still watch the files anyway).
+    if let Err(error) = state
+        .store
+        .announce(&crate::store::changes::Change::Policy)
+        .await
+    {
+        tracing::warn!(%error, "policy reload not announced to the other instances");
+    }
     Ok(Json(PolicyReloadResponse {
         generation: state.policy.generation(),
     }))

@@ -25,9 +25,28 @@ use crate::domain::text;
 use crate::format::OutputFormat;
 use crate::telemetry::metrics;
 
+/// How a request says who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Identify {
+    /// The API: a bearer token or an API key, never a cookie.
+    Bearer,
+    /// The pages: the session cookie of a sign-in, never a bearer token.
+    Session,
+}
+
 /// The middleware on every `/api/v1` route (and unknown routes). The
 /// request id comes from the edge, which also sets `X-Request-Id`.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    track_as(state, request, next, Identify::Bearer).await
+}
+
+/// The middleware on every page: as [`track`], but the caller is the
+/// signed-in person of the session cookie (or anonymous).
+pub async fn track_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    track_as(state, request, next, Identify::Session).await
+}
+
+async fn track_as(state: AppState, request: Request, next: Next, identify: Identify) -> Response {
     let started = Instant::now();
     let request_id = context::request_id_of(&request);
     let info = RequestInfo {
@@ -36,8 +55,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     };
     let summary = RequestSummary::of(&request, &request_id, started);
     let span = tracing::debug_span!("request", request_id = %request_id, route = %summary.route);
-    let mut response =
-        context::scope(info, serve(state, request, summary, next).instrument(span)).await;
+    let mut response = context::scope(
+        info,
+        serve(state, request, summary, next, identify).instrument(span),
+    )
+    .await;
     // No cache keeps an API answer unless its handler says so (open data).
     response
         .headers_mut()
@@ -51,18 +73,39 @@ async fn serve(
     mut request: Request,
     summary: RequestSummary,
     next: Next,
+    identify: Identify,
 ) -> Response {
     let request_id = summary.request_id.clone();
     let started = summary.started;
     let facts = RequestFacts::of(&state, &request);
-    let (caller, failure) = match state
-        .authenticator
-        .authenticate(request.headers())
-        .instrument(tracing::debug_span!("authenticate", request_id = %request_id))
-        .await
-    {
-        Ok(caller) => (caller, None),
-        Err(failure) => (Caller::anonymous(), Some(failure)),
+    let mut page_identity = crate::web::session::PageIdentity {
+        account: None,
+        sign_in: state.settings.web.oidc.is_some(),
+    };
+    let (caller, failure) = match identify {
+        Identify::Bearer => match state
+            .authenticator
+            .authenticate(request.headers())
+            .instrument(tracing::debug_span!("authenticate", request_id = %request_id))
+            .await
+        {
+            Ok(caller) => (caller, None),
+            Err(failure) => (Caller::anonymous(), Some(failure)),
+        },
+        Identify::Session => {
+            match crate::web::session::identify(&state.settings, &state.store, request.headers())
+                .await
+            {
+                Some((caller, mut account)) => {
+                    account.can_audit = state
+                        .policy
+                        .allows_global(&caller.roles, crate::policy::Action::AuditRead);
+                    page_identity.account = Some(account);
+                    (caller, None)
+                }
+                None => (Caller::anonymous(), None),
+            }
+        }
     };
     let context = RequestContext::new(&request_id, caller).with_client_ip(facts.ip);
     // Counted once the caller is known (a refused credential counts as
@@ -102,7 +145,7 @@ async fn serve(
                     .extensions_mut()
                     .insert(crate::auth::ClientAddress(ip));
             }
-            next.run(request).await
+            crate::web::session::scope(page_identity, next.run(request)).await
         }
     };
     // What a page sent is known now (an export's only when it ends): it
@@ -351,6 +394,7 @@ fn new_event(
     status: u16,
     started: Instant,
 ) -> Event {
+    let caller = record.signed_in.as_ref().unwrap_or(caller);
     Event {
         time: chrono::Utc::now(),
         request_id: request_id.to_owned(),

@@ -9,6 +9,7 @@ use crate::auth::Authenticator;
 use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::policy::PolicyEngine;
+use crate::store::changes::{Change, Heard};
 use crate::store::probe::StoreHealth;
 use crate::store::{Store, StoreError};
 
@@ -60,6 +61,43 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// Applies what another instance changed, as soon as it is heard (see
+    /// [`crate::store::changes`]). Polling still catches up on what failed here.
+    pub async fn apply(&self, heard: Heard) {
+        match heard {
+            Heard::Change(Change::Catalog { dataset }) => {
+                tracing::debug!(%dataset, "catalogue change heard");
+                if let Err(error) = self.refresh_catalog().await {
+                    tracing::warn!(%error, "catalogue not refreshed after a change: polling will");
+                }
+            }
+            Heard::Change(Change::Policy) => {
+                // A failed reload keeps the policy in force and says why.
+                let _ = self.policy.reload().await;
+            }
+            Heard::Change(Change::Keys) => self.reload_keys().await,
+            Heard::Change(Change::Client { client_id }) => {
+                self.authenticator.forget_client(&client_id).await;
+                self.limits.forget_client(&client_id).await;
+            }
+            Heard::Everything => {
+                self.authenticator.forget_all_clients();
+                self.limits.forget_all_clients();
+                if let Err(error) = self.refresh_catalog().await {
+                    tracing::warn!(%error, "catalogue not refreshed: polling will");
+                }
+                let _ = self.policy.reload().await;
+                self.reload_keys().await;
+            }
+        }
+    }
+
+    async fn reload_keys(&self) {
+        if let Err(error) = self.authenticator.keys().reload().await {
+            tracing::warn!(%error, "signing keys not reloaded after a change");
+        }
     }
 }
 

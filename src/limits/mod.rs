@@ -281,6 +281,16 @@ impl Limits {
         inner.memory.usage(day, key)
     }
 
+    /// A client's own limits changed: they are read again at its next request.
+    pub async fn forget_client(&self, client_id: &str) {
+        self.inner.client_limits.invalidate(client_id).await;
+    }
+
+    /// Changes may have been missed: every client's limits are read again.
+    pub fn forget_all_clients(&self) {
+        self.inner.client_limits.invalidate_all();
+    }
+
     /// A client's own limits. When the store cannot tell, the class's
     /// limits apply (and the store is asked again at the next request).
     async fn client_limits(&self, client_id: &str) -> Option<LimitSet> {

@@ -626,7 +626,10 @@ const DEMO_GRANTS: [(&str, &[&str]); 14] = [
         "ademe",
         &["menages-precarite-energetique:aggregate=agregats-ademe"],
     ),
-    ("service-social", &["menages-precarite-energetique:read"]),
+    (
+        "service-social",
+        &["menages-precarite-energetique:read=accompagnement-social"],
+    ),
     (
         "police-municipale",
         &[

@@ -16,7 +16,8 @@
 //! 5. the row filter's claims are present and usable, and the filter parses.
 //!
 //! Two checks need the request itself and are methods of the grant:
-//! [`Grant::admit_purpose`] (personal data needs a declared purpose) and
+//! [`Grant::admit_purpose`] (personal data needs a declared purpose; a view
+//! listing purposes serves only those, case and accents folded) and
 //! [`Grant::admit_plan`] (an aggregate-only grant refuses raw rows).
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use super::{Action, DatasetRef, PolicyEngine};
 use crate::auth::Caller;
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::{AccessLevel, ViewDefinition};
+use crate::catalog::register::fold_purpose;
 use crate::domain::Schema;
 use crate::query::parse_filters;
 use crate::query::plan::{Filter, ReadPlan};
@@ -62,6 +64,8 @@ pub struct Grant {
     pub aggregate_only: Option<u32>,
     /// Personal data: a purpose must be declared (`X-Purpose`).
     pub purpose_required: bool,
+    /// The purposes the grant serves (its view's); empty: any declared one.
+    pub purposes: Vec<String>,
 }
 
 /// Why access is refused. [`Refusal::rule`] is what the audit log records.
@@ -88,6 +92,11 @@ pub enum Refusal {
     RowFilterMisconfigured { dataset: String },
     /// Personal data read without a declared purpose.
     PurposeRequired { dataset: String },
+    /// The declared purpose is not one the grant serves.
+    PurposeNotAllowed {
+        dataset: String,
+        allowed: Vec<String>,
+    },
     /// Raw rows asked for through an aggregate-only grant.
     AggregateOnly {
         dataset: String,
@@ -110,6 +119,9 @@ impl Refusal {
                 "the view's row filter is misconfigured".into()
             }
             Refusal::PurposeRequired { .. } => "personal data: X-Purpose required".into(),
+            Refusal::PurposeNotAllowed { allowed, .. } => {
+                format!("purpose not allowed by the grant: {}", allowed.join(" | "))
+            }
             Refusal::AggregateOnly {
                 view: Some(view), ..
             } => {
@@ -153,6 +165,16 @@ impl Refusal {
             Refusal::PurposeRequired { dataset } => format!(
                 "dataset `{dataset}` holds personal data: declare why you read it in the X-Purpose header \
                  (it is written to the audit log)"
+            ),
+            Refusal::PurposeNotAllowed { dataset, allowed } => format!(
+                "your access to dataset `{dataset}` serves only these purposes: {}; declare one of them in X-Purpose \
+                 (a case reference may follow it: `{} : dossier 12`)",
+                allowed
+                    .iter()
+                    .map(|purpose| format!("`{purpose}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                allowed.first().map(String::as_str).unwrap_or_default()
             ),
             Refusal::AggregateOnly { dataset, .. } => format!(
                 "only aggregates of dataset `{dataset}` are allowed: select aggregates such as `count()` or `column.sum()`, grouped by allowed columns"
@@ -256,24 +278,54 @@ impl PolicyEngine {
             row_filter,
             row_filter_text,
             aggregate_only,
-            purpose_required: entry.definition.personal_data,
+            purpose_required: entry.definition.personal_data
+                || view.is_some_and(|view| !view.purposes.is_empty()),
+            purposes: view.map(|view| view.purposes.clone()).unwrap_or_default(),
         })
     }
 }
 
 impl Grant {
-    /// Personal data is read only for a declared purpose.
+    /// Personal data is read only for a declared purpose, and a grant that
+    /// lists purposes only for one of them. The declared purpose matches an
+    /// allowed one when, case, accents and spacing folded, it is that
+    /// purpose, possibly followed by a reference after a separator
+    /// (`Accompagnement social : dossier 12`).
     pub fn admit_purpose(
         &self,
         entry: &DatasetEntry,
         purpose: Option<&str>,
     ) -> Result<(), Refusal> {
-        if self.purpose_required && purpose.is_none_or(|purpose| purpose.trim().is_empty()) {
-            return Err(Refusal::PurposeRequired {
-                dataset: entry.id().to_owned(),
-            });
+        let declared = purpose.filter(|purpose| !purpose.trim().is_empty());
+        let Some(declared) = declared else {
+            if self.purpose_required {
+                return Err(Refusal::PurposeRequired {
+                    dataset: entry.id().to_owned(),
+                });
+            }
+            return Ok(());
+        };
+        if self.purposes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let declared = fold_purpose(declared);
+        let admitted = self.purposes.iter().any(|allowed| {
+            let allowed = fold_purpose(allowed);
+            match declared.strip_prefix(&allowed) {
+                Some(rest) => {
+                    rest.is_empty() || rest.starts_with([' ', ':', '-', ',', ';', '(', '/'])
+                }
+                None => false,
+            }
+        });
+        if admitted {
+            Ok(())
+        } else {
+            Err(Refusal::PurposeNotAllowed {
+                dataset: entry.id().to_owned(),
+                allowed: self.purposes.clone(),
+            })
+        }
     }
 
     /// An aggregate-only grant answers aggregates, never raw rows.
@@ -419,6 +471,8 @@ pub struct GrantSummary {
     pub min_group_size: Option<u32>,
     /// Personal data: each read must declare its purpose (`X-Purpose`).
     pub purpose_required: bool,
+    /// The purposes the grant serves; empty: any declared purpose.
+    pub purposes: Vec<String>,
 }
 
 impl Grant {
@@ -435,6 +489,7 @@ impl Grant {
             aggregate_only: self.aggregate_only.is_some(),
             min_group_size: self.aggregate_only,
             purpose_required: self.purpose_required,
+            purposes: self.purposes.clone(),
         }
     }
 }
@@ -611,6 +666,52 @@ p, broken, level:partners, read, allow, absent
         ));
         assert!(grant.admit_purpose(&entry, Some("  ")).is_err());
         assert!(grant.admit_purpose(&entry, Some("dossier 12")).is_ok());
+        // A view listing purposes serves those only, case and accents folded.
+        let with_purposes = dataset(
+            "  - {name: by-commune, row_filter: 'commune=eq.${claims.org}', purposes: [Accompagnement social, Suivi de la précarité]}\n",
+            false,
+        );
+        let grant = engine
+            .grant(
+                &caller(&["partner"], Some("Troyes")),
+                &with_purposes,
+                Action::Read,
+            )
+            .unwrap();
+        assert!(grant.purpose_required, "a purpose list requires a purpose");
+        for admitted in [
+            "accompagnement social",
+            "SUIVI DE LA PRECARITE",
+            "suivi de la  précarité : dossier 12",
+        ] {
+            assert_eq!(
+                grant.admit_purpose(&with_purposes, Some(admitted)),
+                Ok(()),
+                "{admitted}"
+            );
+        }
+        for refused in [
+            "prospection commerciale",
+            "accompagnement socialement",
+            "suivi",
+        ] {
+            let refusal = grant
+                .admit_purpose(&with_purposes, Some(refused))
+                .unwrap_err();
+            assert!(
+                matches!(refusal, Refusal::PurposeNotAllowed { .. }),
+                "{refused}"
+            );
+            assert!(
+                refusal.detail().contains("`Accompagnement social`"),
+                "{}",
+                refusal.detail()
+            );
+        }
+        assert!(matches!(
+            grant.admit_purpose(&with_purposes, None),
+            Err(Refusal::PurposeRequired { .. })
+        ));
         let mut restricted = caller(&["partner"], Some("Troyes"));
         restricted.allowed_datasets = Some(vec!["other".into()]);
         assert!(matches!(

@@ -58,6 +58,8 @@ pub enum Action {
     AuditRead,
     /// Administer the gateway, e.g. `/policy/check` (global).
     Admin,
+    /// Read the data register's inventory, restricted entries included (global).
+    InventoryRead,
     /// Upload new versions of a dataset's rows and restore earlier ones.
     Publish,
     /// Create a dataset, edit its metadata, retire it.
@@ -71,13 +73,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Read,
         Action::Export,
         Action::Aggregate,
         Action::Metadata,
         Action::AuditRead,
         Action::Admin,
+        Action::InventoryRead,
         Action::Publish,
         Action::Manage,
         Action::Classify,
@@ -93,6 +96,7 @@ impl Action {
             Action::Metadata => "metadata",
             Action::AuditRead => "audit:read",
             Action::Admin => "admin",
+            Action::InventoryRead => "inventory:read",
             Action::Publish => "publish",
             Action::Manage => "manage",
             Action::Classify => "classify",
@@ -109,7 +113,10 @@ impl Action {
 
     /// True for actions that concern the gateway as a whole, not a dataset.
     pub fn is_global(self) -> bool {
-        matches!(self, Action::AuditRead | Action::Admin)
+        matches!(
+            self,
+            Action::AuditRead | Action::Admin | Action::InventoryRead
+        )
     }
 
     /// True for actions that hand out rows or aggregates of rows.

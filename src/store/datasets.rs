@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::Execute;
 use sqlx::QueryBuilder;
 
+use super::changes::{Announce, Change};
 use super::retired::{RETIRE_SQL, TableLease, now_seconds};
 use super::sql::{
     self, CellKind, DatasetBackend, OutputColumn, TableQuery, build_count, build_groups_with_sizes,
@@ -258,13 +259,64 @@ impl Store {
             }
         };
         with_backend!(self, pool, DB => {
+            let mut transaction = pool.begin().await?;
             sqlx::query::<DB>(sql)
                 .bind(definition)
                 .bind(definition_hash)
                 .bind(schema)
                 .bind(id)
-                .execute(pool)
+                .execute(&mut *transaction)
                 .await?;
+            transaction
+                .announce(&Change::Catalog { dataset: id.to_owned() })
+                .await?;
+            transaction.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records a register entry with no data yet (no table, no rows,
+    /// version 0), or turns a dataset back into one (its table is retired).
+    /// `last_updated` stays empty: no version was ever published.
+    /// `origin` goes in `source_hash`: [`REGISTER_IMPORT`] for entries of an
+    /// imported register, which a catalogue sync leaves alone.
+    pub async fn upsert_metadata_only(
+        &self,
+        id: &str,
+        definition: &str,
+        definition_hash: &str,
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        let previous = "SELECT table_name FROM datasets WHERE id = $1";
+        let upsert = "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, \
+                      table_name, version, record_count, last_updated) \
+                      VALUES ($1, $2, $3, $4, '{\"fields\":[]}', '', 0, 0, '') \
+                      ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, \
+                      definition_hash = excluded.definition_hash, source_hash = excluded.source_hash, \
+                      schema = excluded.schema, table_name = '', version = 0, record_count = 0, \
+                      last_updated = ''";
+        with_backend!(self, pool, DB => {
+            let mut transaction = pool.begin().await?;
+            let old_table: Option<String> = sqlx::query_scalar::<DB, String>(previous)
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+            sqlx::query::<DB>(upsert)
+                .bind(id)
+                .bind(definition)
+                .bind(definition_hash)
+                .bind(origin)
+                .execute(&mut *transaction)
+                .await?;
+            if let Some(table) = old_table.filter(|table| table.starts_with(TABLE_PREFIX)) {
+                sqlx::query::<DB>(RETIRE_SQL)
+                    .bind(table)
+                    .bind(id)
+                    .bind(now_seconds())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
         });
         Ok(())
     }
@@ -286,11 +338,18 @@ impl Store {
                     .execute(&mut *transaction)
                     .await?;
             }
+            transaction
+                .announce(&Change::Catalog { dataset: id.to_owned() })
+                .await?;
             transaction.commit().await?;
         });
         Ok(())
     }
 }
+
+/// The `source_hash` of register entries created by `passerelle register
+/// import` (no file behind them: a catalogue sync does not remove them).
+pub const REGISTER_IMPORT: &str = "register-import";
 
 /// Tables the gateway creates for imported datasets start with this prefix;
 /// only those are ever dropped (a `source.table` is someone else's).
@@ -372,6 +431,12 @@ macro_rules! record_version {
                 .execute(&mut *$transaction)
                 .await?;
         }
+        // Every instance swaps the new version in at once (PostgreSQL).
+        $transaction
+            .announce(&Change::Catalog {
+                dataset: $new.id.to_owned(),
+            })
+            .await?;
         $transaction.commit().await?;
         Ok(ImportOutcome::Imported {
             table_name: $table,

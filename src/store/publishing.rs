@@ -70,6 +70,17 @@ const DATASET_SQL: &str = "SELECT id, definition, definition_hash, source_hash, 
      version, record_count, last_updated, origin, retired_at, retired_by \
      FROM datasets WHERE id = $1";
 
+/// Tells the other instances (PostgreSQL) that `id`'s catalogue row
+/// changed; polling catches up if this is lost.
+async fn announce_catalog(store: &Store, id: &str) {
+    let change = super::changes::Change::Catalog {
+        dataset: id.to_owned(),
+    };
+    if let Err(error) = store.announce(&change).await {
+        tracing::warn!(dataset = %id, %error, "catalogue change not announced: polling will catch up");
+    }
+}
+
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -112,6 +123,9 @@ impl Store {
             .await?
             .rows_affected()
         });
+        if changed > 0 {
+            announce_catalog(self, id).await;
+        }
         Ok(changed > 0)
     }
 
@@ -126,6 +140,9 @@ impl Store {
             .await?
             .rows_affected()
         });
+        if changed > 0 {
+            announce_catalog(self, id).await;
+        }
         Ok(changed > 0)
     }
 
@@ -166,6 +183,7 @@ impl Store {
                 .await?;
             transaction.commit().await?;
         });
+        announce_catalog(self, id).await;
         Ok(())
     }
 
@@ -347,6 +365,7 @@ impl Store {
         };
         self.record_published_version(&facts, new_number, &table, keep)
             .await?;
+        announce_catalog(self, id).await;
         Ok(Some(new_number))
     }
 

@@ -110,6 +110,8 @@ struct DatasetPage {
     active_filters: Vec<ActiveFilter>,
     downloads: Vec<Link>,
     code: Option<Snippets>,
+    /// The preview rows' geometries, for a geographic dataset.
+    map: Option<Vec<super::map::Mark>>,
 }
 
 /// `GET /datasets/{id}`.
@@ -157,7 +159,12 @@ pub async fn dataset(
     let mut kind = None;
     if summary.can_read {
         match preview::read(&state, &context, entry, &grammar, &headers).await {
-            Ok(rows) => page.table = Some(table(site, &path, &grammar, &rows)),
+            Ok(rows) => {
+                page.table = Some(table(site, &path, &grammar, &rows));
+                page.map = entry
+                    .geometry
+                    .and_then(|geometry| map_of(entry, geometry, &rows));
+            }
             Err(NoRows::AggregatesOnly) => {
                 page.notice = Some(site.texts().preview_aggregates.to_owned());
             }
@@ -298,7 +305,25 @@ fn describe(
         active_filters: Vec::new(),
         downloads: Vec::new(),
         code: None,
+        map: None,
     }
+}
+
+/// The map of the preview's rows, labelled by their first text column.
+fn map_of(
+    entry: &DatasetEntry,
+    geometry: crate::catalog::GeometryColumns,
+    rows: &Rows,
+) -> Option<Vec<super::map::Mark>> {
+    let fields = &entry.schema.fields;
+    let names: Vec<String> = fields.iter().map(|field| field.name.clone()).collect();
+    let label = rows.columns.iter().position(|column| {
+        column
+            .source
+            .and_then(|source| fields.get(source))
+            .is_some_and(|field| field.field_type == crate::domain::FieldType::String)
+    });
+    super::map::draw(geometry, &names, &rows.columns, &rows.rows, label)
 }
 
 fn fact(label: &'static str, value: String) -> Fact {
@@ -334,13 +359,12 @@ fn licence_url(licence: &str) -> Option<&'static str> {
 
 /// True when the last version is older than the promised frequency (a day of grace).
 fn is_late(summary: &DatasetSummary, now: DateTime<Utc>) -> bool {
-    let days = match summary.update_frequency.as_deref() {
-        Some("daily") => 1,
-        Some("weekly") => 7,
-        Some("monthly") => 31,
-        Some("quarterly") => 92,
-        Some("annual") => 366,
-        _ => return false,
+    let Some(days) = summary
+        .update_frequency
+        .as_deref()
+        .and_then(crate::catalog::inventory::freshness_days)
+    else {
+        return false;
     };
     DateTime::parse_from_rfc3339(&summary.last_updated)
         .is_ok_and(|updated| now.signed_duration_since(updated).num_days() > days)
@@ -602,6 +626,7 @@ mod tests {
                 data: String::new(),
                 csv: String::new(),
             },
+            register: Default::default(),
         }
     }
 

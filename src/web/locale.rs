@@ -243,6 +243,16 @@ pub struct Texts {
     pub error_unavailable: &'static str,
     pub error_unavailable_detail: &'static str,
     pub back_to_catalogue: &'static str,
+    pub nav_sign_in: &'static str,
+    pub nav_audit: &'static str,
+    pub map_title: &'static str,
+    pub map_caption: &'static str,
+    pub nav_sign_out: &'static str,
+    pub signed_in_as: &'static str,
+    pub sign_in_failed: &'static str,
+    pub sign_in_failed_detail: &'static str,
+    pub error_forbidden: &'static str,
+    pub error_csrf: &'static str,
 }
 
 pub static FRENCH: Texts = Texts {
@@ -335,6 +345,16 @@ pub static FRENCH: Texts = Texts {
     error_unavailable: "Service momentanément indisponible",
     error_unavailable_detail: "Les données ne peuvent pas être lues pour l'instant : réessayez dans un moment.",
     back_to_catalogue: "Retour au catalogue",
+    nav_sign_in: "Connexion agents",
+    nav_audit: "Journal des accès",
+    map_title: "Carte des lignes affichées",
+    map_caption: "Position des lignes de l'aperçu ci-dessus (survolez un point pour son nom) ; les valeurs sont dans le tableau.",
+    nav_sign_out: "Se déconnecter",
+    signed_in_as: "Connecté en tant que",
+    sign_in_failed: "Connexion impossible",
+    sign_in_failed_detail: "La connexion n'a pas pu aboutir (expirée, déjà utilisée ou refusée). Recommencez depuis le lien de connexion.",
+    error_forbidden: "Action refusée",
+    error_csrf: "Ce formulaire a expiré ou ne vient pas de ce site : rechargez la page et recommencez.",
 };
 
 pub static ENGLISH: Texts = Texts {
@@ -427,6 +447,16 @@ pub static ENGLISH: Texts = Texts {
     error_unavailable: "Service temporarily unavailable",
     error_unavailable_detail: "The data cannot be read right now: try again in a moment.",
     back_to_catalogue: "Back to the catalogue",
+    nav_sign_in: "Staff sign-in",
+    nav_audit: "Access log",
+    map_title: "Map of the rows shown",
+    map_caption: "Where the rows of the preview above are (hover a point for its name); the values are in the table.",
+    nav_sign_out: "Sign out",
+    signed_in_as: "Signed in as",
+    sign_in_failed: "Sign-in failed",
+    sign_in_failed_detail: "The sign-in could not be completed (expired, already used or refused). Start again from the sign-in link.",
+    error_forbidden: "Action refused",
+    error_csrf: "This form has expired or does not come from this site: reload the page and try again.",
 };
 
 #[cfg(test)]

@@ -1,36 +1,50 @@
-//! Pages for people: the home page, the catalogue and each dataset's page,
-//! rendered on the server from compiled templates (`src/web/templates/`), in
-//! French unless the visitor asks for English, with a stylesheet and a
-//! little script built into the binary (`/assets/…`).
+//! Pages for people: the home page, the catalogue and each dataset's page
+//! (with a map for geographic datasets), the staff sign-in (`signin`,
+//! `session`: OpenID Connect, server-side sessions) and the auditors'
+//! dashboard (`audit`), rendered on the server from compiled templates
+//! (`src/web/templates/`), in French unless the visitor asks for English,
+//! with a stylesheet and a little script built into the binary (`/assets/…`).
 //!
-//! Pages go through the same request middleware as the API (`request::track`:
-//! the caller's identity and one audit event per page) and reuse its
+//! Pages go through the same request middleware as the API
+//! (`request::track_pages`: the caller's identity, from the session of a
+//! staff sign-in, and one audit event per page) and reuse its
 //! decisions: the catalogue summary for what a caller may know, the read
 //! authorisation and parser for the rows a page shows. Nothing here decides
 //! access on its own.
 
 pub mod assets;
+pub mod audit;
 pub mod catalogue;
 pub mod dataset;
 pub mod display;
 pub mod home;
 pub mod locale;
+pub mod map;
 pub mod page;
 pub mod preview;
+pub mod session;
+pub mod settings;
+pub mod signin;
 pub mod snippets;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::http::state::AppState;
 
-/// The pages. `http::router` wraps them in `request::track`, as the API:
-/// each request identified and audited.
+/// The pages. `http::router` wraps them in `request::track_pages`: each
+/// request identified by its session (never a bearer token) and audited.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
         .route("/datasets", get(catalogue::catalogue))
         .route("/datasets/{id}", get(dataset::dataset))
+        .route("/audit", get(audit::dashboard))
+        .route("/audit/verify", post(audit::verify))
+        .route("/audit/events.csv", get(audit::events_csv))
+        .route("/login", get(signin::login))
+        .route("/login/callback", get(signin::callback))
+        .route("/logout", post(signin::logout))
 }
 
 /// The stylesheet and script: outside the audit log (they hold no data).

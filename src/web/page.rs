@@ -97,9 +97,14 @@ pub struct Layout {
     pub script: &'static str,
     pub home: String,
     pub catalogue: String,
+    pub audit: String,
     pub switch_href: String,
     pub switch_lang: &'static str,
     pub lang_field: Option<&'static str>,
+    /// The signed-in person (with the CSRF token of the sign-out form).
+    pub account: Option<super::session::Account>,
+    /// The sign-in link (back to this page), when a sign-in is configured.
+    pub sign_in: Option<String>,
 }
 
 impl Layout {
@@ -107,6 +112,15 @@ impl Layout {
     /// switch links to the same page in the other language).
     pub fn new(site: Site, title: String, path: &str, pairs: &[(String, String)]) -> Layout {
         let other = site.lang.other();
+        let identity = super::session::current();
+        let here = site.href(
+            path,
+            pairs
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
+        let sign_in = (identity.sign_in && identity.account.is_none())
+            .then(|| site.href("/login", [("return_to", here.as_str())]));
         let switch = Site {
             lang: other,
             explicit: true,
@@ -118,6 +132,7 @@ impl Layout {
             script: &SCRIPT.path,
             home: site.href("/", []),
             catalogue: site.href("/datasets", []),
+            audit: site.href("/audit", []),
             switch_href: switch.href(
                 path,
                 pairs
@@ -126,6 +141,8 @@ impl Layout {
             ),
             switch_lang: other.code(),
             lang_field: site.lang_field(),
+            account: identity.account,
+            sign_in,
         }
     }
 }

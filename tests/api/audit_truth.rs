@@ -303,9 +303,9 @@ fn cases(app: &TestApp, round: usize, tokens: &Tokens, etag: &str) -> Vec<Case> 
             Some(PERSONAL),
         )
         .by(&tokens.social, "social")
-        .header("X-Purpose", "suivi")
-        .view(None)
-        .purpose(Some("suivi")),
+        .header("X-Purpose", "accompagnement social")
+        .view(Some("accompagnement-social"))
+        .purpose(Some("accompagnement social")),
         Case::get(
             "uri too long",
             format!("{}?x={}", data(OPEN), "a".repeat(9 * 1024)),

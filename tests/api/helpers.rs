@@ -62,20 +62,29 @@ pub async fn spawn_app_with(
     kind: StoreKind,
     adjust: impl FnOnce(&mut Settings),
 ) -> Option<TestApp> {
+    spawn_app_at(kind, |settings, _| adjust(settings)).await
+}
+
+/// Starts the gateway with settings that may name its own address
+/// (`http://127.0.0.1:port`, the second argument of `adjust`).
+pub async fn spawn_app_at(
+    kind: StoreKind,
+    adjust: impl FnOnce(&mut Settings, &str),
+) -> Option<TestApp> {
     passerelle::telemetry::init();
     let (url, database) = match kind {
         StoreKind::Sqlite => test_support::sqlite_url(),
         StoreKind::Postgres => test_support::postgres_url().await?,
     };
-    let mut settings = test_settings(url);
-    adjust(&mut settings);
-    let state = passerelle::startup::build_state(settings)
-        .await
-        .expect("gateway starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("address"));
+    let mut settings = test_settings(url);
+    adjust(&mut settings, &address);
+    let state = passerelle::startup::build_state(settings)
+        .await
+        .expect("gateway starts");
     let app = passerelle::http::router(state.clone());
     tokio::spawn(async move {
         axum::serve(

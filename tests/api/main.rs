@@ -2,13 +2,16 @@
 //! test runs on SQLite and on PostgreSQL (`on_both_stores!`).
 
 mod helpers;
+mod oidc_provider;
 
 mod access;
 mod admin;
+mod audit_dashboard;
 mod audit_trail;
 mod audit_truth;
 mod browser;
 mod catalogue;
+mod dcat;
 mod edge_http;
 mod errors;
 mod formats;
@@ -22,8 +25,11 @@ mod postgrest_client;
 mod publishing;
 mod rate_limits;
 mod read;
+mod register;
 mod resilience_edge;
 mod resilience_exports;
 mod resilience_imports;
 mod resilience_input;
 mod resilience_outage;
+mod revocation;
+mod sign_in;

@@ -395,6 +395,233 @@ fn compose_stack() {
     assert!(gateway["depends_on"]["redis"].is_mapping());
     assert!(gateway["depends_on"]["postgres"].is_mapping());
     assert!(compose["volumes"]["pgdata"].is_null() || compose["volumes"]["pgdata"].is_mapping());
+
+    // Two replicas behind nginx; only nginx is published, and its address
+    // is the one proxy the gateways believe.
+    assert_eq!(gateway["deploy"]["replicas"].as_u64(), Some(2));
+    assert!(gateway["ports"].is_null(), "replicas publish no port");
+    assert_eq!(
+        gateway["healthcheck"]["test"],
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(r#"["CMD", "passerelle", "health"]"#)
+            .unwrap()
+    );
+    for service in ["postgres", "redis", "gateway", "loadbalancer"] {
+        assert!(
+            services[service]["healthcheck"]["test"].is_sequence(),
+            "health check of {service}"
+        );
+    }
+    let balancer = &services["loadbalancer"];
+    assert!(
+        balancer["image"]
+            .as_str()
+            .is_some_and(|image| image.starts_with("nginx:"))
+    );
+    assert_eq!(
+        balancer["depends_on"]["gateway"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    assert_eq!(balancer["ports"][0].as_str(), Some("8080:8080"));
+    let proxy = balancer["networks"]["backend"]["ipv4_address"]
+        .as_str()
+        .expect("the load balancer's fixed address");
+    assert_eq!(
+        gateway["environment"]["PASSERELLE_SERVER__TRUSTED_PROXIES"].as_str(),
+        Some(format!("[\"{proxy}\"]").as_str())
+    );
+    let mounted = balancer["volumes"][0]
+        .as_str()
+        .expect("nginx configuration");
+    let (host_path, _) = mounted.split_once(':').unwrap();
+    let nginx = std::fs::read_to_string(repository_path(host_path)).expect("nginx configuration");
+    for directive in [
+        "server gateway:8080 resolve",
+        "proxy_pass http://passerelle;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_buffering off;",
+    ] {
+        assert!(nginx.contains(directive), "{directive} in {host_path}");
+    }
+}
+
+/// The manifests of deploy/kubernetes/, read as a list of documents by file.
+fn kubernetes_manifests() -> Vec<(String, serde_yaml_ng::Value)> {
+    let folder = repository_path("deploy/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "yaml")
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let value =
+                serde_yaml_ng::from_str(&text).unwrap_or_else(|error| panic!("{name}: {error}"));
+            (name, value)
+        })
+        .collect()
+}
+
+/// Runs `kubernetes-validate --strict` (PyPI; installed by .ci/run) on
+/// `files`; `None` when it is not installed outside CI.
+fn kubernetes_validate(files: &[std::path::PathBuf]) -> Option<std::process::Output> {
+    let output = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(files)
+        .output();
+    match output {
+        Ok(output) => Some(output),
+        Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping the schema validation outside CI: {error}");
+            None
+        }
+        Err(error) => panic!("kubernetes-validate is required in CI: {error}"),
+    }
+}
+
+/// deploy/kubernetes/: every manifest passes the Kubernetes schemas
+/// (strict: an unknown field fails, as a mistyped one does below); the
+/// Deployment probes the health endpoints, requests resources, runs as a
+/// user on a read-only root filesystem and takes its secrets from a Secret;
+/// the policies' ConfigMap holds the repository's policy files.
+#[test]
+fn kubernetes_deployment() {
+    let manifests = kubernetes_manifests();
+    let folder = repository_path("deploy/kubernetes");
+    let files: Vec<_> = manifests
+        .iter()
+        .filter(|(name, _)| name != "kustomization.yaml")
+        .map(|(name, _)| folder.join(name))
+        .collect();
+    if let Some(output) = kubernetes_validate(&files) {
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let scratch = tempfile::tempdir().unwrap();
+        let mistyped = scratch.path().join("deployment.yaml");
+        let text = std::fs::read_to_string(folder.join("deployment.yaml")).unwrap();
+        std::fs::write(&mistyped, text.replace("readinessProbe:", "readinesProbe:")).unwrap();
+        let output = kubernetes_validate(&[mistyped]).expect("validator present");
+        assert!(!output.status.success(), "a mistyped field is refused");
+    }
+
+    let find = |kind: &str| -> &serde_yaml_ng::Value {
+        manifests
+            .iter()
+            .map(|(_, value)| value)
+            .find(|value| value["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("a {kind}"))
+    };
+    let kustomization = find("Kustomization");
+    let listed: Vec<&str> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|resource| resource.as_str())
+        .collect();
+    for (name, value) in &manifests {
+        let expected = !matches!(value["kind"].as_str(), Some("Kustomization" | "Secret"));
+        assert_eq!(
+            listed.contains(&name.as_str()),
+            expected,
+            "{name} in the kustomization"
+        );
+    }
+
+    let deployment = find("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/health/ready")
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/health/live")
+    );
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0)
+    );
+    let secret_of = |variable: &str| {
+        container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["name"].as_str() == Some(variable))
+            .and_then(|entry| entry["valueFrom"]["secretKeyRef"]["name"].as_str())
+    };
+    for variable in [
+        "DATABASE_URL",
+        "PASSERELLE_LIMITS__REDIS_URL",
+        "PASSERELLE_AUTH__ISSUER",
+    ] {
+        assert_eq!(
+            secret_of(variable),
+            Some("passerelle"),
+            "{variable} from the Secret"
+        );
+    }
+    let policies_mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|mount| mount["name"].as_str() == Some("policies"))
+        .expect("policies mounted");
+    let policies_dir = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"].as_str() == Some("PASSERELLE_POLICIES_DIR"))
+        .and_then(|entry| entry["value"].as_str());
+    assert_eq!(policies_dir, policies_mount["mountPath"].as_str());
+
+    let config_map = find("ConfigMap");
+    assert_eq!(
+        pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|volume| volume["name"].as_str() == Some("policies"))
+            .and_then(|volume| volume["configMap"]["name"].as_str()),
+        config_map["metadata"]["name"].as_str()
+    );
+    for file in ["model.conf", "policy.csv"] {
+        let in_repository =
+            std::fs::read_to_string(repository_path(&format!("policies/{file}"))).unwrap();
+        assert_eq!(
+            config_map["data"][file].as_str(),
+            Some(in_repository.as_str()),
+            "deploy/kubernetes/configmap-policies.yaml holds policies/{file}"
+        );
+    }
+
+    let autoscaler = find("HorizontalPodAutoscaler");
+    assert_eq!(
+        autoscaler["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    assert!(autoscaler["spec"]["minReplicas"].as_u64() >= Some(2));
+    let service = find("Service");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
 }
 
 /// The Dockerfile's health check runs the binary (no shell: `/dev/tcp` is a

@@ -300,3 +300,24 @@ on_both_stores! {
         assert!(!html.contains("Démo-001"));
     }
 }
+
+on_both_stores! {
+    /// A geographic dataset's page draws its preview rows on an SVG map (one
+    /// point per row with a geometry, labelled); the map follows the preview's
+    /// filter, and a page without rows (closed dataset) has no map.
+    async fn maps_of_geographic_datasets(app: TestApp) {
+        let (status, _, html) = page(&app, "/datasets/qualite-air-stations").await;
+        assert_eq!(status, 200);
+        assert!(html.contains("<title id=\"map-title\">"), "a map");
+        let points = html.matches("<circle class=\"map-point\"").count();
+        let rows = html.matches("<tr>").count() - 1;
+        assert!(points > 0 && points <= 20, "{points} points for {rows} table rows");
+        let (status, _, filtered) = page(&app, "/datasets/qualite-air-stations?polluant=eq.nope").await;
+        assert_eq!(status, 200);
+        assert!(!filtered.contains("map-point"), "no row, no point");
+        let (_, _, closed) = page(&app, "/datasets/menages-precarite-energetique").await;
+        assert!(!closed.contains("<svg"), "no map without rows");
+        let (_, _, plain) = page(&app, "/datasets/frequentation-musees").await;
+        assert!(!plain.contains("map-title"), "no geometry, no map");
+    }
+}

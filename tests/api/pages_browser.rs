@@ -3,8 +3,10 @@
 //! `tests/browser/pages.mjs`) against the real router: axe-core finds no
 //! serious or critical accessibility violation on any page, and a visitor
 //! can search, open a dataset, sort and filter its preview and download
-//! its CSV. Screenshots land in `tests/browser/screenshots/` (ignored by
-//! git). `.ci/run` installs Chromium, Node and the npm packages; in CI
+//! its CSV; a member of staff signs in through the test identity provider,
+//! reads an internal dataset and signs out; an auditor signs in and sees
+//! today's accesses, those just made included, and verifies the chain.
+//! Screenshots land in `tests/browser/screenshots/` (ignored by git). `.ci/run` installs Chromium, Node and the npm packages; in CI
 //! (`CI=true`) the test runs, never skips.
 
 use std::path::Path;
@@ -12,7 +14,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{StoreKind, repository_path, spawn_app};
+use crate::helpers::{StoreKind, repository_path};
+use crate::oidc_provider::spawn_app_with_sign_in;
 use crate::test_both_stores;
 
 /// Whether Node, Chromium and the npm packages are there; in CI they must be.
@@ -40,7 +43,7 @@ async fn pages_in_chromium(kind: StoreKind) {
     if !browser_available(&folder) {
         return;
     }
-    let Some(app) = spawn_app(kind).await else {
+    let Some((app, _provider)) = spawn_app_with_sign_in(kind).await else {
         return;
     };
     let store = match kind {
@@ -72,7 +75,7 @@ async fn pages_in_chromium(kind: StoreKind) {
     let results: Value = serde_json::from_slice(&output.stdout).expect("results JSON");
 
     let audited = results["axe"].as_object().expect("axe results");
-    assert_eq!(audited.len(), 6, "{results}");
+    assert_eq!(audited.len(), 8, "{results}");
     for (name, result) in audited {
         let expected = if name == "not-found" { 404 } else { 200 };
         assert_eq!(result["status"], expected, "{name}");
@@ -90,12 +93,17 @@ async fn pages_in_chromium(kind: StoreKind) {
             "{name}: serious or critical violations {grave:?}"
         );
     }
-    // The not-found page's own 404 is the only error a console may show.
+    // The refusal pages' own statuses (not found, the dashboard before
+    // signing in) are the only errors a console may show.
     let errors: Vec<&Value> = results["console_errors"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|error| !error["url"].as_str().unwrap().ends_with("/datasets/nope"))
+        .filter(|error| {
+            let url = error["url"].as_str().unwrap();
+            let status_page = url.ends_with("/datasets/nope") || url.ends_with("/audit");
+            !(status_page && error["text"].as_str().unwrap().contains("status of 40"))
+        })
         .collect();
     assert!(
         errors.is_empty(),
@@ -179,4 +187,65 @@ async fn pages_in_chromium(kind: StoreKind) {
     let closed = checks["closed_text"].as_str().unwrap();
     assert!(!closed.contains("Démo-001"), "no personal value");
     assert_eq!(checks["closed_tables"], 1, "the schema only, no preview");
+
+    // Staff: signed in from the internal dataset's page, back on it with its rows.
+    assert_eq!(checks["internal_anonymous_tables"], 0, "{checks}");
+    assert!(
+        checks["internal_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/datasets/infractions-videoprotection"),
+        "{checks}"
+    );
+    assert!(
+        checks["internal_header"]
+            .as_str()
+            .unwrap()
+            .contains("agent.dupont")
+    );
+    assert!(checks["internal_rows"].as_u64().unwrap() > 0, "{checks}");
+    assert!(
+        !checks["signed_out_header"]
+            .as_str()
+            .unwrap()
+            .contains("agent.dupont")
+    );
+    assert_eq!(checks["internal_after_sign_out"], 0, "signed out: no rows");
+
+    // Auditor: refused before signing in, then today's accesses, the staff's read included.
+    assert_eq!(checks["audit_anonymous_status"], 401);
+    assert!(
+        checks["audit_url"].as_str().unwrap().ends_with("/audit"),
+        "{checks}"
+    );
+    let today = checks["audit_today"].as_array().unwrap();
+    assert_eq!(today.len(), 1, "{checks}");
+    let allowed: u64 = today[0][0]
+        .as_str()
+        .unwrap()
+        .replace('\u{202F}', "")
+        .parse()
+        .unwrap();
+    let refused: u64 = today[0][1]
+        .as_str()
+        .unwrap()
+        .replace('\u{202F}', "")
+        .parse()
+        .unwrap();
+    assert!(allowed > 10 && refused >= 1, "{today:?}");
+    let events = checks["audit_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|event| event["subject"] == "agent.dupont"
+            && event["dataset"] == "infractions-videoprotection"
+            && event["action"] == "read"
+            && event["decision"] == "allow"),
+        "{events:?}"
+    );
+    assert!(
+        checks["audit_verification"]
+            .as_str()
+            .unwrap()
+            .starts_with("Chaîne intacte"),
+        "{checks}"
+    );
 }

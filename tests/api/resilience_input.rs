@@ -219,19 +219,19 @@ on_both_stores! {
             app.client.get(app.url(&format!("{MENAGES}?limit=1"))).bearer_auth(&token).header("X-Purpose", purpose).send()
         };
         for sent in [
-            HeaderValue::from_bytes("suivi précarité".as_bytes()).unwrap(),
-            HeaderValue::from_static("UTF-8''suivi%20pr%C3%A9carit%C3%A9"),
-            HeaderValue::from_static("utf-8'fr'suivi%20pr%C3%A9carit%C3%A9"),
+            HeaderValue::from_bytes("accompagnement social : suivi précarité".as_bytes()).unwrap(),
+            HeaderValue::from_static("UTF-8''accompagnement%20social%20%3A%20suivi%20pr%C3%A9carit%C3%A9"),
+            HeaderValue::from_static("utf-8'fr'accompagnement%20social%20%3A%20suivi%20pr%C3%A9carit%C3%A9"),
         ] {
             let response = read(sent.clone()).await.unwrap();
             assert_eq!(response.status(), 200, "{sent:?}");
             let event = app.audit_event_of(&response).await;
-            assert_eq!(event["purpose"], "suivi précarité", "{sent:?}");
+            assert_eq!(event["purpose"], "accompagnement social : suivi précarité", "{sent:?}");
         }
         // An apostrophe is ordinary text, not an RFC 8187 value.
-        let response = read(HeaderValue::from_static("l'instruction d'un dossier")).await.unwrap();
+        let response = read(HeaderValue::from_static("accompagnement social : l'instruction d'un dossier")).await.unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(app.audit_event_of(&response).await["purpose"], "l'instruction d'un dossier");
+        assert_eq!(app.audit_event_of(&response).await["purpose"], "accompagnement social : l'instruction d'un dossier");
         for blank in ["   ", "UTF-8''", "UTF-8''%20%20"] {
             let body = problem(read(HeaderValue::from_static(blank)).await.unwrap(), 400).await;
             assert_eq!(body["type"], "/problems/purpose-required", "{blank:?}");

@@ -1,7 +1,10 @@
 // Drives the gateway's pages in headless Chromium (Debian's /usr/bin/chromium
 // through playwright-core, never a downloaded browser): runs axe-core on each
 // page, takes a screenshot of each, and walks a visitor's path (keyboard
-// skip link, search, open a dataset, sort, filter, download the CSV).
+// skip link, search, open a dataset, sort, filter, download the CSV), then a
+// member of staff's (sign in through the test identity provider, read an
+// internal dataset, sign out) and an auditor's (sign in, today's accesses on
+// the dashboard, which axe checks too).
 // Prints one JSON object; tests/api/pages_browser.rs checks it.
 // Usage: node pages.mjs <gateway base URL> <screenshot folder>
 import { chromium } from 'playwright-core';
@@ -35,9 +38,10 @@ try {
     ['dataset-open', '/datasets/qualite-air-stations'],
     ['dataset-closed', '/datasets/menages-precarite-energetique'],
     ['catalogue-en', '/datasets?lang=en&access=open'],
+    ['dataset-map', '/datasets/releves-piezometriques'],
     ['not-found', '/datasets/nope'],
   ];
-  for (const [name, path] of audited) {
+  const audit = async (name, path) => {
     const response = await page.goto(base + path);
     await page.evaluate(axeSource);
     const result = await page.evaluate(async () =>
@@ -54,7 +58,13 @@ try {
       passes: result.passes.length,
     };
     await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  };
+  for (const [name, path] of audited) {
+    await audit(name, path);
   }
+  // The top of the catalogue, for the README (docs/screenshots/).
+  await page.goto(base + '/datasets');
+  await page.screenshot({ path: join(screenshots, 'readme-catalogue.png') });
 
   // The first Tab reaches the skip link.
   await page.goto(base + '/');
@@ -95,6 +105,45 @@ try {
   await page.goto(base + '/datasets/menages-precarite-energetique');
   output.checks.closed_text = await page.evaluate(() => document.body.innerText);
   output.checks.closed_tables = await page.$$eval('table', (tables) => tables.length);
+
+  // Through the identity provider's page (the test provider lists its users).
+  const signIn = async (user) => {
+    await Promise.all([page.waitForURL(/\/authorize\?/), page.click('header a[href^="/login"]')]);
+    await Promise.all([page.waitForURL((url) => url.toString().startsWith(base)), page.click(`a:text-is("${user}")`)]);
+  };
+  const header = () => page.$eval('header', (element) => element.innerText);
+
+  // Staff: sign in from an internal dataset's page, read it, sign out.
+  await page.goto(base + '/datasets/infractions-videoprotection');
+  output.checks.internal_anonymous_tables = await page.$$eval('#preview-table', (tables) => tables.length);
+  await signIn('agent.dupont');
+  output.checks.internal_url = page.url();
+  output.checks.internal_header = await header();
+  output.checks.internal_rows = await page.$$eval('#preview-table tbody tr', (rows) => rows.length);
+  await page.screenshot({ path: join(screenshots, 'dataset-internal.png'), fullPage: true });
+  await Promise.all([page.waitForURL(base + '/'), page.click('header form[action="/logout"] button')]);
+  output.checks.signed_out_header = await header();
+  await page.goto(base + '/datasets/infractions-videoprotection');
+  output.checks.internal_after_sign_out = await page.$$eval('#preview-table', (tables) => tables.length);
+
+  // Auditor: the dashboard refuses a visitor, then shows today's accesses.
+  const refused = await page.goto(base + '/audit');
+  output.checks.audit_anonymous_status = refused.status();
+  await signIn('auditrice.martin');
+  output.checks.audit_url = page.url();
+  await audit('audit', '/audit');
+  await page.screenshot({ path: join(screenshots, 'readme-audit.png') });
+  const today = new Date().toISOString().slice(0, 10);
+  output.checks.audit_today = await page.$$eval(
+    '#per-day-table tbody tr',
+    (rows, day) => rows.filter((row) => row.cells[0].textContent === day).map((row) => [row.cells[1].textContent, row.cells[2].textContent]),
+    today,
+  );
+  output.checks.audit_events = await page.$$eval('#events-table tbody tr', (rows) =>
+    rows.map((row) => ({ subject: row.cells[1].textContent, action: row.cells[3].textContent, dataset: row.cells[4].textContent, decision: row.cells[5].textContent })),
+  );
+  await Promise.all([page.waitForURL(/\/audit\/verify$/), page.click('form[action="/audit/verify"] button')]);
+  output.checks.audit_verification = await page.$eval('#verification', (element) => element.textContent);
 } finally {
   await browser.close();
 }

@@ -54,6 +54,19 @@ pub fn authorize(
     grant
         .admit_purpose(entry, declared.as_deref())
         .map_err(|refusal| deny(context, refusal))?;
+    if entry.version == 0 {
+        // A register entry whose data is not published yet: allowed, but
+        // there is nothing to read (no table to query).
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-data-yet",
+            "No data yet",
+            format!(
+                "dataset `{}` is in the register but no data has been published yet",
+                entry.id()
+            ),
+        ));
+    }
     Ok(grant)
 }
 

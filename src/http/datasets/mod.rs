@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::auth::Caller;
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::{AccessLevel, MetadataVisibility};
+use crate::catalog::register::{Confidentiality, ProcessingRecord, Review, Sharing, SourceKind};
 use crate::domain::Schema;
 use crate::policy::{Action, PolicyEngine, Refusal, public_columns};
 
@@ -35,6 +36,32 @@ pub struct DatasetSummary {
     pub view: Option<String>,
     /// Where the rows are.
     pub links: DatasetLinks,
+    /// The data register's fields.
+    #[serde(flatten)]
+    pub register: RegisterSummary,
+}
+
+/// The register's decisions about a dataset; the GDPR processing record
+/// only for callers who may read the data.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct RegisterSummary {
+    pub organisation: Option<String>,
+    pub direction: Option<String>,
+    /// `internal`, `external` or `mixed`.
+    pub source_kind: Option<SourceKind>,
+    pub source_provider: Option<String>,
+    pub sharing: Option<Sharing>,
+    pub confidentiality: Option<Confidentiality>,
+    pub cost: Option<String>,
+    pub review: Option<Review>,
+    /// Personal data: the processing record (purposes, legal basis,
+    /// retention, recipients, DPO contact), shown to callers who may read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing: Option<ProcessingRecord>,
+    /// The purposes this caller's access serves (declare one in `X-Purpose`);
+    /// absent when any declared purpose is accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_purposes: Vec<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -90,6 +117,21 @@ pub fn summarize(
         record_count: entry.record_count,
         schema,
         can_read: grant.is_some(),
+        register: RegisterSummary {
+            organisation: definition.organisation.clone(),
+            direction: definition.direction.clone(),
+            source_kind: definition.source.kind,
+            source_provider: definition.source.provider.clone(),
+            sharing: definition.sharing.clone(),
+            confidentiality: definition.confidentiality.clone(),
+            cost: definition.cost.clone(),
+            review: definition.review.clone(),
+            processing: grant.as_ref().and_then(|_| definition.processing.clone()),
+            allowed_purposes: grant
+                .as_ref()
+                .map(|grant| grant.purposes.clone())
+                .unwrap_or_default(),
+        },
         view: grant.and_then(|grant| grant.view),
         links: DatasetLinks {
             self_link: format!("/api/v1/datasets/{id}"),
