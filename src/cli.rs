@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use crate::audit::{AuditLog, AuditReader};
 use crate::auth::{ClientRegistry, KeyRing};
-use crate::catalog::sync::{import_file, read_definition};
+use crate::catalog::sync::read_definition;
 use crate::config::Settings;
 use crate::policy::{Action, DatasetRef, PolicyEngine};
 use crate::startup::{dataset_levels, open_store};
@@ -179,61 +179,289 @@ fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
     std::net::SocketAddr::new(ip, listen.port())
 }
 
-/// `passerelle import ID FILE`.
-pub async fn import(settings: &Settings, id: &str, file: &Path) -> anyhow::Result<ExitCode> {
-    let definition_path = ["yaml", "yml", "toml"]
+/// `passerelle datasets …`: the publishing API's definition operations,
+/// for an operator's scripts (run on the gateway's host, with its store).
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Create a dataset from a definition file (YAML, JSON), served through
+    /// the store (`catalog sync` leaves it alone). It starts empty: `passerelle
+    /// import ID FILE` fills it.
+    Create {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Replace a dataset's definition with a file's (the same id).
+    Update {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Retire a dataset: no more data served, metadata kept as a tombstone.
+    Retire {
+        /// Dataset id.
+        id: String,
+        /// Who retires it (recorded in the tombstone).
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+}
+
+/// Reads and checks a definition file for `datasets create|update`.
+fn definition_file(file: &Path) -> anyhow::Result<crate::catalog::definition::DatasetDefinition> {
+    use crate::catalog::publish::{DefinitionFormat, check_definition, parse_body};
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let format = match file.extension().and_then(|extension| extension.to_str()) {
+        Some("json") => DefinitionFormat::Json,
+        _ => DefinitionFormat::Yaml,
+    };
+    let value = parse_body(&bytes, format)
+        .map_err(|error| anyhow::anyhow!("{}: {}", file.display(), error.reason))?;
+    check_definition(&value).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|error| format!("  {}: {}", error.field, error.reason))
+            .collect();
+        anyhow::anyhow!(
+            "{}: invalid definition\n{}",
+            file.display(),
+            lines.join("\n")
+        )
+    })
+}
+
+/// `passerelle datasets create|update|retire`.
+pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::Result<ExitCode> {
+    use crate::catalog::publish::{create_dataset, replace_definition};
+    let store = open_store(settings).await?;
+    match command {
+        DatasetsCommand::Create { file } => {
+            let definition = definition_file(&file)?;
+            if store.stored_dataset(&definition.id).await?.is_some() {
+                anyhow::bail!("there is already a dataset `{}`", definition.id);
+            }
+            create_dataset(&store, &definition).await?;
+            println!("created `{}` (empty: import its rows)", definition.id);
+        }
+        DatasetsCommand::Update { file } => {
+            let definition = definition_file(&file)?;
+            let stored = store
+                .stored_dataset(&definition.id)
+                .await?
+                .filter(|stored| !stored.is_retired())
+                .with_context(|| format!("no dataset `{}`", definition.id))?;
+            if let Err(reason) = replace_definition(&store, &stored, &definition).await? {
+                anyhow::bail!("`{}` not updated: {reason}", definition.id);
+            }
+            println!("updated `{}`", definition.id);
+        }
+        DatasetsCommand::Retire { id, by } => {
+            if !store.retire_dataset(&id, &by).await? {
+                anyhow::bail!("no dataset `{id}`, or it is retired already");
+            }
+            println!("retired `{id}`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The definition of `id`: its file in the catalogue folder, else the store's.
+async fn definition_of(
+    settings: &Settings,
+    store: &Store,
+    id: &str,
+) -> anyhow::Result<crate::catalog::definition::DatasetDefinition> {
+    let file = ["yaml", "yml", "toml"]
         .iter()
         .map(|extension| settings.catalog_dir.join(format!("{id}.{extension}")))
-        .find(|path| path.is_file())
+        .find(|path| path.is_file());
+    if let Some(path) = file {
+        return read_definition(&path)
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()));
+    }
+    let stored = store
+        .stored_dataset(id)
+        .await?
+        .filter(|stored| !stored.is_retired())
         .with_context(|| {
             format!(
-                "no definition for `{id}` in {}",
+                "no definition for `{id}` in {} nor in the store",
                 settings.catalog_dir.display()
             )
         })?;
-    let definition = read_definition(&definition_path)
-        .map_err(|reason| anyhow::anyhow!("{}: {reason}", definition_path.display()))?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(serde_json::from_str(&stored.definition)?)
+}
+
+/// `passerelle import ID FILE [--dry-run]`, with progress lines on stderr.
+pub async fn import(
+    settings: &Settings,
+    id: &str,
+    file: &Path,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
-    use sha2::Digest;
-    let definition_json = serde_json::to_string(&definition)?;
-    let definition_hash = hex::encode(sha2::Sha256::digest(definition_json.as_bytes()));
-    let source_hash = hex::encode(sha2::Sha256::digest(&bytes));
-    let started = std::time::Instant::now();
-    match import_file(
-        &store,
-        &definition,
-        file,
-        bytes,
-        &definition_json,
-        &definition_hash,
-        &source_hash,
-    )
-    .await
-    {
-        Ok(version) => {
-            // Tables this import (or an earlier one) retired long enough ago.
-            crate::startup::drop_retired_tables(
-                &store,
-                settings,
-                &crate::store::retired::TablesInUse::default(),
-            )
-            .await;
-            let catalog = crate::catalog::CatalogHandle::default();
-            catalog.refresh(&store).await?;
-            let count = catalog
-                .current()
-                .get(id)
-                .map_or(0, |entry| entry.record_count);
-            println!(
-                "imported {count} rows into `{id}` version {version} in {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
+    let definition = definition_of(settings, &store, id).await?;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    if dry_run {
+        use crate::catalog::publish::{UploadOptions, open_upload, validate};
+        let source = open_upload(&definition, file, &UploadOptions::default())
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+        let schema = match &definition.schema {
+            Some(schema) => schema.clone(),
+            None => source.infer_schema()?,
+        };
+        let report = validate(&source, &schema);
+        println!(
+            "{} valid row(s), {} bad row(s) in {} bytes; nothing imported (dry run)",
+            report.valid_rows, report.bad_rows, size
+        );
+        if let Some(reason) = &report.file_error {
+            println!("  the file cannot be read: {reason}");
         }
-        Err(reason) => {
-            eprintln!("import refused, nothing changed: {reason}");
-            Ok(ExitCode::FAILURE)
+        for error in &report.errors {
+            println!(
+                "  line {}{}: {}",
+                error.line,
+                error
+                    .column
+                    .as_deref()
+                    .map(|column| format!(", column `{column}`"))
+                    .unwrap_or_default(),
+                error.reason
+            );
+        }
+        return Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let format = definition.source.format.clone().or_else(|| {
+        file.extension()
+            .and_then(|extension| extension.to_str())
+            .map(str::to_ascii_lowercase)
+    });
+    let options = crate::catalog::publish::UploadOptions {
+        format,
+        ..Default::default()
+    };
+    let source = crate::catalog::publish::open_upload(&definition, file, &options)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+    let schema = match &definition.schema {
+        Some(schema) => schema.clone(),
+        None => source.infer_schema()?,
+    };
+    definition
+        .check_schema(&schema)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+    let sha256 = crate::catalog::sync::file_hash(file)?;
+    let stored = store.stored_dataset(id).await?;
+    let origin = stored
+        .as_ref()
+        .map_or(crate::store::datasets::ORIGIN_FILE.to_owned(), |stored| {
+            stored.origin.clone()
+        });
+    let (definition_json, definition_hash) = crate::catalog::publish::definition_text(&definition);
+    let new = crate::store::datasets::NewVersion {
+        id,
+        schema: &schema,
+        definition: &definition_json,
+        definition_hash: &definition_hash,
+        source_hash: &sha256,
+        origin: &origin,
+    };
+    let started = std::time::Instant::now();
+    eprintln!("importing {} ({size} bytes) into `{id}`", file.display());
+    let progress = Progress::new(started);
+    let rows = source.rows(&schema)?.inspect(|_| progress.row());
+    let outcome = store.import_rows(new, rows, 50).await?;
+    let (version, table, count) = match outcome {
+        crate::store::datasets::ImportOutcome::Imported {
+            version,
+            table_name,
+            record_count,
+        } => (version, table_name, record_count),
+        crate::store::datasets::ImportOutcome::Rejected(problems) => {
+            eprintln!(
+                "import refused, nothing changed: {} invalid row(s):",
+                problems.len()
+            );
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let facts = crate::store::publishing::VersionFacts {
+        dataset_id: id,
+        created_by: Some("passerelle import"),
+        rows: count,
+        bytes: i64::try_from(size).ok(),
+        sha256: Some(&sha256),
+        file_name: file.file_name().and_then(|name| name.to_str()),
+    };
+    store
+        .record_published_version(&facts, version, &table, settings.publishing.keep_versions)
+        .await?;
+    // Tables this import (or an earlier one) retired long enough ago.
+    crate::startup::drop_retired_tables(
+        &store,
+        settings,
+        &crate::store::retired::TablesInUse::default(),
+    )
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {count} rows ({size} bytes) into `{id}` version {version} in {seconds:.2} s ({:.0} rows/s)",
+        count as f64 / seconds.max(0.001)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of an import on stderr, at most once a second: rows and rows/s,
+/// rewritten in place on a terminal, one line each time otherwise.
+struct Progress {
+    started: std::time::Instant,
+    rows: std::cell::Cell<u64>,
+    shown: std::cell::Cell<u64>,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(started: std::time::Instant) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            started,
+            rows: std::cell::Cell::new(0),
+            shown: std::cell::Cell::new(0),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn row(&self) {
+        let rows = self.rows.get() + 1;
+        self.rows.set(rows);
+        if !rows.is_multiple_of(10_000) {
+            return;
+        }
+        let seconds = self.started.elapsed().as_secs();
+        if seconds <= self.shown.get() {
+            return;
+        }
+        self.shown.set(seconds);
+        let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        if self.terminal {
+            eprint!("\r  {rows} rows read, {rate:.0} rows/s   ");
+        } else {
+            eprintln!("  {rows} rows read, {rate:.0} rows/s");
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.terminal && self.shown.get() > 0 {
+            eprintln!();
         }
     }
 }

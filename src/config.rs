@@ -65,6 +65,29 @@ pub struct Settings {
     pub telemetry: crate::telemetry::TelemetrySettings,
     /// The pages: staff sign-in (OpenID Connect) and sessions.
     pub web: crate::web::settings::WebSettings,
+    /// The publishing API: upload size, versions kept.
+    pub publishing: PublishingSettings,
+}
+
+/// The publishing API (`PUT /datasets/{id}/data` and versions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishingSettings {
+    /// Largest upload, in bytes (413 beyond it). Uploads have no request
+    /// timeout and their own body limit instead of `server.max_body_bytes`.
+    pub max_upload_bytes: u64,
+    /// The rows of this many latest versions are kept, for restores and
+    /// `?version=n` reads; older ones are dropped.
+    pub keep_versions: u32,
+}
+
+impl Default for PublishingSettings {
+    fn default() -> Self {
+        PublishingSettings {
+            max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            keep_versions: 3,
+        }
+    }
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -272,6 +295,7 @@ impl Default for Settings {
             policy: crate::policy::PolicySettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
             web: crate::web::settings::WebSettings::default(),
+            publishing: PublishingSettings::default(),
         }
     }
 }

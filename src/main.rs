@@ -30,13 +30,20 @@ enum Command {
     /// Catalogue operations.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Import a CSV or GeoJSON file as the new version of a catalogued dataset.
+    /// Import a CSV or GeoJSON file as the new version of a dataset.
     Import {
-        /// Dataset id (its definition must be in the catalogue folder).
+        /// Dataset id (its definition in the catalogue folder, or in the store
+        /// for a dataset created through the publishing API).
         id: String,
         /// The file to import.
         file: PathBuf,
+        /// Check every row against the schema and report; import nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
+    /// Publishing for scripts: create, update and retire API datasets.
+    #[command(subcommand)]
+    Datasets(passerelle::cli::DatasetsCommand),
     /// Mint a token with the gateway's key (dev mode or --allow-in-production only).
     Token {
         /// The token's subject (`sub` claim).
@@ -97,8 +104,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum CatalogCommand {
-    /// Sync the catalogue folder into the store.
-    Sync,
+    /// Sync the catalogue folder into the store (datasets created through
+    /// the publishing API are never touched).
+    Sync {
+        /// Also remove the file datasets whose definition file is gone.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,9 +150,10 @@ async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<Exi
         Command::Serve => passerelle::startup::serve(settings)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Catalog(CatalogCommand::Sync) => {
+        Command::Catalog(CatalogCommand::Sync { prune }) => {
             let store = passerelle::startup::open_store(&settings).await?;
-            let report = passerelle::startup::sync_catalog(&store, &settings).await?;
+            let options = passerelle::catalog::sync::SyncOptions { prune };
+            let report = passerelle::startup::sync_catalog_with(&store, &settings, options).await?;
             println!(
                 "imported {}, updated {}, unchanged {}, removed {}, failed {}",
                 report.imported.len(),
@@ -158,7 +171,10 @@ async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<Exi
                 ExitCode::FAILURE
             })
         }
-        Command::Import { id, file } => passerelle::cli::import(&settings, &id, &file).await,
+        Command::Import { id, file, dry_run } => {
+            passerelle::cli::import(&settings, &id, &file, dry_run).await
+        }
+        Command::Datasets(command) => passerelle::cli::datasets(&settings, command).await,
         Command::Token {
             sub,
             roles,

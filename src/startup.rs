@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::audit::{AuditLog, CheckpointSigner};
 use crate::auth::{Authenticator, KeyRing};
 use crate::catalog::CatalogHandle;
-use crate::catalog::sync::sync_folder;
+use crate::catalog::sync::{SyncOptions, sync_folder_with};
 use crate::config::Settings;
 use crate::http::data::exports::Exports;
 use crate::http::lifecycle::Lifecycle;
@@ -45,7 +45,16 @@ pub async fn sync_catalog(
     store: &Store,
     settings: &Settings,
 ) -> anyhow::Result<crate::catalog::sync::SyncReport> {
-    let report = sync_folder(store, &settings.catalog_dir).await?;
+    sync_catalog_with(store, settings, SyncOptions::default()).await
+}
+
+/// [`sync_catalog`] as `options` say (`--prune`).
+pub async fn sync_catalog_with(
+    store: &Store,
+    settings: &Settings,
+    options: SyncOptions,
+) -> anyhow::Result<crate::catalog::sync::SyncReport> {
+    let report = sync_folder_with(store, &settings.catalog_dir, options).await?;
     for (id, version) in &report.imported {
         tracing::info!(dataset = %id, version, "imported");
     }
@@ -87,6 +96,10 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
                 settings.policies_dir.display()
             )
         })?;
+    policy
+        .set_catalogue(&levels, &dataset_publishers(&catalog))
+        .await
+        .context("cannot place the datasets in their publishers' policy groups")?;
     let authenticator = Authenticator::new(&settings.auth, store.clone())
         .await
         .context("cannot set up authentication")?;
@@ -172,6 +185,21 @@ pub fn dataset_levels(
         .entries()
         .iter()
         .map(|entry| (entry.id().to_owned(), entry.definition.access))
+        .collect()
+}
+
+/// Each dataset of the catalogue with its `publisher:<slug>` policy group.
+pub fn dataset_publishers(catalog: &CatalogHandle) -> Vec<(String, String)> {
+    catalog
+        .current()
+        .entries()
+        .iter()
+        .map(|entry| {
+            (
+                entry.id().to_owned(),
+                crate::policy::publisher_group(&entry.definition.publisher),
+            )
+        })
         .collect()
 }
 

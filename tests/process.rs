@@ -320,6 +320,50 @@ fn command_line() {
         "{err}"
     );
 
+    // A dry run reports and imports nothing.
+    let (ok, _, out, _) = run(
+        &url,
+        &[
+            "import",
+            "--dry-run",
+            "qualite-air-stations",
+            file.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert!(
+        !ok && out.contains("1 bad row(s)") && out.contains("line 2"),
+        "{out}"
+    );
+
+    // Scripts create, fill and retire datasets served from the store.
+    let definition = folder.path().join("comptages.yaml");
+    std::fs::write(
+        &definition,
+        "id: comptages\ntitle: Comptages\npublisher: Troyes Champagne Métropole\nlicence: etalab-2.0\n\
+         access: internal\nschema: {fields: [{name: compteur, type: string}, {name: passages, type: integer}]}\n",
+    )
+    .unwrap();
+    let create = ["datasets", "create", definition.to_str().unwrap()];
+    let (ok, _, out, err) = run(&url, &create, false);
+    assert!(ok && out.contains("created `comptages`"), "{out}{err}");
+    let (ok, _, _, err) = run(&url, &create, false);
+    assert!(!ok && err.contains("already"), "{err}");
+    let rows = folder.path().join("comptages.csv");
+    std::fs::write(&rows, "compteur,passages\nPont,1\nGare,2\n").unwrap();
+    let (ok, _, out, err) = run(
+        &url,
+        &["import", "comptages", rows.to_str().unwrap()],
+        false,
+    );
+    assert!(ok && out.contains("imported 2 rows"), "{out}{err}");
+    let (ok, _, out, err) = run(
+        &url,
+        &["datasets", "retire", "comptages", "--by", "ops"],
+        false,
+    );
+    assert!(ok && out.contains("retired"), "{out}{err}");
+
     // The audit chain verifies from the command line.
     let (ok, _, out, _) = run(&url, &["audit", "verify"], false);
     assert!(ok, "{out}");

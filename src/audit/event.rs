@@ -14,6 +14,14 @@
 //! digits of its IEEE-754 bits, booleans as `1` / `0`, `roles` as a JSON
 //! array, enums as their names. Changing the order or the form of a column
 //! breaks every existing log: `canonical_hash_is_pinned` guards it.
+//!
+//! # Version 2: events that carry `changes`
+//! The `changes` column (the fields a publishing operation changed with
+//! their old and new values, or an upload's version, rows, bytes and file
+//! SHA-256, as JSON text) came after version 1. An event without `changes`
+//! is encoded exactly as in version 1, so every existing log still verifies.
+//! An event with `changes` uses the tag `passerelle-audit-v2` and appends the
+//! `changes` column, encoded like any other text, after `instance`.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Serialize, Serializer};
@@ -21,6 +29,9 @@ use sha2::{Digest, Sha256};
 
 use super::columns::{COLUMNS, event_columns, named_enum};
 use crate::domain::text;
+
+/// The column hashed only by the version 2 encoding (see the module documentation).
+const CHANGES_COLUMN: &str = "changes";
 
 /// The hash the first event of a chain links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -73,6 +84,14 @@ named_enum! {
         SignOut = "sign-out",
         /// The data register's inventory.
         InventoryRead = "inventory:read",
+        /// A new version uploaded or restored.
+        Publish = "publish",
+        /// A dataset created, its metadata edited, retired or restored.
+        Manage = "manage",
+        /// A change of access level, metadata visibility, personal data or views.
+        Classify = "classify",
+        /// An earlier version read.
+        History = "history",
     }
 }
 
@@ -99,6 +118,10 @@ impl From<crate::policy::Action> for Action {
             Policy::AuditRead => Action::AuditRead,
             Policy::Admin => Action::Admin,
             Policy::InventoryRead => Action::InventoryRead,
+            Policy::Publish => Action::Publish,
+            Policy::Manage => Action::Manage,
+            Policy::Classify => Action::Classify,
+            Policy::History => Action::History,
         }
     }
 }
@@ -148,6 +171,11 @@ event_columns! {
         purpose: Option<String> => "purpose",
         /// The gateway instance that wrote the event.
         instance: String => "instance",
+        /// Publishing and classification: what changed (JSON: the fields
+        /// with their old and new values, the reason given; for uploads the
+        /// version, rows, bytes and SHA-256). Null for other events. Hashed
+        /// with the version 2 encoding only when present.
+        changes: Option<String> => "changes",
     }
 }
 
@@ -248,8 +276,19 @@ impl StoredEvent {
     /// The canonical encoding (see the module documentation).
     pub(crate) fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"passerelle-audit-v1");
-        for column in COLUMNS.iter().filter(|column| column.hashed) {
+        // Version 1 for every event without `changes`: byte for byte the
+        // encoding of the logs written before the column existed.
+        let with_changes = self.event.changes.is_some();
+        out.extend_from_slice(if with_changes {
+            b"passerelle-audit-v2"
+        } else {
+            b"passerelle-audit-v1"
+        });
+        for column in COLUMNS
+            .iter()
+            .filter(|column| column.hashed)
+            .filter(|column| with_changes || column.name != CHANGES_COLUMN)
+        {
             match (column.get)(self).canonical() {
                 Some(text) => {
                     let length = u32::try_from(text.len()).unwrap_or(u32::MAX - 1);
@@ -487,6 +526,37 @@ pub(crate) mod tests {
         );
     }
 
+    /// An event without `changes` hashes as version 1 (the pinned hash
+    /// above, untouched by the column); with `changes` as version 2, which
+    /// covers the column: changing it changes the hash.
+    #[test]
+    fn changes_use_the_version_2_encoding() {
+        let record = sample("pinned").sealed("gw-1", Some(b"0123456789abcdef"));
+        let v1 = chained(&record, 41, GENESIS_HASH);
+        assert!(v1.canonical().starts_with(b"passerelle-audit-v1"));
+        let changed = Event {
+            changes: Some(
+                r#"{"fields":[{"field":"access","old":"internal","new":"open"}]}"#.into(),
+            ),
+            ..record.clone()
+        };
+        let v2 = chained(&changed, 41, GENESIS_HASH);
+        let canonical = v2.canonical();
+        assert!(canonical.starts_with(b"passerelle-audit-v2"));
+        // The v2 encoding is the v1 columns, then the `changes` column.
+        let v1_columns = &v1.canonical()[b"passerelle-audit-v1".len()..];
+        assert_eq!(
+            &canonical[b"passerelle-audit-v2".len()..][..v1_columns.len()],
+            v1_columns
+        );
+        assert_ne!(v1.hash, v2.hash);
+        let other = Event {
+            changes: Some(r#"{"fields":[]}"#.into()),
+            ..record
+        };
+        assert_ne!(chained(&other, 41, GENESIS_HASH).hash, v2.hash);
+    }
+
     /// Anonymous callers have no subject; hashed IPs are keyed and stable.
     #[test]
     fn normalises_subject_and_ip() {
@@ -546,7 +616,7 @@ pub(crate) mod tests {
         let action: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
         assert_eq!(
             names(&action),
-            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out,inventory:read"
+            "request,read,export,aggregate,metadata,audit:read,admin,token,sign-in,sign-out,inventory:read,publish,manage,classify,history"
         );
         for policy in crate::policy::Action::ALL {
             assert_eq!(Action::from(policy).as_str(), policy.as_str());

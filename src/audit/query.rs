@@ -33,6 +33,8 @@ pub struct EventQuery {
     pub org: Option<String>,
     pub dataset: Option<String>,
     pub decision: Option<Decision>,
+    /// The event's action (`classify`: every change of access level, views…).
+    pub action: Option<super::event::Action>,
     pub status: Option<u16>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -48,6 +50,7 @@ impl Default for EventQuery {
             org: None,
             dataset: None,
             decision: None,
+            action: None,
             status: None,
             from: None,
             to: None,
@@ -58,8 +61,8 @@ impl Default for EventQuery {
 }
 
 impl EventQuery {
-    /// Parses `subject, org, dataset, decision, status, from, to, cursor,
-    /// limit` (times in RFC 3339 or `YYYY-MM-DD`); other parameters, such as
+    /// Parses `subject, org, dataset, decision, action, status, from, to,
+    /// cursor, limit` (times in RFC 3339 or `YYYY-MM-DD`); other parameters, such as
     /// `format`, are left to the caller.
     pub fn from_params(params: &[(String, String)]) -> Result<EventQuery, AuditQueryError> {
         let mut query = EventQuery::default();
@@ -73,6 +76,16 @@ impl EventQuery {
                     let decision = Decision::parse(value)
                         .ok_or_else(|| invalid(name, "expected `allow` or `deny`"))?;
                     query.decision = Some(decision);
+                }
+                "action" => {
+                    let action = super::event::Action::parse(value).ok_or_else(|| {
+                        let known: Vec<&str> = super::event::Action::ALL
+                            .iter()
+                            .map(|action| action.as_str())
+                            .collect();
+                        invalid(name, &format!("expected one of {}", known.join(", ")))
+                    })?;
+                    query.action = Some(action);
                 }
                 "status" => {
                     let status = value
@@ -247,6 +260,9 @@ macro_rules! push_filters {
             $builder
                 .push(" AND decision = ")
                 .push_bind(decision.as_str());
+        }
+        if let Some(action) = query.action {
+            $builder.push(" AND action = ").push_bind(action.as_str());
         }
         if let Some(status) = query.status {
             $builder.push(" AND status = ").push_bind(i64::from(status));
@@ -603,6 +619,7 @@ mod tests {
             ("org", "ademe"),
             ("dataset", "energy"),
             ("decision", "deny"),
+            ("action", "classify"),
             ("status", "403"),
             ("from", "2026-11-01"),
             ("to", "2026-11-29T10:00:00+01:00"),
@@ -613,6 +630,7 @@ mod tests {
         .unwrap();
         assert_eq!(query.subject.as_deref(), Some("alice"));
         assert_eq!(query.decision, Some(Decision::Deny));
+        assert_eq!(query.action, Some(super::super::event::Action::Classify));
         assert_eq!(query.status, Some(403));
         assert_eq!(
             query.from.unwrap().to_rfc3339(),
@@ -628,6 +646,7 @@ mod tests {
     fn rejects_bad_parameters() {
         for (name, value) in [
             ("decision", "maybe"),
+            ("action", "write"),
             ("status", "99"),
             ("status", "abc"),
             ("from", "yesterday"),
@@ -673,7 +692,7 @@ mod tests {
             .iter()
             .map(str::to_owned)
             .collect();
-        assert_eq!(fields.len(), 30);
+        assert_eq!(fields.len(), 31);
         assert_eq!(fields[3], "2026-11-29T10:00:00.123456Z");
         assert_eq!(fields[7], "a;b");
         assert_eq!(fields[12], "agent, \"quoted\"");

@@ -31,6 +31,9 @@ pub struct DatasetEntry {
     pub record_count: i64,
     pub last_updated: String,
     pub geometry: Option<GeometryColumns>,
+    /// SHA-256 of the stored definition: a metadata change (an access
+    /// level, a view) changes the catalogue's fingerprint.
+    pub definition_hash: String,
 }
 
 impl DatasetEntry {
@@ -54,6 +57,7 @@ impl DatasetEntry {
             record_count: stored.record_count,
             last_updated: stored.last_updated.clone(),
             geometry,
+            definition_hash: stored.definition_hash.clone(),
         })
     }
 
@@ -138,9 +142,9 @@ impl Catalog {
         &self.ordered
     }
 
-    /// A fingerprint of every dataset version and access level (changes
-    /// when any import lands, and when a definition changes a level without
-    /// new rows, as a register decision does).
+    /// A fingerprint of every dataset version, definition and access level
+    /// (changes when any import lands, and when a definition changes without
+    /// new rows: a register decision, an edit through the publishing API).
     pub fn fingerprint(&self) -> Vec<(String, i64, String, &'static str)> {
         self.ordered
             .iter()
@@ -148,7 +152,7 @@ impl Catalog {
                 (
                     entry.id().to_owned(),
                     entry.version,
-                    entry.definition.title.clone(),
+                    entry.definition_hash.clone(),
                     entry.definition.access.as_str(),
                 )
             })
@@ -180,11 +184,13 @@ impl CatalogHandle {
         &self.in_use
     }
 
-    /// Re-reads the catalogue table; entries that cannot be read are logged and left out.
+    /// Re-reads the catalogue table; entries that cannot be read are logged
+    /// and left out, retired datasets (tombstones) too.
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
         let stored = store.stored_datasets().await?;
         let entries = stored
             .iter()
+            .filter(|row| !row.is_retired())
             .filter_map(|row| match DatasetEntry::from_stored(row) {
                 Ok(entry) => Some(entry),
                 Err(reason) => {

@@ -1,7 +1,10 @@
 //! Reading a dataset's source file (CSV or GeoJSON) into typed rows.
 //!
 //! A [`Source`] is the decoded file: text in memory once, rows produced lazily
-//! so a million-row file streams into the store. Columns are matched to the
+//! so a million-row file streams into the store. A CSV file opened from disk
+//! ([`Source::open`]) is never held in memory: it is read in passes (encoding
+//! and quotes first, then the rows as they are consumed), so an upload of any
+//! size imports in bounded memory. Columns are matched to the
 //! schema by name; a declared column the file lacks, or a file column the
 //! schema does not declare, refuses the whole file (a typo must not silently
 //! drop or add data). Cells that do not fit their column's type are reported
@@ -136,6 +139,8 @@ pub struct Source {
 #[derive(Debug)]
 enum Content {
     Csv(CsvText),
+    /// A CSV file read from disk as the rows are consumed.
+    CsvFile(CsvFile),
     GeoJson(Vec<Feature>),
 }
 
@@ -164,12 +169,19 @@ impl Source {
         Ok(Source { content })
     }
 
-    /// Reads the file at `path`, then as [`Source::from_bytes`].
+    /// Opens the file at `path`. A CSV file is streamed from disk (checked
+    /// as [`Source::from_bytes`] checks it, without holding it in memory);
+    /// a GeoJSON file is read, then as [`Source::from_bytes`].
     pub fn open(
         path: &Path,
         format: SourceFormat,
         options: &SourceOptions,
     ) -> Result<Source, IngestError> {
+        if format == SourceFormat::Csv {
+            return Ok(Source {
+                content: Content::CsvFile(CsvFile::open(path, options)?),
+            });
+        }
         let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
             path: path.to_owned(),
             source,
@@ -182,6 +194,7 @@ impl Source {
     pub fn columns(&self) -> Vec<String> {
         match &self.content {
             Content::Csv(csv) => csv.header.clone(),
+            Content::CsvFile(csv) => csv.header.clone(),
             Content::GeoJson(features) => {
                 let mut names = property_names(features);
                 if features.iter().any(|feature| feature.geometry.is_some()) {
@@ -207,6 +220,7 @@ impl Source {
         }
         let fields = match &self.content {
             Content::Csv(csv) => csv.infer_fields()?,
+            Content::CsvFile(csv) => csv.infer_fields()?,
             Content::GeoJson(features) => infer_geojson_fields(features),
         };
         Ok(Schema {
@@ -220,6 +234,7 @@ impl Source {
     pub fn rows<'a>(&'a self, schema: &'a Schema) -> Result<Rows<'a>, IngestError> {
         match &self.content {
             Content::Csv(csv) => csv.rows(schema),
+            Content::CsvFile(csv) => csv.rows(schema),
             Content::GeoJson(features) => geojson_rows(features, schema),
         }
     }
@@ -318,35 +333,305 @@ impl CsvText {
         let width = self.header.len();
         let records = self.reader().into_records();
         Ok(Box::new(records.map(move |record| {
-            let record = record.map_err(|error| RowProblem {
-                line: error.position().map_or(0, csv::Position::line),
-                column: None,
-                reason: error.to_string(),
+            csv_row(record, width, schema, &indices)
+        })))
+    }
+}
+
+/// One CSV record as a row in `schema` order, or the problem with it.
+fn csv_row(
+    record: Result<csv::StringRecord, csv::Error>,
+    width: usize,
+    schema: &Schema,
+    indices: &[Option<usize>],
+) -> Result<Vec<Value>, RowProblem> {
+    let record = record.map_err(|error| RowProblem {
+        line: error.position().map_or(0, csv::Position::line),
+        column: None,
+        reason: error.to_string(),
+        location: RowLocation::Line,
+    })?;
+    let line = record.position().map_or(0, csv::Position::line);
+    if record.len() != width {
+        return Err(RowProblem {
+            line,
+            column: None,
+            reason: format!("{} field(s) where the header has {width}", record.len()),
+            location: RowLocation::Line,
+        });
+    }
+    schema
+        .fields
+        .iter()
+        .zip(indices)
+        .map(|(field, index)| {
+            let cell = index.and_then(|index| record.get(index)).unwrap_or("");
+            parse_cell(field, cell).map_err(|reason| RowProblem {
+                line,
+                column: Some(field.name.clone()),
+                reason,
                 location: RowLocation::Line,
+            })
+        })
+        .collect()
+}
+
+/// Bytes read from a CSV file at a time.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// A CSV file on disk, checked when opened (encoding, closed quotes,
+/// header) and read again, record by record, for the rows.
+#[derive(Debug)]
+struct CsvFile {
+    path: PathBuf,
+    encoding: SourceEncoding,
+    delimiter: u8,
+    header: Vec<String>,
+}
+
+/// The file's bytes as UTF-8, decoded chunk by chunk (Windows-1252 maps
+/// every byte to one character, so chunks decode independently), without
+/// a leading UTF-8 byte order mark.
+struct DecodedFile {
+    file: std::io::BufReader<std::fs::File>,
+    encoding: SourceEncoding,
+    pending: Vec<u8>,
+    offset: usize,
+    started: bool,
+}
+
+impl DecodedFile {
+    fn open(path: &Path, encoding: SourceEncoding) -> Result<DecodedFile, IngestError> {
+        let file = std::fs::File::open(path).map_err(|source| IngestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(DecodedFile {
+            file: std::io::BufReader::with_capacity(FILE_CHUNK, file),
+            encoding,
+            pending: Vec::new(),
+            offset: 0,
+            started: false,
+        })
+    }
+}
+
+impl std::io::Read for DecodedFile {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.offset == self.pending.len() {
+            let mut chunk = vec![0; FILE_CHUNK];
+            let read = self.file.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(0);
+            }
+            chunk.truncate(read);
+            if !self.started {
+                self.started = true;
+                if chunk.starts_with(UTF8_BOM) {
+                    chunk.drain(..UTF8_BOM.len());
+                }
+            }
+            self.pending = match self.encoding {
+                SourceEncoding::Utf8 => chunk,
+                SourceEncoding::Windows1252 => decode_windows_1252(&chunk).into_bytes(),
+            };
+            self.offset = 0;
+        }
+        let length = out.len().min(self.pending.len() - self.offset);
+        out[..length].copy_from_slice(&self.pending[self.offset..self.offset + length]);
+        self.offset += length;
+        Ok(length)
+    }
+}
+
+/// Whether the file is valid UTF-8 (a BOM allowed); else the line of the
+/// first invalid byte. Read in chunks.
+fn utf8_check(path: &Path) -> Result<Result<(), u64>, IngestError> {
+    use std::io::Read as _;
+    let io = |source| IngestError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut line = 1u64;
+    let mut chunk = vec![0; FILE_CHUNK];
+    loop {
+        let read = file.read(&mut chunk).map_err(io)?;
+        if read == 0 {
+            return Ok(if carry.is_empty() { Ok(()) } else { Err(line) });
+        }
+        carry.extend_from_slice(&chunk[..read]);
+        match std::str::from_utf8(&carry) {
+            Ok(_) => {
+                line += carry.iter().filter(|&&byte| byte == b'\n').count() as u64;
+                carry.clear();
+            }
+            // A character cut at the end of the chunk: finished by the next one.
+            Err(error) if error.error_len().is_none() => {
+                let valid = error.valid_up_to();
+                line += carry[..valid].iter().filter(|&&byte| byte == b'\n').count() as u64;
+                carry.drain(..valid);
+            }
+            Err(error) => {
+                let valid = error.valid_up_to();
+                line += carry[..valid].iter().filter(|&&byte| byte == b'\n').count() as u64;
+                return Ok(Err(line));
+            }
+        }
+    }
+}
+
+/// [`check_quotes`] over a stream of text, chunk by chunk.
+#[derive(Default)]
+struct QuoteScanner {
+    line: u64,
+    opened_at: Option<u64>,
+    not_at_field_start: bool,
+    /// A quote closed a quoted field at the end of the previous chunk: it may
+    /// be the first of an escaped `""`.
+    quote_pending: bool,
+}
+
+impl QuoteScanner {
+    fn feed(&mut self, text: &str, delimiter: char) {
+        for character in text.chars() {
+            if self.quote_pending {
+                self.quote_pending = false;
+                if character == '"' {
+                    continue;
+                }
+                self.opened_at = None;
+            }
+            if character == '\n' {
+                self.line += 1;
+            }
+            match self.opened_at {
+                Some(_) if character == '"' => self.quote_pending = true,
+                Some(_) => {}
+                None => {
+                    if character == '"' && !self.not_at_field_start {
+                        self.opened_at = Some(self.line + 1);
+                    }
+                    self.not_at_field_start =
+                        !(character == delimiter || matches!(character, '\n' | '\r'));
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<(), IngestError> {
+        if self.quote_pending {
+            self.opened_at = None;
+        }
+        match self.opened_at {
+            Some(line) => Err(IngestError::UnclosedQuote { line }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CsvFile {
+    fn open(path: &Path, options: &SourceOptions) -> Result<CsvFile, IngestError> {
+        use std::io::Read as _;
+        let encoding = match (options.encoding, utf8_check(path)?) {
+            (Some(SourceEncoding::Windows1252), _) => SourceEncoding::Windows1252,
+            (_, Ok(())) => SourceEncoding::Utf8,
+            (Some(SourceEncoding::Utf8), Err(line)) => return Err(IngestError::Encoding { line }),
+            (None, Err(_)) => SourceEncoding::Windows1252,
+        };
+        // The delimiter from the header line, the quotes over the whole text.
+        let mut decoded = DecodedFile::open(path, encoding)?;
+        let mut scanner = QuoteScanner::default();
+        let mut delimiter = options.delimiter;
+        let mut blank = true;
+        let mut chunk = vec![0; FILE_CHUNK];
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let read = decoded.read(&mut chunk).map_err(|source| IngestError::Io {
+                path: path.to_owned(),
+                source,
             })?;
-            let line = record.position().map_or(0, csv::Position::line);
-            if record.len() != width {
-                return Err(RowProblem {
+            if read == 0 {
+                break;
+            }
+            carry.extend_from_slice(&chunk[..read]);
+            // Decoded text is UTF-8, but a read may cut a character.
+            let valid = match std::str::from_utf8(&carry) {
+                Ok(_) => carry.len(),
+                Err(error) => error.valid_up_to(),
+            };
+            let text = std::str::from_utf8(&carry[..valid]).unwrap_or_default();
+            blank = blank && text.trim().is_empty();
+            let separator = *delimiter.get_or_insert_with(|| detect_delimiter(text));
+            scanner.feed(text, char::from(separator));
+            carry.drain(..valid);
+        }
+        if blank {
+            return Err(IngestError::NoHeader);
+        }
+        let delimiter = delimiter.unwrap_or(b',');
+        scanner.finish()?;
+        let mut csv = CsvFile {
+            path: path.to_owned(),
+            encoding,
+            delimiter,
+            header: Vec::new(),
+        };
+        let mut reader = csv.reader()?;
+        let record = reader.headers().map_err(csv_error)?;
+        let line = record.position().map_or(1, csv::Position::line);
+        let mut header: Vec<String> = Vec::with_capacity(record.len());
+        for (position, name) in record.iter().enumerate() {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(IngestError::EmptyColumnName {
                     line,
-                    column: None,
-                    reason: format!("{} field(s) where the header has {width}", record.len()),
-                    location: RowLocation::Line,
+                    position: position + 1,
                 });
             }
-            schema
-                .fields
-                .iter()
-                .zip(&indices)
-                .map(|(field, index)| {
-                    let cell = index.and_then(|index| record.get(index)).unwrap_or("");
-                    parse_cell(field, cell).map_err(|reason| RowProblem {
-                        line,
-                        column: Some(field.name.clone()),
-                        reason,
-                        location: RowLocation::Line,
-                    })
-                })
-                .collect()
+            if header.iter().any(|other| other == name) {
+                return Err(IngestError::DuplicateColumn(name.to_owned()));
+            }
+            header.push(name.to_owned());
+        }
+        csv.header = header;
+        Ok(csv)
+    }
+
+    fn reader(&self) -> Result<csv::Reader<DecodedFile>, IngestError> {
+        Ok(csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(DecodedFile::open(&self.path, self.encoding)?))
+    }
+
+    fn infer_fields(&self) -> Result<Vec<Field>, IngestError> {
+        let mut guesses: Vec<TypeGuess> = vec![TypeGuess::default(); self.header.len()];
+        for record in self.reader()?.into_records().take(INFERENCE_ROWS) {
+            let record = record.map_err(csv_error)?;
+            if record.len() != self.header.len() {
+                continue;
+            }
+            for (guess, cell) in guesses.iter_mut().zip(record.iter()) {
+                guess.observe_text(cell);
+            }
+        }
+        Ok(self
+            .header
+            .iter()
+            .zip(guesses)
+            .map(|(name, guess)| guess.field(name))
+            .collect())
+    }
+
+    fn rows<'a>(&'a self, schema: &'a Schema) -> Result<Rows<'a>, IngestError> {
+        let indices = match_columns(&self.header, schema, None)?;
+        let width = self.header.len();
+        let records = self.reader()?.into_records();
+        Ok(Box::new(records.map(move |record| {
+            csv_row(record, width, schema, &indices)
         })))
     }
 }
@@ -869,6 +1154,55 @@ mod tests {
 
     fn all_rows(source: &Source, schema: &Schema) -> Vec<Result<Vec<Value>, RowProblem>> {
         source.rows(schema).expect("columns match").collect()
+    }
+
+    /// A file opened from disk (streamed, in chunks) reads exactly as the
+    /// same bytes in memory: characters, quoted newlines and escaped quotes
+    /// cut by chunk boundaries, Windows-1252, a BOM; and it refuses what they
+    /// refuse, at the same line.
+    #[test]
+    fn files_stream_like_bytes() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut text = String::from("\u{feff}nom;note\n");
+        for index in 0..12000 {
+            text.push_str(&format!("\"Pré \"\"{index}\"\"\nsuite\";{index}\n"));
+        }
+        let fields = schema(&[("nom", FieldType::String), ("note", FieldType::Integer)]);
+        let compare = |bytes: Vec<u8>, options: SourceOptions| {
+            let path = folder.path().join("f.csv");
+            std::fs::write(&path, &bytes).unwrap();
+            let streamed = Source::open(&path, SourceFormat::Csv, &options);
+            let in_memory = Source::from_bytes(bytes, SourceFormat::Csv, &options);
+            match (streamed, in_memory) {
+                (Ok(streamed), Ok(in_memory)) => {
+                    assert_eq!(streamed.columns(), in_memory.columns());
+                    assert_eq!(all_rows(&streamed, &fields), all_rows(&in_memory, &fields));
+                    all_rows(&streamed, &fields).len()
+                }
+                (Err(streamed), Err(in_memory)) => {
+                    assert_eq!(streamed.to_string(), in_memory.to_string());
+                    0
+                }
+                (streamed, in_memory) => panic!("{streamed:?} / {in_memory:?}"),
+            }
+        };
+        assert!(text.len() > 3 * FILE_CHUNK);
+        assert_eq!(
+            compare(text.clone().into_bytes(), SourceOptions::default()),
+            12000
+        );
+        let plain = text.replace('\u{feff}', "");
+        let (latin, _, _) = encoding_rs::WINDOWS_1252.encode(&plain);
+        assert_eq!(compare(latin.to_vec(), SourceOptions::default()), 12000);
+        let declared = SourceOptions {
+            encoding: Some(SourceEncoding::Utf8),
+            ..SourceOptions::default()
+        };
+        assert_eq!(compare(latin.to_vec(), declared), 0);
+        let mut cut = text.clone().into_bytes();
+        cut.truncate(cut.len() - 9);
+        compare(cut, SourceOptions::default());
+        compare(b"  \n".to_vec(), SourceOptions::default());
     }
 
     /// `;`, tab and `,` are detected from the header line, quotes respected.

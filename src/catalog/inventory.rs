@@ -314,6 +314,7 @@ mod tests {
             record_count: 0,
             last_updated: last_updated.into(),
             geometry: None,
+            definition_hash: String::new(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod definition;
 pub mod entry;
 pub mod ingest;
 pub mod inventory;
+pub mod publish;
 pub mod register;
 pub mod register_csv;
 pub mod register_import;

@@ -648,6 +648,7 @@ mod tests {
             record_count: 0,
             last_updated: String::new(),
             geometry: None,
+            definition_hash: String::new(),
         };
         for french in [false, true] {
             let bytes = export(&[&entry], french);

@@ -2,6 +2,12 @@
 //! checked; a dataset whose definition or source changed is re-imported as a
 //! new version (all or nothing); a malformed file is reported with its path
 //! and reason while the rest still load.
+//!
+//! The store is the source of truth: sync manages only the datasets whose
+//! origin is `file`. A dataset created through the publishing API (origin
+//! `api`) is never touched, even by a file declaring the same id (reported as
+//! a failure). A file dataset whose file is gone is removed only when asked
+//! (`--prune`), and only when every file was read.
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +57,24 @@ struct LoadedDefinition {
     definition: DatasetDefinition,
 }
 
-/// Syncs every definition of `folder` into `store`.
+/// How a sync runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Remove the file datasets whose file is gone.
+    pub prune: bool,
+}
+
+/// Syncs every definition of `folder` into `store`; removes nothing.
 pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, SyncError> {
+    sync_folder_with(store, folder, SyncOptions::default()).await
+}
+
+/// Syncs every definition of `folder` into `store`, as `options` say.
+pub async fn sync_folder_with(
+    store: &Store,
+    folder: &Path,
+    options: SyncOptions,
+) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let mut loaded = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
@@ -91,6 +113,15 @@ pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, Syn
     for item in &loaded {
         let id = item.definition.id.clone();
         let previous = stored.iter().find(|row| row.id == id);
+        if previous.is_some_and(StoredDataset::from_api) {
+            report.failures.push((
+                item.path.display().to_string(),
+                format!(
+                    "dataset `{id}` was created through the publishing API: the store holds its definition, this file is ignored"
+                ),
+            ));
+            continue;
+        }
         match sync_one(store, folder, item, previous).await {
             Ok(SyncAction::Imported(version)) => report.imported.push((id, version)),
             Ok(SyncAction::Updated) => report.updated.push(id),
@@ -100,11 +131,12 @@ pub async fn sync_folder(store: &Store, folder: &Path) -> Result<SyncReport, Syn
                 .push((item.path.display().to_string(), reason)),
         }
     }
-    // Datasets whose file is gone are removed, but only when every file was
-    // read: a malformed file must not make its dataset disappear.
-    // Entries of the register imported from a spreadsheet have no file.
-    if report.failures.is_empty() {
-        for row in &stored {
+    // File datasets whose file is gone are removed when asked, and only when
+    // every file was read: a malformed file must not make its dataset
+    // disappear. API datasets are never removed by a sync, nor entries of
+    // the register imported from a spreadsheet (they have no file).
+    if options.prune && report.failures.is_empty() {
+        for row in stored.iter().filter(|row| !row.from_api()) {
             if row.source_hash != crate::store::datasets::REGISTER_IMPORT
                 && !loaded.iter().any(|item| item.definition.id == row.id)
             {
@@ -171,8 +203,34 @@ async fn sync_one(
     let source_hash = file_hash(&source_path)
         .map_err(|error| format!("cannot read {}: {error}", source_path.display()))?;
     if let Some(previous) = previous {
+        // Rows published through the API (a provider's upload, a restore)
+        // are newer than the file: sync keeps them, and moves only metadata.
+        let uploaded = store
+            .dataset_versions(&previous.id)
+            .await
+            .map_err(|error| error.to_string())?
+            .iter()
+            .any(|version| {
+                version.status == crate::store::publishing::STATUS_CURRENT
+                    && version.table_name.as_deref() == Some(previous.table_name.as_str())
+            });
+        let source_hash = if uploaded {
+            previous.source_hash.clone()
+        } else {
+            source_hash.clone()
+        };
         if previous.source_hash == source_hash && previous.definition_hash == definition_hash {
             return Ok(SyncAction::Unchanged);
+        }
+        if uploaded {
+            let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
+            let same = matches!(
+                (&stored_schema, &definition.schema),
+                (Some(stored), Some(declared)) if same_storage(stored, declared)
+            );
+            if !same {
+                return Err("the current rows were published through the API: a schema change needs a new upload of the rows".into());
+            }
         }
         if previous.source_hash == source_hash {
             // Same rows; if the declared schema did not change the table, only metadata moves.
@@ -211,7 +269,7 @@ async fn sync_one(
 }
 
 /// SHA-256 of a file, read 64 KiB at a time.
-fn file_hash(path: &Path) -> std::io::Result<String> {
+pub fn file_hash(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
@@ -227,7 +285,7 @@ fn file_hash(path: &Path) -> std::io::Result<String> {
 }
 
 /// Same column names, types and order: the stored rows still fit.
-fn same_storage(stored: &Schema, declared: &Schema) -> bool {
+pub fn same_storage(stored: &Schema, declared: &Schema) -> bool {
     stored.fields.len() == declared.fields.len()
         && stored.primary_key == declared.primary_key
         && stored.fields.iter().zip(&declared.fields).all(|(a, b)| {
@@ -302,6 +360,7 @@ pub async fn import_file(
         definition: definition_json,
         definition_hash,
         source_hash,
+        origin: crate::store::datasets::ORIGIN_FILE,
     };
     match store
         .import_rows(new, rows, MAX_PROBLEMS)
@@ -313,7 +372,7 @@ pub async fn import_file(
     }
 }
 
-fn format_of(name: Option<&str>) -> Result<super::ingest::SourceFormat, String> {
+pub fn format_of(name: Option<&str>) -> Result<super::ingest::SourceFormat, String> {
     match name {
         Some("csv") | Some("txt") | None => Ok(super::ingest::SourceFormat::Csv),
         Some("geojson") | Some("json") => Ok(super::ingest::SourceFormat::GeoJson),

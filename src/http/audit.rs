@@ -74,6 +74,10 @@ pub struct EventParameters {
     dataset: Option<String>,
     /// `allow` or `deny`.
     decision: Option<String>,
+    /// The event's action: `read`, `export`, …, `publish`, `manage`,
+    /// `classify` (every change of access level, visibility, personal data
+    /// or views), `history`.
+    action: Option<String>,
     status: Option<u16>,
     /// RFC 3339 time, inclusive.
     from: Option<String>,

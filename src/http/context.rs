@@ -70,6 +70,8 @@ pub struct AccessRecord {
     pub rule: Option<String>,
     pub view: Option<String>,
     pub purpose: Option<String>,
+    /// Publishing: what the request changed, as JSON (the audit `changes` column).
+    pub changes: Option<String>,
     /// True when the request touches closed data: if the audit log cannot be
     /// written, the answer is refused (fail closed).
     pub closed_data: bool,

@@ -44,7 +44,12 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     };
     request.extensions_mut().insert(info.clone());
     let mut response = context::scope(info, async {
-        match oversize(&request, settings) {
+        let body_limit = if super::publishing::upload::is_upload(&request) {
+            state.settings.publishing.max_upload_bytes
+        } else {
+            u64::try_from(settings.max_body_bytes).unwrap_or(u64::MAX)
+        };
+        match oversize(&request, settings, body_limit) {
             Some((problem, rule)) => {
                 let method = request.method().as_str().to_owned();
                 let event =
@@ -80,7 +85,11 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
 }
 
 /// The problem and the audit rule for a request over one of the limits.
-fn oversize(request: &Request, settings: &ServerSettings) -> Option<(Problem, String)> {
+fn oversize(
+    request: &Request,
+    settings: &ServerSettings,
+    body_limit: u64,
+) -> Option<(Problem, String)> {
     let target = request
         .uri()
         .path_and_query()
@@ -124,8 +133,9 @@ fn oversize(request: &Request, settings: &ServerSettings) -> Option<(Problem, St
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok())
         .unwrap_or(0);
-    let limit = settings.max_body_bytes;
-    if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+    // Uploads of dataset versions have a limit of their own.
+    let limit = body_limit;
+    if declared > limit {
         return Some((
             Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -133,7 +143,9 @@ fn oversize(request: &Request, settings: &ServerSettings) -> Option<(Problem, St
                 "Content too large",
                 format!("the request body takes {declared} bytes, more than the {limit} accepted"),
             ),
-            format!("server.max_body_bytes: body of {declared} bytes over {limit}"),
+            format!(
+                "body of {declared} bytes over the limit of {limit} (server.max_body_bytes, or publishing.max_upload_bytes for uploads)"
+            ),
         ));
     }
     None

@@ -21,6 +21,7 @@ pub mod observe;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
+pub mod publishing;
 pub mod request;
 pub mod state;
 pub mod streamed;
@@ -67,11 +68,24 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             request::track_pages,
         ));
+    // Uploads: a body limit of their own and no request timeout (a large
+    // file takes its time), identified and audited like the rest of the API.
+    let (uploads, _) = publishing::upload_routes().split_for_parts();
+    let uploads = uploads
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::Extension(publishing::upload::UploadLocks::default()))
+        .layer(RequestBodyLimitLayer::new(
+            usize::try_from(settings.publishing.max_upload_bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::track,
+        ));
     let service = operations
         .merge(openapi::routes())
         .merge(crate::web::asset_routes())
         .layer(compression::layer(&settings.server.compression));
-    Router::new()
+    let general = Router::new()
         .merge(api)
         .merge(pages)
         .merge(service)
@@ -79,7 +93,10 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(settings.server.request_timeout_seconds),
-        ))
+        ));
+    Router::new()
+        .merge(uploads)
+        .merge(general)
         .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         // Outermost: preflights are answered before anything is audited, and
         // every answer (the edge's own refusals included) carries the CORS headers.
@@ -98,6 +115,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes())
         .merge(audit::routes())
         .merge(policy::routes())
+        .merge(publishing::routes())
         .merge(inventory::routes())
         .merge(dcat::routes())
 }
@@ -125,6 +143,6 @@ async fn method_not_allowed() -> Problem {
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",
-        "this resource is read-only: use GET or HEAD",
+        "this method is not allowed on this resource",
     )
 }

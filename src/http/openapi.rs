@@ -26,6 +26,7 @@ use super::state::AppState;
         (name = "auth", description = "OAuth2 client credentials and the gateway's keys"),
         (name = "audit", description = "The access log, for auditors"),
         (name = "policy", description = "Authorisation checks, for administrators"),
+        (name = "publishing", description = "Stewards and providers: definitions, uploads, versions"),
         (name = "register", description = "The data register: inventory and DCAT-AP catalogue"),
         (name = "operations", description = "Health"),
     )
@@ -124,6 +125,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut document =
         utoipa_axum::router::OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
             .merge(super::api_routes())
+            .merge(super::publishing::upload_routes())
             .merge(super::operation_routes())
             .into_openapi();
     ProblemResponses.modify(&mut document);

@@ -49,6 +49,9 @@ pub struct Problem {
     pub details: Option<String>,
     pub hint: Option<String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Extension members (RFC 9457 §3.2) added to the document, e.g. the
+    /// invalid fields of a definition or the report of a refused upload.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What handlers return.
@@ -70,6 +73,7 @@ impl Problem {
             details: None,
             hint: None,
             headers: Vec::new(),
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -80,6 +84,14 @@ impl Problem {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Problem {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds an extension member; the standard members keep their values.
+    pub fn with_extension(mut self, name: &str, value: impl Serialize) -> Problem {
+        if let Ok(value) = serde_json::to_value(value) {
+            self.extensions.insert(name.to_owned(), value);
+        }
         self
     }
 
@@ -233,7 +245,17 @@ impl IntoResponse for Problem {
             details: self.details.map(text::escape_owned),
             hint: self.hint.map(text::escape_owned),
         };
-        let body = serde_json::to_vec(&document).unwrap_or_default();
+        let body = if self.extensions.is_empty() {
+            serde_json::to_vec(&document).unwrap_or_default()
+        } else {
+            let mut value = serde_json::to_value(&document).unwrap_or_default();
+            if let Some(members) = value.as_object_mut() {
+                for (name, extension) in self.extensions {
+                    members.entry(name).or_insert(extension);
+                }
+            }
+            serde_json::to_vec(&value).unwrap_or_default()
+        };
         let mut response = (self.status, body).into_response();
         response.extensions_mut().insert(ProblemKind(self.slug));
         response.headers_mut().insert(

@@ -432,6 +432,7 @@ fn new_event(
         rows: rows_sent(record),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         purpose: record.purpose.clone(),
+        changes: record.changes.clone(),
         ..Event::default()
     }
 }

@@ -46,7 +46,17 @@ impl AppState {
                 .iter()
                 .map(|entry| (entry.id().to_owned(), entry.definition.access))
                 .collect();
-            if let Err(error) = self.policy.set_datasets(&levels).await {
+            let publishers: Vec<_> = catalog
+                .entries()
+                .iter()
+                .map(|entry| {
+                    (
+                        entry.id().to_owned(),
+                        crate::policy::publisher_group(&entry.definition.publisher),
+                    )
+                })
+                .collect();
+            if let Err(error) = self.policy.set_catalogue(&levels, &publishers).await {
                 tracing::error!(%error, "policy not updated for the new catalogue");
             }
         }

@@ -52,6 +52,8 @@ struct Sources {
     model_text: String,
     policy: PolicyFile,
     datasets: Vec<(String, AccessLevel)>,
+    /// Each dataset's `publisher:<slug>` group.
+    publishers: Vec<(String, String)>,
     /// Fingerprint of the files last looked at (loaded or refused), so that
     /// the watcher reports a broken file once, not at every tick.
     seen: Option<[u8; 32]>,
@@ -146,6 +148,7 @@ async fn build_snapshot(
     model_text: &str,
     policy: &PolicyFile,
     datasets: &[(String, AccessLevel)],
+    publishers: &[(String, String)],
     generation: u64,
 ) -> Result<Snapshot, PolicyError> {
     let model = parse_model(&dir.join(MODEL_FILE), model_text).await?;
@@ -180,6 +183,12 @@ async fn build_snapshot(
         policy
             .groups
             .iter()
+            .map(|(id, group)| vec![id.clone(), group.clone()]),
+    );
+    groups.extend(
+        publishers
+            .iter()
+            .filter(|(id, _)| levels.contains_key(id))
             .map(|(id, group)| vec![id.clone(), group.clone()]),
     );
     if !groups.is_empty() {
@@ -263,7 +272,7 @@ impl PolicyEngine {
     ) -> Result<PolicyEngine, PolicyError> {
         let files = read_files(dir).await?;
         let policy = parse_policy(&dir.join(POLICY_FILE), &files.policy)?;
-        let snapshot = build_snapshot(dir, &files.model, &policy, datasets, 1).await?;
+        let snapshot = build_snapshot(dir, &files.model, &policy, datasets, &[], 1).await?;
         tracing::info!(
             folder = %dir.display(),
             rules = policy.rules.len(),
@@ -279,6 +288,7 @@ impl PolicyEngine {
                     model_text: files.model,
                     policy,
                     datasets: datasets.to_vec(),
+                    publishers: Vec::new(),
                     seen: Some(files.fingerprint),
                     read_error: None,
                     settling: None,
@@ -326,6 +336,25 @@ impl PolicyEngine {
             return Decision::deny(reasons::DEFAULT_DENY);
         }
         self.inner.current.load().decide_global(roles, action)
+    }
+
+    /// May `roles` do a publishing `action` on a dataset of `publisher`
+    /// that the catalogue does not hold yet (its creation)? Rules on the
+    /// publisher's group (`publisher:<slug>`) or on `*` decide; refused for
+    /// data and global actions.
+    pub fn decide_for_publisher(
+        &self,
+        roles: &[String],
+        publisher: &str,
+        action: Action,
+    ) -> Decision {
+        if action.is_global() || action.is_data() || action == Action::Metadata {
+            return Decision::deny(reasons::DEFAULT_DENY);
+        }
+        let group = super::publisher_group(publisher);
+        let snapshot = self.inner.current.load();
+        let roles = normalise_roles(roles);
+        outcome_decision(snapshot.evaluate(&roles, &group, action))
     }
 
     /// Re-reads the policy files. On error the previous policy stays in force
@@ -385,7 +414,9 @@ impl PolicyEngine {
         let result = async {
             let policy = parse_policy(&self.inner.dir.join(POLICY_FILE), &files.policy)?;
             let datasets = sources.datasets.clone();
-            self.install(sources, files.model, policy, datasets).await
+            let publishers = sources.publishers.clone();
+            self.install(sources, files.model, policy, datasets, publishers)
+                .await
         }
         .await;
         self.reload_done(result.is_ok());
@@ -402,10 +433,18 @@ impl PolicyEngine {
         model_text: String,
         policy: PolicyFile,
         datasets: Vec<(String, AccessLevel)>,
+        publishers: Vec<(String, String)>,
     ) -> Result<(), PolicyError> {
         let generation = self.generation() + 1;
-        let snapshot =
-            build_snapshot(&self.inner.dir, &model_text, &policy, &datasets, generation).await?;
+        let snapshot = build_snapshot(
+            &self.inner.dir,
+            &model_text,
+            &policy,
+            &datasets,
+            &publishers,
+            generation,
+        )
+        .await?;
         // The enforcer and its (empty) cache are swapped together.
         self.inner.current.store(Arc::new(snapshot));
         tracing::info!(
@@ -417,19 +456,38 @@ impl PolicyEngine {
         sources.model_text = model_text;
         sources.policy = policy;
         sources.datasets = datasets;
+        sources.publishers = publishers;
         Ok(())
     }
 
-    /// Replaces the catalogue datasets and their levels (keeps the loaded files).
+    /// Replaces the catalogue datasets and their levels (keeps the loaded
+    /// files and the publishers last given).
     pub async fn set_datasets(
         &self,
         datasets: &[(String, AccessLevel)],
+    ) -> Result<(), PolicyError> {
+        let publishers = self.inner.sources.lock().await.publishers.clone();
+        self.set_catalogue(datasets, &publishers).await
+    }
+
+    /// Replaces the catalogue datasets, their levels and their publisher
+    /// groups (`(id, "publisher:<slug>")`, see [`super::publisher_group`]).
+    pub async fn set_catalogue(
+        &self,
+        datasets: &[(String, AccessLevel)],
+        publishers: &[(String, String)],
     ) -> Result<(), PolicyError> {
         let mut sources = self.inner.sources.lock().await;
         let model_text = sources.model_text.clone();
         let policy = sources.policy.clone();
         let result = self
-            .install(&mut sources, model_text, policy, datasets.to_vec())
+            .install(
+                &mut sources,
+                model_text,
+                policy,
+                datasets.to_vec(),
+                publishers.to_vec(),
+            )
             .await;
         if let Err(error) = &result {
             tracing::error!(%error, "policy not rebuilt for the new catalogue: keeping the previous one");
@@ -581,7 +639,10 @@ impl Snapshot {
         if action == Action::Metadata {
             return self.decide_metadata(roles, dataset);
         }
-        if dataset.access == AccessLevel::Undecided {
+        // Undecided data is served to nobody; stewards still manage it.
+        if dataset.access == AccessLevel::Undecided
+            && (action.is_data() || action == Action::History)
+        {
             return Decision::deny(reasons::UNDECIDED);
         }
         outcome_decision(self.evaluate_dataset(roles, dataset, action))

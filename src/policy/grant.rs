@@ -421,6 +421,33 @@ fn substitute_claims(
 }
 
 /// The row filter in the read grammar, over every column of the schema.
+/// Checks that a view's row filter parses against `schema`, every
+/// `${claims.X}` standing for a plain value (a definition is checked before
+/// it is accepted, not at the first read).
+pub fn check_row_filter(template: &str, schema: &Schema) -> Result<(), String> {
+    let mut text = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${claims.") {
+        text.push_str(&rest[..start]);
+        let after = &rest[start + "${claims.".len()..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "a `${claims.` is never closed by `}`".to_owned())?;
+        if after[..end].is_empty() {
+            return Err("`${claims.}` names no claim".into());
+        }
+        text.push('x');
+        rest = &after[end + 1..];
+    }
+    text.push_str(rest);
+    match parse_row_filter(&text, schema) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "`{template}` is not a filter of the read grammar on this schema (`column=op.value`, joined with `&`)"
+        )),
+    }
+}
+
 fn parse_row_filter(text: &str, schema: &Schema) -> Option<Filter> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
         .into_owned()
@@ -500,6 +527,7 @@ p, broken, level:partners, read, allow, absent
             record_count: 0,
             last_updated: String::new(),
             geometry: None,
+            definition_hash: String::new(),
         }
     }
 

@@ -4,7 +4,10 @@
 //! The rules are a casbin model and policy in `policies/` (`model.conf`,
 //! `policy.csv`, see `policies/README.md`). The catalogue's access level of
 //! each dataset becomes a `g2, <dataset>, level:<level>` grouping, so one rule
-//! covers a whole level.
+//! covers a whole level, and its publisher a `g2, <dataset>,
+//! publisher:<slug>` grouping, so one rule gives a service's stewards its own
+//! datasets. Publishing actions (`publish`, `manage`, `classify`, `history`)
+//! are separate: managing a dataset does not imply classifying it.
 //!
 //! Invariants:
 //! - deny by default; a matching `deny` rule of any of the caller's roles
@@ -36,8 +39,8 @@ use crate::catalog::definition::{AccessLevel, MetadataVisibility};
 
 pub use engine::{MODEL_FILE, POLICY_FILE, PolicyEngine};
 pub use grant::{
-    Grant, GrantSummary, PolicySettings, Refusal, dataset_ref, is_closed, public_columns,
-    visible_columns,
+    Grant, GrantSummary, PolicySettings, Refusal, check_row_filter, dataset_ref, is_closed,
+    public_columns, visible_columns,
 };
 
 /// What a caller wants to do.
@@ -57,11 +60,20 @@ pub enum Action {
     Admin,
     /// Read the data register's inventory, restricted entries included (global).
     InventoryRead,
+    /// Upload new versions of a dataset's rows and restore earlier ones.
+    Publish,
+    /// Create a dataset, edit its metadata, retire it.
+    Manage,
+    /// Change what decides access: `access`, `metadata_visibility`,
+    /// `personal_data`, views and their row filters.
+    Classify,
+    /// Read earlier versions of a dataset (`?version=n`).
+    History,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 11] = [
         Action::Read,
         Action::Export,
         Action::Aggregate,
@@ -69,6 +81,10 @@ impl Action {
         Action::AuditRead,
         Action::Admin,
         Action::InventoryRead,
+        Action::Publish,
+        Action::Manage,
+        Action::Classify,
+        Action::History,
     ];
 
     /// The name used in policy files and audit events.
@@ -81,6 +97,10 @@ impl Action {
             Action::AuditRead => "audit:read",
             Action::Admin => "admin",
             Action::InventoryRead => "inventory:read",
+            Action::Publish => "publish",
+            Action::Manage => "manage",
+            Action::Classify => "classify",
+            Action::History => "history",
         }
     }
 
@@ -109,6 +129,43 @@ impl std::fmt::Display for Action {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str(self.as_str())
     }
+}
+
+/// The casbin group of the datasets of `publisher`: `publisher:<slug>`,
+/// the slug in lowercase ASCII letters, digits and dashes (`Mobilités` →
+/// `publisher:mobilites`), so one rule covers a service's datasets.
+pub fn publisher_group(publisher: &str) -> String {
+    let mut slug = String::new();
+    for character in publisher.chars().flat_map(char::to_lowercase) {
+        let folded = match character {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'ç' => 'c',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ñ' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'æ' => {
+                slug.push('a');
+                'e'
+            }
+            'œ' => {
+                slug.push('o');
+                'e'
+            }
+            other => other,
+        };
+        if folded.is_ascii_alphanumeric() {
+            slug.push(folded);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    format!("publisher:{slug}")
 }
 
 /// The dataset a decision is about, as the catalogue describes it now.
@@ -192,7 +249,19 @@ mod tests {
         }
         assert_eq!(Action::AuditRead.as_str(), "audit:read");
         assert_eq!(Action::parse("write"), None);
+        assert_eq!(Action::parse("publish"), Some(Action::Publish));
         assert_eq!(Action::parse("READ"), None);
+    }
+
+    /// Publishers become slugs: accents folded, spaces and punctuation one dash.
+    #[test]
+    fn publisher_groups() {
+        assert_eq!(publisher_group("Mobilités"), "publisher:mobilites");
+        assert_eq!(
+            publisher_group("Direction de l'Énergie & Œuvres"),
+            "publisher:direction-de-l-energie-oeuvres"
+        );
+        assert_eq!(publisher_group(" Vélo-Cité "), "publisher:velo-cite");
     }
 
     /// Global and data actions are told apart.

@@ -27,6 +27,8 @@ pub(crate) enum ObjectForm {
     Level(AccessLevel),
     /// `group:<name>`: datasets placed in the group by `g2` lines.
     Group,
+    /// `publisher:<slug>`: every dataset of a publisher (added by the gateway).
+    Publisher,
     /// One dataset by id.
     Dataset,
 }
@@ -262,9 +264,13 @@ fn parse_object(object: &str) -> Result<ObjectForm, String> {
         check_slug(group, "group name")?;
         return Ok(ObjectForm::Group);
     }
+    if let Some(publisher) = object.strip_prefix("publisher:") {
+        check_slug(publisher, "publisher slug")?;
+        return Ok(ObjectForm::Publisher);
+    }
     if object.contains(':') {
         return Err(format!(
-            "unknown object `{object}`: expected a dataset id, `level:<level>`, `group:<name>`, `audit` or `*`"
+            "unknown object `{object}`: expected a dataset id, `level:<level>`, `group:<name>`, `publisher:<slug>`, `audit` or `*`"
         ));
     }
     check_slug(object, "dataset id")?;

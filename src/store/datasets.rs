@@ -234,7 +234,8 @@ impl Store {
     /// Every dataset row of the catalogue table.
     pub async fn stored_datasets(&self) -> Result<Vec<StoredDataset>, StoreError> {
         let sql = "SELECT id, definition, definition_hash, source_hash, schema, table_name, \
-                   version, record_count, last_updated FROM datasets ORDER BY id";
+                   version, record_count, last_updated, origin, retired_at, retired_by \
+                   FROM datasets ORDER BY id";
         let rows: Vec<StoredDataset> = with_backend!(self, pool, DB => {
             sqlx::query_as::<DB, StoredDataset>(sql).fetch_all(pool).await?
         });
@@ -400,7 +401,7 @@ macro_rules! record_version {
     ($transaction:ident, $new:ident, $previous:ident, $table:ident, $version:ident, $record_count:ident, $placeholders:literal) => {{
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         sqlx::query(concat!(
-            "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated) \
+            "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, table_name, version, record_count, last_updated, origin) \
              VALUES (",
             $placeholders,
             ") ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, definition_hash = excluded.definition_hash, \
@@ -416,6 +417,7 @@ macro_rules! record_version {
         .bind($version)
         .bind($record_count)
         .bind(now)
+        .bind($new.origin)
         .execute(&mut *$transaction)
         .await?;
         if let Some((_, old_table)) = $previous
@@ -456,7 +458,30 @@ pub struct StoredDataset {
     pub version: i64,
     pub record_count: i64,
     pub last_updated: String,
+    /// `file` (a definition in `catalog/`, managed by sync) or `api`.
+    pub origin: String,
+    /// Set when the dataset is retired (a tombstone): RFC 3339.
+    pub retired_at: Option<String>,
+    /// Who retired it.
+    pub retired_by: Option<String>,
 }
+
+impl StoredDataset {
+    /// True for a dataset created through the publishing API.
+    pub fn from_api(&self) -> bool {
+        self.origin == ORIGIN_API
+    }
+
+    /// True for a retired dataset (a tombstone: no data served).
+    pub fn is_retired(&self) -> bool {
+        self.retired_at.is_some()
+    }
+}
+
+/// Origin of a dataset defined by a file in `catalog/`.
+pub const ORIGIN_FILE: &str = "file";
+/// Origin of a dataset created through the publishing API.
+pub const ORIGIN_API: &str = "api";
 
 /// What an import writes besides the rows.
 #[derive(Debug, Clone)]
@@ -466,6 +491,8 @@ pub struct NewVersion<'a> {
     pub definition: &'a str,
     pub definition_hash: &'a str,
     pub source_hash: &'a str,
+    /// [`ORIGIN_FILE`] or [`ORIGIN_API`]; kept when the dataset exists already.
+    pub origin: &'a str,
 }
 
 /// The result of an import.
@@ -720,7 +747,7 @@ async fn swap_table_sqlite<E>(
         table,
         version,
         record_count,
-        "?, ?, ?, ?, ?, ?, ?, ?, ?"
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
     )
 }
 
@@ -853,7 +880,7 @@ where
         table,
         version,
         record_count,
-        "$1, $2, $3, $4, $5, $6, $7, $8, $9"
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
     )
 }
 

@@ -14,6 +14,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod changes;
 pub mod datasets;
 pub mod probe;
+pub mod publishing;
 pub mod retired;
 pub mod sql;
 

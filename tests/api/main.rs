@@ -22,6 +22,7 @@ mod operations;
 mod pages;
 mod pages_browser;
 mod postgrest_client;
+mod publishing;
 mod rate_limits;
 mod read;
 mod register;
