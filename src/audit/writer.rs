@@ -2,6 +2,11 @@
 //! whatever else is waiting (up to `max_batch_size`, waiting at most
 //! `max_batch_wait_ms` for more), writes the batch in one transaction and
 //! answers every caller once it is committed. It also writes checkpoints.
+//!
+//! A buffered event has nobody waiting for it: a batch of only buffered
+//! events lingers up to a fifth of `buffer_ms` (after its first event was
+//! queued) to gather more, and stops lingering as soon as an event somebody
+//! waits for joins it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,11 +19,31 @@ use super::event::Event;
 use super::{AuditConfig, AuditError, Shared, store};
 use crate::telemetry::metrics;
 
+/// Who waits for an event's commit.
+pub(crate) enum Reply {
+    /// The caller, for the sequence number.
+    Wait(oneshot::Sender<Result<i64, AuditError>>),
+    /// Nobody: queued at `queued_us` (see `Shared::now_us`).
+    Buffered { queued_us: u64 },
+}
+
+impl Reply {
+    fn send(self, result: Result<i64, AuditError>) {
+        if let Reply::Wait(sender) = self {
+            let _ = sender.send(result);
+        }
+    }
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Command {
     Append {
         record: Box<Event>,
-        reply: oneshot::Sender<Result<i64, AuditError>>,
+        reply: Reply,
+    },
+    /// Answered once every event queued before it is written (or failed).
+    Flush {
+        reply: oneshot::Sender<()>,
     },
     Checkpoint {
         reply: oneshot::Sender<Result<(), AuditError>>,
@@ -28,7 +53,12 @@ pub(crate) enum Command {
     },
 }
 
-type Waiting = (Box<Event>, oneshot::Sender<Result<i64, AuditError>>);
+type Waiting = (Box<Event>, Reply);
+
+/// How long a batch of only buffered events waits for more.
+fn linger(config: &AuditConfig) -> Duration {
+    Duration::from_millis(config.buffer_ms / 5)
+}
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -52,16 +82,21 @@ pub(crate) async fn run(
         };
         let Some(command) = command else { break };
         let mut control = None;
+        let mut deadline = Instant::now() + wait;
         match command {
-            Command::Append { record, reply } => batch.push((record, reply)),
+            Command::Append { record, reply } => {
+                if let Reply::Buffered { queued_us } = &reply {
+                    deadline = deadline.max(queued_instant(&shared, *queued_us) + linger(&config));
+                }
+                batch.push((record, reply));
+            }
             other => control = Some(other),
         }
         if control.is_none() {
-            let deadline = Instant::now() + wait;
             while batch.len() < config.max_batch_size {
                 let next = match commands.try_recv() {
                     Ok(command) => Some(command),
-                    Err(mpsc::error::TryRecvError::Empty) if !wait.is_zero() => {
+                    Err(mpsc::error::TryRecvError::Empty) if deadline > Instant::now() => {
                         tokio::time::timeout_at(deadline, commands.recv())
                             .await
                             .ok()
@@ -70,7 +105,13 @@ pub(crate) async fn run(
                     Err(_) => None,
                 };
                 match next {
-                    Some(Command::Append { record, reply }) => batch.push((record, reply)),
+                    Some(Command::Append { record, reply }) => {
+                        if matches!(reply, Reply::Wait(_)) {
+                            // Somebody waits: no more lingering than for durable events.
+                            deadline = deadline.min(Instant::now() + wait);
+                        }
+                        batch.push((record, reply));
+                    }
                     Some(other) => {
                         control = Some(other);
                         break;
@@ -83,6 +124,9 @@ pub(crate) async fn run(
             commit(&shared, &mut batch).await;
         }
         match control {
+            Some(Command::Flush { reply }) => {
+                let _ = reply.send(());
+            }
             Some(Command::Checkpoint { reply }) => {
                 let _ = reply.send(checkpoint(&shared).await);
             }
@@ -100,6 +144,9 @@ pub(crate) async fn run(
                         }
                         Command::Checkpoint { reply } => {
                             let _ = reply.send(Err(AuditError::Stopped));
+                        }
+                        Command::Flush { reply } => {
+                            let _ = reply.send(());
                         }
                         Command::Shutdown { reply } => {
                             let _ = reply.send(());
@@ -121,6 +168,43 @@ pub(crate) async fn run(
 /// hold fails alone, and the other callers of its batch are answered as if
 /// it had never been there.
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
+    let buffered = Buffered::of(batch);
+    write_all(shared, batch).await;
+    buffered.done(shared);
+}
+
+/// The buffered events of a batch, counted before it is written.
+struct Buffered {
+    count: usize,
+    last_queued_us: u64,
+}
+
+impl Buffered {
+    fn of(batch: &[Waiting]) -> Buffered {
+        let mut buffered = Buffered {
+            count: 0,
+            last_queued_us: 0,
+        };
+        for (_, reply) in batch {
+            if let Reply::Buffered { queued_us } = reply {
+                buffered.count += 1;
+                buffered.last_queued_us = buffered.last_queued_us.max(*queued_us);
+            }
+        }
+        buffered
+    }
+
+    fn done(self, shared: &Shared) {
+        shared.buffered_done(self.count, self.last_queued_us);
+    }
+}
+
+/// When an event queued at `queued_us` was queued.
+fn queued_instant(shared: &Shared, queued_us: u64) -> Instant {
+    Instant::from_std(shared.epoch) + Duration::from_micros(queued_us)
+}
+
+async fn write_all(shared: &Shared, batch: &mut Vec<Waiting>) {
     let records: Vec<Event> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     let started = std::time::Instant::now();
     let written = store::append(&shared.store, &records).await;
@@ -129,7 +213,7 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
         Ok(sequences) => {
             shared.healthy.store(true, Ordering::Relaxed);
             for ((_, reply), sequence) in batch.drain(..).zip(sequences) {
-                let _ = reply.send(Ok(sequence));
+                reply.send(Ok(sequence));
             }
         }
         Err(error) if batch.len() > 1 && refused_data(&error) => {
@@ -150,14 +234,14 @@ async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
             Ok(sequences) => {
                 written = true;
                 shared.healthy.store(true, Ordering::Relaxed);
-                let _ = reply.send(sequences.first().copied().ok_or_else(|| {
+                reply.send(sequences.first().copied().ok_or_else(|| {
                     AuditError::Unavailable("the store returned no sequence".to_owned())
                 }));
             }
             Err(error) if refused_data(&error) => {
                 tracing::error!(%error, request_id = %record.request_id, "the store refused one audit event");
                 metrics::audit_failures(1);
-                let _ = reply.send(Err(AuditError::Unavailable(error.to_string())));
+                reply.send(Err(AuditError::Unavailable(error.to_string())));
             }
             Err(error) => {
                 batch.push((record, reply));
@@ -188,7 +272,7 @@ fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
     }
     let message = error.to_string();
     for (_, reply) in batch.drain(..) {
-        let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
+        reply.send(Err(AuditError::Unavailable(message.clone())));
     }
 }
 
@@ -216,9 +300,14 @@ async fn commit(shared: &Shared, batch: &mut Vec<Waiting>) {
     match shared.store_down() {
         Some(why) => {
             metrics::audit_failures(batch.len());
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(AuditError::Unavailable(why.clone())));
+            let buffered = Buffered::of(batch);
+            if buffered.count > 0 {
+                tracing::error!(events = buffered.count, %why, "buffered audit events lost: the store does not answer");
             }
+            for (_, reply) in batch.drain(..) {
+                reply.send(Err(AuditError::Unavailable(why.clone())));
+            }
+            buffered.done(shared);
         }
         None => write_batch(shared, batch).await,
     }

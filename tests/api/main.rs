@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod admin;
+mod audit_durability;
 mod audit_trail;
 mod audit_truth;
 mod browser;
