@@ -12,6 +12,7 @@ mod browser;
 mod catalogue;
 mod edge_http;
 mod errors;
+mod exports_copy;
 mod formats;
 mod identity;
 mod ingestion;
