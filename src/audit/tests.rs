@@ -1033,3 +1033,45 @@ async fn buffered_events_are_flushed_by_reads_and_shutdown() {
         assert!(reader.verify(None, None).await.unwrap().ok);
     }
 }
+
+/// A buffered event the store cannot take is kept and written once the log
+/// works again, in the same chain; meanwhile the log is not healthy, so the
+/// next requests wait for their own events (and are refused).
+#[tokio::test]
+async fn buffered_events_wait_for_a_failing_log() {
+    let (store, _guard) = test_support::sqlite().await;
+    let log = start(&store, "gw").await;
+    record_many(&log, 2).await;
+    execute(
+        &store,
+        "ALTER TABLE audit_events RENAME TO audit_events_away",
+    )
+    .await;
+    log.record_buffered(sample("kept")).await.expect("queued");
+    let started = Instant::now();
+    while log.healthy() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the failed write is noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(log.record_buffered(sample("refused")).await.is_err());
+    execute(
+        &store,
+        "ALTER TABLE audit_events_away RENAME TO audit_events",
+    )
+    .await;
+    let page = log
+        .list(&EventQuery::from_params(&[]).unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page
+        .events
+        .iter()
+        .map(|event| event.event.request_id.as_str())
+        .collect();
+    assert_eq!(ids, ["kept", "r1", "r0"]);
+    assert!(log.healthy());
+    assert!(log.verify(None, None).await.unwrap().ok);
+}
