@@ -692,7 +692,7 @@ async fn writing_audit_log(settings: &Settings, store: Store) -> anyhow::Result<
     let keys = KeyRing::load(&store, &settings.auth).await?;
     AuditLog::start(
         store,
-        settings.audit.log.clone(),
+        settings.audit.writer(),
         crate::startup::checkpoint_signer(&keys),
     )
     .await

@@ -11,8 +11,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::audit::AuditConfig;
+use crate::audit::{AuditConfig, Durability};
 use crate::auth::AuthConfig;
+use crate::catalog::definition::AccessLevel;
 use crate::limits::LimitSettings;
 use crate::query::QueryLimits;
 
@@ -121,7 +122,7 @@ impl Default for ExportSettings {
 }
 
 /// The access log and what happens when it cannot be written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSettings {
     /// Group commit, checkpoints, IP hashing.
@@ -129,6 +130,70 @@ pub struct AuditSettings {
     /// Serve open data even when the audit log cannot be written (default:
     /// refused like closed data).
     pub serve_open_data_without_audit: bool,
+    /// Longest time a buffered event waits for its commit, in milliseconds:
+    /// what a crash can lose of the buffered levels' events.
+    pub buffer_ms: u64,
+    /// Per access level, whether a read's event is committed before the
+    /// response (`durable`) or within `buffer_ms` after it (`buffered`).
+    pub durability: DurabilitySettings,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            log: AuditConfig::default(),
+            serve_open_data_without_audit: false,
+            buffer_ms: crate::audit::DEFAULT_BUFFER_MS,
+            durability: DurabilitySettings::default(),
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The writer's settings, with `buffer_ms`.
+    pub fn writer(&self) -> AuditConfig {
+        AuditConfig {
+            buffer_ms: self.buffer_ms,
+            ..self.log.clone()
+        }
+    }
+}
+
+/// `[audit.durability]`: buffered for open data, durable for every other
+/// level unless the operator says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurabilitySettings {
+    pub open: Durability,
+    pub partners: Durability,
+    pub internal: Durability,
+    pub confidential: Durability,
+    pub undecided: Durability,
+}
+
+impl Default for DurabilitySettings {
+    fn default() -> Self {
+        DurabilitySettings {
+            open: Durability::Buffered,
+            partners: Durability::Durable,
+            internal: Durability::Durable,
+            confidential: Durability::Durable,
+            undecided: Durability::Durable,
+        }
+    }
+}
+
+impl DurabilitySettings {
+    /// How the event of a read of a dataset at `level` is committed.
+    pub fn of(&self, level: AccessLevel) -> Durability {
+        match level {
+            AccessLevel::Open => self.open,
+            AccessLevel::Partners => self.partners,
+            AccessLevel::Internal => self.internal,
+            AccessLevel::Confidential => self.confidential,
+            AccessLevel::Undecided => self.undecided,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -540,6 +605,8 @@ mod tests {
                 settings.audit.log.max_batch_size,
                 defaults.audit.log.max_batch_size
             );
+            assert_eq!(settings.audit.buffer_ms, defaults.audit.buffer_ms);
+            assert_eq!(settings.audit.durability, defaults.audit.durability);
             assert_eq!(settings.query, defaults.query);
             assert_eq!(settings.server.cors, defaults.server.cors);
             assert_eq!(settings.server.compression, defaults.server.compression);

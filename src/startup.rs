@@ -123,7 +123,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let audit = AuditLog::start_with_reader(
         audit_store,
         store.clone(),
-        settings.audit.log.clone(),
+        settings.audit.writer(),
         checkpoint_signer(authenticator.keys()),
     )
     .await

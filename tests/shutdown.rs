@@ -266,3 +266,79 @@ async fn sigterm_cuts_slow_exports_sqlite() {
 async fn sigterm_cuts_slow_exports_postgres() {
     sigterm_with_a_slow_export(true).await;
 }
+
+/// SIGTERM writes the buffered open-data events still waiting: with
+/// `audit.buffer_ms` at a minute the writer would linger twelve seconds for
+/// more, so only the shutdown's flush can have written them.
+async fn sigterm_flushes_buffered_events(postgres: bool) {
+    let Some((url, _database)) = database(postgres).await else {
+        return;
+    };
+    let catalog = big_catalog(10);
+    let port = free_port();
+    let child = command(&url, catalog.path(), &["serve"])
+        .env("PASSERELLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PASSERELLE_AUDIT__BUFFER_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("gateway starts");
+    let mut gateway = Gateway { child, port };
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..600 {
+        ready = client
+            .get(gateway.url("/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the gateway did not become ready");
+    for index in 0..3 {
+        let response = client
+            .get(gateway.url(&format!("/api/v1/data/{DATASET}?limit=2")))
+            .header("X-Request-Id", format!("buffered-{index}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200);
+    }
+    let signalled = Instant::now();
+    terminate(&gateway.child);
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit: {status}");
+    let events = audit_events(&url, catalog.path());
+    for index in 0..3 {
+        let id = format!("buffered-{index}");
+        assert!(
+            events
+                .iter()
+                .any(|event| event["request_id"] == id.as_str()),
+            "the buffered event of {id} was written at shutdown"
+        );
+    }
+    verify(&url, catalog.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_buffered_events_sqlite() {
+    sigterm_flushes_buffered_events(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_buffered_events_postgres() {
+    sigterm_flushes_buffered_events(true).await;
+}

@@ -6,6 +6,13 @@
 //! - `record` answers only after the event's transaction committed
 //!   (group commit: one writer task drains waiting events and writes them in
 //!   one transaction, then answers every caller);
+//! - `record_buffered` (open data by default, see [`Durability`]) answers once
+//!   the event is queued: the writer commits it within `buffer_ms`. It waits
+//!   like `record` while the queue is full, while the writer is more than
+//!   `buffer_ms` behind, and while the log is not healthy (so a failing log
+//!   is still noticed, and refused, by the next request);
+//! - reads of the log (`list`, `stream`, `stats`, `verify`) first wait for the
+//!   events queued before them: an auditor sees every event already answered;
 //! - the chain is one sequence `1, 2, 3…` even with several gateways on one
 //!   PostgreSQL (each batch takes an advisory lock and reads the head inside it);
 //! - rows are never updated: a streamed export's outcome is a separate
@@ -21,8 +28,9 @@ mod store;
 mod verify;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -64,6 +72,10 @@ pub struct AuditConfig {
     pub ip_hash_key: Option<String>,
     /// The name of this gateway instance, stored with each event.
     pub instance: String,
+    /// Longest time a buffered event waits for its commit (`audit.buffer_ms`,
+    /// set from [`AuditSettings`](crate::config::AuditSettings)).
+    #[serde(skip)]
+    pub buffer_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -76,8 +88,23 @@ impl Default for AuditConfig {
             hash_client_ip: false,
             ip_hash_key: None,
             instance: default_instance(),
+            buffer_ms: DEFAULT_BUFFER_MS,
         }
     }
+}
+
+/// Default of `audit.buffer_ms`.
+pub const DEFAULT_BUFFER_MS: u64 = 50;
+
+/// When the event of a request is committed, relative to its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Committed before the response starts: never lost.
+    Durable,
+    /// Queued, committed within `audit.buffer_ms`; the response does not
+    /// wait. A crash loses at most the last `buffer_ms` of these events.
+    Buffered,
 }
 
 fn default_instance() -> String {
@@ -279,9 +306,43 @@ struct Shared {
     store_health: OnceLock<StoreHealth>,
     instance: String,
     ip_hash_key: Option<Vec<u8>>,
+    /// Buffered events queued and not yet written (or failed).
+    pending_buffered: AtomicUsize,
+    /// Micro-seconds after `epoch` since which the oldest buffered event
+    /// still waiting may have waited (a lower bound of its queuing time).
+    backlog_since_us: AtomicU64,
+    epoch: Instant,
+    buffer: Duration,
 }
 
 impl Shared {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// True while buffered events wait that may have been queued more than
+    /// `buffer_ms` ago: the writer is behind, new events must wait for it.
+    fn lagging(&self) -> bool {
+        if self.pending_buffered.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let since = self.backlog_since_us.load(Ordering::Acquire);
+        let buffer = u64::try_from(self.buffer.as_micros()).unwrap_or(u64::MAX);
+        self.now_us().saturating_sub(since) > buffer
+    }
+
+    /// Notes that the writer is done (written or failed) with `count`
+    /// buffered events, the last of them queued at `last_queued_us`.
+    fn buffered_done(&self, count: usize, last_queued_us: u64) {
+        if count == 0 {
+            return;
+        }
+        // Whatever still waits was queued after the last one written.
+        self.backlog_since_us
+            .fetch_max(last_queued_us, Ordering::AcqRel);
+        self.pending_buffered.fetch_sub(count, Ordering::AcqRel);
+    }
+
     /// Why the store is known not to answer, per its probe.
     fn store_down(&self) -> Option<String> {
         let status = self.store_health.get()?.status();
@@ -332,6 +393,10 @@ impl AuditLog {
             store_health: OnceLock::new(),
             instance: config.instance.clone(),
             ip_hash_key,
+            pending_buffered: AtomicUsize::new(0),
+            backlog_since_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+            buffer: Duration::from_millis(config.buffer_ms),
         });
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         tokio::spawn(writer::run(shared.clone(), config, receiver));
@@ -352,6 +417,43 @@ impl AuditLog {
         })
     }
 
+    /// Records `event` without waiting for its commit: the writer commits it
+    /// within `buffer_ms`. Waits for the commit, as [`AuditLog::record`]
+    /// does, when the writer is behind by more than `buffer_ms` or the log is
+    /// not healthy (a write failed, the store does not answer); waits for a
+    /// place when the queue is full. Never drops the event.
+    pub async fn record_buffered(&self, event: Event) -> Result<(), AuditError> {
+        if !self.healthy() || self.shared.lagging() {
+            return self.record(event).await.map(|_| ());
+        }
+        let record = event.sealed(&self.shared.instance, self.shared.ip_hash_key.as_deref());
+        let permit = self
+            .commands
+            .reserve()
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        let queued_us = self.shared.now_us();
+        if self.shared.pending_buffered.fetch_add(1, Ordering::AcqRel) == 0 {
+            // The first of a new backlog: its age starts now.
+            self.shared
+                .backlog_since_us
+                .fetch_max(queued_us, Ordering::AcqRel);
+        }
+        permit.send(Command::Append {
+            record: Box::new(record),
+            reply: writer::Reply::Buffered { queued_us },
+        });
+        Ok(())
+    }
+
+    /// Waits until every event queued before this call is written (or failed).
+    pub async fn flush(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Flush { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
     /// Records how a streamed response ended, as a chained `completion` event.
     pub async fn complete(&self, receipt: Receipt, outcome: Outcome) -> Result<(), AuditError> {
         let record = receipt
@@ -365,7 +467,7 @@ impl AuditLog {
         self.commands
             .send(Command::Append {
                 record: Box::new(record),
-                reply,
+                reply: writer::Reply::Wait(reply),
             })
             .await
             .map_err(|_| AuditError::Stopped)?;
@@ -430,11 +532,13 @@ impl AuditLog {
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<Verification, AuditError> {
+        self.flush().await;
         self.shared.reader.verify(from, to).await
     }
 
     /// One page of events, newest first.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, AuditError> {
+        self.flush().await;
         self.shared.reader.list(query).await
     }
 
@@ -443,11 +547,20 @@ impl AuditLog {
         &self,
         query: EventQuery,
     ) -> impl Stream<Item = Result<StoredEvent, AuditError>> + Send + use<> {
-        self.shared.reader.stream(query)
+        let log = self.clone();
+        async_stream::try_stream! {
+            log.flush().await;
+            let events = log.shared.reader.stream(query);
+            futures::pin_mut!(events);
+            while let Some(event) = futures::StreamExt::next(&mut events).await {
+                yield event?;
+            }
+        }
     }
 
     /// Request counts over a period.
     pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, AuditError> {
+        self.flush().await;
         self.shared.reader.stats(query).await
     }
 

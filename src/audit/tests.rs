@@ -988,3 +988,91 @@ async fn values_the_gateway_never_writes_are_altered() {
         }
     }
 }
+
+/// Buffered events take their place in the chain like the others: a read of
+/// the log waits for those queued before it, and shutdown writes the rest.
+/// The writer lingers a fifth of `buffer_ms` (12 s here) for a batch of only
+/// buffered events, so only the flush and the shutdown can have written them.
+#[tokio::test]
+async fn buffered_events_are_flushed_by_reads_and_shutdown() {
+    for (store, _guard) in stores().await {
+        let config = AuditConfig {
+            buffer_ms: 60_000,
+            ..config("gw")
+        };
+        let log = AuditLog::start(store.clone(), config, Arc::new(test_signer(7)))
+            .await
+            .expect("start");
+        for index in 0..3 {
+            log.record_buffered(sample(&format!("b{index}")))
+                .await
+                .expect("queued");
+        }
+        let page = log
+            .list(&EventQuery::from_params(&[]).unwrap())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page
+            .events
+            .iter()
+            .map(|event| event.event.request_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b2", "b1", "b0"], "{}", backend(&store));
+        // A durable event joining buffered ones is written without lingering.
+        log.record_buffered(sample("b3")).await.expect("queued");
+        let receipt = log.record(sample("d4")).await.expect("durable");
+        assert_eq!(receipt.sequence, 5, "{}", backend(&store));
+        log.record_buffered(sample("b5")).await.expect("queued");
+        log.shutdown().await;
+        let reader = log.reader();
+        let page = reader
+            .list(&EventQuery::from_params(&[]).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(page.events.len(), 6, "{}", backend(&store));
+        assert_eq!(page.events[0].event.request_id, "b5");
+        assert!(reader.verify(None, None).await.unwrap().ok);
+    }
+}
+
+/// A buffered event the store cannot take is kept and written once the log
+/// works again, in the same chain; meanwhile the log is not healthy, so the
+/// next requests wait for their own events (and are refused).
+#[tokio::test]
+async fn buffered_events_wait_for_a_failing_log() {
+    let (store, _guard) = test_support::sqlite().await;
+    let log = start(&store, "gw").await;
+    record_many(&log, 2).await;
+    execute(
+        &store,
+        "ALTER TABLE audit_events RENAME TO audit_events_away",
+    )
+    .await;
+    log.record_buffered(sample("kept")).await.expect("queued");
+    let started = Instant::now();
+    while log.healthy() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the failed write is noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(log.record_buffered(sample("refused")).await.is_err());
+    execute(
+        &store,
+        "ALTER TABLE audit_events_away RENAME TO audit_events",
+    )
+    .await;
+    let page = log
+        .list(&EventQuery::from_params(&[]).unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page
+        .events
+        .iter()
+        .map(|event| event.event.request_id.as_str())
+        .collect();
+    assert_eq!(ids, ["kept", "r1", "r0"]);
+    assert!(log.healthy());
+    assert!(log.verify(None, None).await.unwrap().ok);
+}

@@ -2,6 +2,11 @@
 //! whatever else is waiting (up to `max_batch_size`, waiting at most
 //! `max_batch_wait_ms` for more), writes the batch in one transaction and
 //! answers every caller once it is committed. It also writes checkpoints.
+//!
+//! A buffered event has nobody waiting for it: a batch of only buffered
+//! events lingers up to a fifth of `buffer_ms` (after its first event was
+//! queued) to gather more, and stops lingering as soon as an event somebody
+//! waits for joins it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,11 +19,35 @@ use super::event::Event;
 use super::{AuditConfig, AuditError, Shared, store};
 use crate::telemetry::metrics;
 
+/// Who waits for an event's commit.
+pub(crate) enum Reply {
+    /// The caller, for the sequence number.
+    Wait(oneshot::Sender<Result<i64, AuditError>>),
+    /// Nobody: queued at `queued_us` (see `Shared::now_us`).
+    Buffered { queued_us: u64 },
+}
+
+impl Reply {
+    /// Answers the caller, or notes a buffered event as done with.
+    fn send(self, shared: &Shared, result: Result<i64, AuditError>) {
+        match self {
+            Reply::Wait(sender) => {
+                let _ = sender.send(result);
+            }
+            Reply::Buffered { queued_us } => shared.buffered_done(1, queued_us),
+        }
+    }
+}
+
 /// What the writer is asked to do.
 pub(crate) enum Command {
     Append {
         record: Box<Event>,
-        reply: oneshot::Sender<Result<i64, AuditError>>,
+        reply: Reply,
+    },
+    /// Answered once every event queued before it is written (or failed).
+    Flush {
+        reply: oneshot::Sender<()>,
     },
     Checkpoint {
         reply: oneshot::Sender<Result<(), AuditError>>,
@@ -28,7 +57,12 @@ pub(crate) enum Command {
     },
 }
 
-type Waiting = (Box<Event>, oneshot::Sender<Result<i64, AuditError>>);
+type Waiting = (Box<Event>, Reply);
+
+/// How long a batch of only buffered events waits for more.
+fn linger(config: &AuditConfig) -> Duration {
+    Duration::from_millis(config.buffer_ms / 5)
+}
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -40,9 +74,24 @@ pub(crate) async fn run(
     checkpoints.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let wait = Duration::from_millis(config.max_batch_wait_ms);
     let mut batch: Vec<Waiting> = Vec::with_capacity(config.max_batch_size);
+    // Buffered events the store could not take yet, oldest first.
+    let mut retry: Vec<Waiting> = Vec::new();
+    // Doubles while the store keeps refusing them, up to five seconds.
+    let first_retry = Duration::from_millis(config.buffer_ms.clamp(100, 1000));
+    let mut retry_every = first_retry;
     loop {
         let command = tokio::select! {
             command = commands.recv() => command,
+            () = tokio::time::sleep(retry_every), if !retry.is_empty() => {
+                batch.append(&mut retry);
+                commit(&shared, &mut batch, &mut retry).await;
+                retry_every = if retry.is_empty() {
+                    first_retry
+                } else {
+                    (retry_every * 2).min(Duration::from_secs(5))
+                };
+                continue;
+            }
             _ = checkpoints.tick() => {
                 if let Err(error) = checkpoint(&shared).await {
                     tracing::error!(%error, "cannot write the periodic audit checkpoint");
@@ -51,17 +100,24 @@ pub(crate) async fn run(
             }
         };
         let Some(command) = command else { break };
+        // Events waiting to be written again go first.
+        batch.append(&mut retry);
         let mut control = None;
+        let mut deadline = Instant::now() + wait;
         match command {
-            Command::Append { record, reply } => batch.push((record, reply)),
+            Command::Append { record, reply } => {
+                if let Reply::Buffered { queued_us } = &reply {
+                    deadline = deadline.max(queued_instant(&shared, *queued_us) + linger(&config));
+                }
+                batch.push((record, reply));
+            }
             other => control = Some(other),
         }
         if control.is_none() {
-            let deadline = Instant::now() + wait;
             while batch.len() < config.max_batch_size {
                 let next = match commands.try_recv() {
                     Ok(command) => Some(command),
-                    Err(mpsc::error::TryRecvError::Empty) if !wait.is_zero() => {
+                    Err(mpsc::error::TryRecvError::Empty) if deadline > Instant::now() => {
                         tokio::time::timeout_at(deadline, commands.recv())
                             .await
                             .ok()
@@ -70,7 +126,13 @@ pub(crate) async fn run(
                     Err(_) => None,
                 };
                 match next {
-                    Some(Command::Append { record, reply }) => batch.push((record, reply)),
+                    Some(Command::Append { record, reply }) => {
+                        if matches!(reply, Reply::Wait(_)) {
+                            // Somebody waits: no more lingering than for durable events.
+                            deadline = deadline.min(Instant::now() + wait);
+                        }
+                        batch.push((record, reply));
+                    }
                     Some(other) => {
                         control = Some(other);
                         break;
@@ -80,9 +142,12 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
-            commit(&shared, &mut batch).await;
+            commit(&shared, &mut batch, &mut retry).await;
         }
         match control {
+            Some(Command::Flush { reply }) => {
+                let _ = reply.send(());
+            }
             Some(Command::Checkpoint { reply }) => {
                 let _ = reply.send(checkpoint(&shared).await);
             }
@@ -95,15 +160,32 @@ pub(crate) async fn run(
                 while let Some(command) = commands.recv().await {
                     match command {
                         Command::Append { record, reply } => {
+                            batch.append(&mut retry);
                             batch.push((record, reply));
-                            commit(&shared, &mut batch).await;
+                            commit(&shared, &mut batch, &mut retry).await;
                         }
                         Command::Checkpoint { reply } => {
                             let _ = reply.send(Err(AuditError::Stopped));
                         }
+                        Command::Flush { reply } => {
+                            let _ = reply.send(());
+                        }
                         Command::Shutdown { reply } => {
                             let _ = reply.send(());
                         }
+                    }
+                }
+                if !retry.is_empty() {
+                    batch.append(&mut retry);
+                    commit(&shared, &mut batch, &mut retry).await;
+                }
+                if !retry.is_empty() {
+                    tracing::error!(
+                        events = retry.len(),
+                        "buffered audit events lost at shutdown: the store does not take them"
+                    );
+                    for (_, reply) in retry.drain(..) {
+                        reply.send(&shared, Err(AuditError::Stopped));
                     }
                 }
                 let _ = reply.send(());
@@ -120,7 +202,12 @@ pub(crate) async fn run(
 /// its events are written again one at a time: an event the store cannot
 /// hold fails alone, and the other callers of its batch are answered as if
 /// it had never been there.
-async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
+/// When an event queued at `queued_us` was queued.
+fn queued_instant(shared: &Shared, queued_us: u64) -> Instant {
+    Instant::from_std(shared.epoch) + Duration::from_micros(queued_us)
+}
+
+async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<Waiting>) {
     let records: Vec<Event> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     let started = std::time::Instant::now();
     let written = store::append(&shared.store, &records).await;
@@ -129,42 +216,59 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>) {
         Ok(sequences) => {
             shared.healthy.store(true, Ordering::Relaxed);
             for ((_, reply), sequence) in batch.drain(..).zip(sequences) {
-                let _ = reply.send(Ok(sequence));
+                reply.send(shared, Ok(sequence));
             }
         }
         Err(error) if batch.len() > 1 && refused_data(&error) => {
             tracing::warn!(%error, events = batch.len(), "the store refused a batch of audit events: writing them one by one");
-            write_one_by_one(shared, batch).await;
+            write_one_by_one(shared, batch, retry).await;
         }
-        Err(error) => fail_all(shared, batch, &error),
+        Err(error) => fail_all(shared, batch, retry, &error),
     }
 }
 
 /// Writes each event in its own transaction; stops at the first sign that
 /// the store is out of reach, failing the events still waiting.
-async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
+async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<Waiting>) {
     let mut waiting = std::mem::take(batch).into_iter();
     let mut written = false;
+    // Buffered events refused: dropped if others went in (their data is at
+    // fault), written again if none did (the log is).
+    let mut refused: Vec<(Waiting, String)> = Vec::new();
     while let Some((record, reply)) = waiting.next() {
         match store::append(&shared.store, std::slice::from_ref(&*record)).await {
             Ok(sequences) => {
                 written = true;
                 shared.healthy.store(true, Ordering::Relaxed);
-                let _ = reply.send(sequences.first().copied().ok_or_else(|| {
-                    AuditError::Unavailable("the store returned no sequence".to_owned())
-                }));
+                reply.send(
+                    shared,
+                    sequences.first().copied().ok_or_else(|| {
+                        AuditError::Unavailable("the store returned no sequence".to_owned())
+                    }),
+                );
             }
             Err(error) if refused_data(&error) => {
                 tracing::error!(%error, request_id = %record.request_id, "the store refused one audit event");
                 metrics::audit_failures(1);
-                let _ = reply.send(Err(AuditError::Unavailable(error.to_string())));
+                match reply {
+                    Reply::Buffered { .. } => refused.push(((record, reply), error.to_string())),
+                    reply => reply.send(shared, Err(AuditError::Unavailable(error.to_string()))),
+                }
             }
             Err(error) => {
                 batch.push((record, reply));
                 batch.extend(waiting);
-                fail_all(shared, batch, &error);
+                retry.extend(refused.into_iter().map(|(waiting, _)| waiting));
+                fail_all(shared, batch, retry, &error);
                 return;
             }
+        }
+    }
+    for ((record, reply), why) in refused {
+        if written {
+            reply.send(shared, Err(AuditError::Unavailable(why)));
+        } else {
+            retry.push((record, reply));
         }
     }
     if !written {
@@ -174,7 +278,13 @@ async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>) {
     }
 }
 
-fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
+/// Fails the events somebody waits for; keeps the buffered ones to write again.
+fn fail_all(
+    shared: &Shared,
+    batch: &mut Vec<Waiting>,
+    retry: &mut Vec<Waiting>,
+    error: &sqlx::Error,
+) {
     // A store that went away: health follows the store's probe, and comes
     // back with it without waiting for the next write.
     let store_outage = crate::store::is_unavailable(error) && shared.store_health.get().is_some();
@@ -187,9 +297,7 @@ fn fail_all(shared: &Shared, batch: &mut Vec<Waiting>, error: &sqlx::Error) {
         metrics::pool_timeout("audit");
     }
     let message = error.to_string();
-    for (_, reply) in batch.drain(..) {
-        let _ = reply.send(Err(AuditError::Unavailable(message.clone())));
-    }
+    keep_buffered(shared, batch, retry, &message);
 }
 
 /// Whether the store answered and refused the data itself (a value it
@@ -212,15 +320,24 @@ fn refused_data(error: &sqlx::Error) -> bool {
 /// known to be down: a batch waiting for a connection would make each
 /// request wait twice (for its query, then for its event), and every event
 /// queued behind it too.
-async fn commit(shared: &Shared, batch: &mut Vec<Waiting>) {
+async fn commit(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<Waiting>) {
     match shared.store_down() {
         Some(why) => {
             metrics::audit_failures(batch.len());
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(AuditError::Unavailable(why.clone())));
-            }
+            keep_buffered(shared, batch, retry, &why);
         }
-        None => write_batch(shared, batch).await,
+        None => write_batch(shared, batch, retry).await,
+    }
+}
+
+/// Answers the callers of `batch` with the failure; its buffered events
+/// (nobody waits for them) go to `retry`, to be written again.
+fn keep_buffered(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<Waiting>, why: &str) {
+    for (record, reply) in batch.drain(..) {
+        match reply {
+            Reply::Buffered { .. } => retry.push((record, reply)),
+            waiting => waiting.send(shared, Err(AuditError::Unavailable(why.to_owned()))),
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct AccessRecord {
     pub purpose: Option<String>,
     /// Publishing: what the request changed, as JSON (the audit `changes` column).
     pub changes: Option<String>,
+    /// The access level of the dataset the request reads (once the policy
+    /// was asked): whether its event is durable or buffered.
+    pub access: Option<crate::catalog::definition::AccessLevel>,
     /// True when the request touches closed data: if the audit log cannot be
     /// written, the answer is refused (fail closed).
     pub closed_data: bool,

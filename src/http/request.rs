@@ -1,7 +1,9 @@
 //! What happens to every API request around its handler: a request id, the
 //! caller's identity (401 on bad credentials, even for open data), and the
-//! audit event, made durable before the response starts. If the audit log
-//! cannot be written, closed data is refused with 503 (fail closed).
+//! audit event, made durable before the response starts (or, for a page of
+//! a level whose durability is `buffered`, queued and committed within
+//! `audit.buffer_ms`). If the audit log cannot be written, closed data is
+//! refused with 503 (fail closed).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -210,8 +212,24 @@ async fn serve(
             .and_then(|value| value.to_str().ok())
             .and_then(OutputFormat::from_content_type);
     }
-    let receipt = match state.audit.record(event).await {
-        Ok(receipt) => receipt,
+    // A page of a dataset whose level is buffered does not wait for its
+    // event; an export's event is durable whatever the level (its
+    // completion event refers to it by sequence).
+    let buffered = !record.streamed
+        && record.access.is_some_and(|level| {
+            state.settings.audit.durability.of(level) == audit::Durability::Buffered
+        });
+    let recorded = if buffered {
+        state.audit.record_buffered(event).await.map(|()| None)
+    } else {
+        state.audit.record(event).await.map(Some)
+    };
+    let receipt = match recorded {
+        Ok(Some(receipt)) if record.streamed => receipt,
+        Ok(_) => {
+            observe::finish(&summary, &end);
+            return response;
+        }
         Err(error) => {
             tracing::error!(%request_id, %error, "audit log unavailable");
             if record.closed_data || !state.settings.audit.serve_open_data_without_audit {
@@ -232,10 +250,6 @@ async fn serve(
             return response;
         }
     };
-    if !record.streamed {
-        observe::finish(&summary, &end);
-        return response;
-    }
     // A streamed export: complete its event (and its log line) when the body
     // ends or is cut off.
     super::streamed::complete_when_done(

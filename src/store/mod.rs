@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod changes;
+pub mod copy;
 pub mod datasets;
 pub mod probe;
 pub mod publishing;

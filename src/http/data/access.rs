@@ -32,6 +32,7 @@ pub fn authorize(
         record.dataset = Some(entry.id().to_owned());
         record.action = Some(action.into());
         record.closed_data = is_closed(entry);
+        record.access = Some(entry.definition.access);
         record.purpose = match &declared {
             Ok(purpose) => purpose.clone(),
             Err(_) => headers

@@ -30,6 +30,7 @@ use crate::http::lifecycle::Lifecycle;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::streamed::EarlyEnd;
 use crate::store::Store;
+use crate::store::copy::CsvStream;
 use crate::store::datasets::RowStream;
 
 /// Bytes buffered before the producer hands a chunk to the body.
@@ -160,8 +161,7 @@ impl Exports {
     pub fn body(
         &self,
         slot: ExportSlot,
-        rows: RowStream,
-        encoder: Box<dyn RowEncoder>,
+        source: Source,
         counter: Arc<AtomicU64>,
         (lifecycle, early_end): (&Lifecycle, Arc<EarlyEnd>),
         request_id: Arc<str>,
@@ -183,7 +183,7 @@ impl Exports {
             request_id,
         };
         tokio::spawn(tracing::Instrument::instrument(
-            producer.run(slot, rows, encoder),
+            producer.run(slot, source),
             span,
         ));
         let stream = async_stream::stream! {
@@ -209,6 +209,18 @@ impl Exports {
         };
         Body::from_stream(stream)
     }
+}
+
+/// What an export is made of.
+pub enum Source {
+    /// Rows from the store, encoded by the gateway.
+    Rows {
+        rows: RowStream,
+        encoder: Box<dyn RowEncoder>,
+    },
+    /// CSV written by the store (PostgreSQL `COPY`), after `head` (the BOM
+    /// and header row); its `\n` line ends become `\r\n`.
+    Csv { head: Vec<u8>, chunks: CsvStream },
 }
 
 /// The caller an export counts against: the partner client, the subject,
@@ -291,10 +303,20 @@ struct Producer {
 }
 
 impl Producer {
-    async fn run(mut self, slot: ExportSlot, mut rows: RowStream, encoder: Box<dyn RowEncoder>) {
-        let outcome = self.produce(&mut rows, encoder).await;
-        // The connection goes back to the pool before the slot is given back.
-        drop(rows);
+    async fn run(mut self, slot: ExportSlot, source: Source) {
+        let outcome = match source {
+            Source::Rows { mut rows, encoder } => {
+                let outcome = self.produce(&mut rows, encoder).await;
+                // The connection goes back to the pool before the slot is given back.
+                drop(rows);
+                outcome
+            }
+            Source::Csv { head, mut chunks } => {
+                let outcome = self.relay(head, &mut chunks).await;
+                drop(chunks);
+                outcome
+            }
+        };
         drop(slot);
         match outcome {
             Ok(()) => self.finished.store(true, Ordering::Release),
@@ -368,6 +390,44 @@ impl Producer {
         self.deliver(buffer, rows_in_buffer).await
     }
 
+    /// Hands over CSV the store wrote, with `\r\n` line ends, counting rows.
+    async fn relay(&mut self, head: Vec<u8>, chunks: &mut CsvStream) -> Result<(), Cut> {
+        let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
+        buffer.extend_from_slice(&head);
+        let mut lines = LineEnds::default();
+        let mut rows_in_buffer = 0;
+        let (cut, sender) = (self.cut.clone(), self.sender.clone());
+        let cancelled = cut.cancelled();
+        let closed = sender.closed();
+        tokio::pin!(cancelled, closed);
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                chunk = chunks.next() => chunk,
+                () = &mut cancelled => return Err(Cut::Shutdown),
+                () = &mut closed => return Err(Cut::ClientGone),
+            };
+            match chunk {
+                Some(Ok(chunk)) => {
+                    rows_in_buffer += lines.convert(&chunk, &mut buffer);
+                    tokio::task::consume_budget().await;
+                    if buffer.len() >= CHUNK_BYTES {
+                        let bytes =
+                            std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK_BYTES + 4096));
+                        self.deliver(bytes, rows_in_buffer).await?;
+                        rows_in_buffer = 0;
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::error!(request_id = %self.request_id, %error, "export failed mid-stream");
+                    return Err(Cut::Failed);
+                }
+                None => break,
+            }
+        }
+        self.deliver(buffer, rows_in_buffer).await
+    }
+
     async fn deliver(&mut self, bytes: Vec<u8>, rows: u64) -> Result<(), Cut> {
         let length = bytes.len();
         let chunk = Chunk {
@@ -388,9 +448,50 @@ impl Producer {
     }
 }
 
+/// Turns CSV with `\n` record ends into `\r\n` ones, leaving line breaks
+/// inside quoted fields as they are; state carries over between chunks.
+#[derive(Debug, Default)]
+struct LineEnds {
+    quoted: bool,
+}
+
+impl LineEnds {
+    /// Appends `chunk` converted to `out`; returns the records it ended.
+    fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
+        let mut rows = 0;
+        let mut start = 0;
+        for (index, &byte) in chunk.iter().enumerate() {
+            match byte {
+                // A doubled quote inside a field toggles twice: no change.
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted => {
+                    out.extend_from_slice(&chunk[start..index]);
+                    out.extend_from_slice(b"\r\n");
+                    start = index + 1;
+                    rows += 1;
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(&chunk[start..]);
+        rows
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Record ends become CRLF, quoted line breaks stay, across chunk borders.
+    #[test]
+    fn converts_record_ends() {
+        let mut lines = LineEnds::default();
+        let mut out = Vec::new();
+        let mut rows = lines.convert(b"1,\"a\nb\"\"", &mut out);
+        rows += lines.convert(b"\",x\n2,y\n", &mut out);
+        assert_eq!(rows, 2);
+        assert_eq!(out, b"1,\"a\nb\"\"\",x\r\n2,y\r\n");
+    }
 
     fn pace(stall_seconds: u64, min_bytes_per_second: u64) -> Pace {
         Pace::new(&ExportSettings {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
-use super::exports::ExportSlot;
+use super::exports::{ExportSlot, Source};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::definition::AccessLevel;
 use crate::catalog::{DatasetEntry, GeometryColumns};
@@ -31,6 +31,7 @@ use crate::http::streamed::EarlyEnd;
 use crate::policy::Action;
 use crate::query::parse_read_query;
 use crate::store::StoreError;
+use crate::store::copy::CsvStream;
 use crate::store::datasets::{DatasetRead, RowStream};
 use crate::store::sql::{CellKind, OutputColumn};
 
@@ -242,13 +243,18 @@ pub async fn read_dataset(
             }
             None => (store.stream_rows(read.clone(), limit), None),
         };
+        // On PostgreSQL a plain CSV export is written by the store itself.
+        let copied = match (format, read.min_group_size) {
+            (OutputFormat::Csv, None) => store.copy_csv(read.clone(), limit, csv_options.separator),
+            _ => None,
+        };
         let mut response = export(
             &state,
             slot,
             &context,
             entry,
             &read,
-            rows,
+            (rows, copied),
             columns,
             geometry,
             format,
@@ -594,7 +600,7 @@ fn export(
     context: &RequestContext,
     entry: &DatasetEntry,
     read: &DatasetRead,
-    rows: RowStream,
+    (rows, copied): (RowStream, Option<CsvStream>),
     columns: Vec<OutputColumn>,
     geometry: Option<Geometry>,
     format: OutputFormat,
@@ -603,11 +609,21 @@ fn export(
 ) -> Response {
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
-    let encoder: Box<dyn RowEncoder> = match format {
-        OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
-        OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
-        OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
-        OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
+    let source = match copied {
+        Some(chunks) => {
+            let mut head = Vec::new();
+            CsvEncoder::new(&keys, csv_options).begin(&mut head);
+            Source::Csv { head, chunks }
+        }
+        None => {
+            let encoder: Box<dyn RowEncoder> = match format {
+                OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
+                OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
+                OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
+                OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
+            };
+            Source::Rows { rows, encoder }
+        }
     };
     let early_end = Arc::new(EarlyEnd::default());
     context.note(|record| {
@@ -616,8 +632,7 @@ fn export(
     });
     let body = state.exports.body(
         slot,
-        rows,
-        encoder,
+        source,
         counter,
         (&state.lifecycle, early_end),
         context.request_id.clone(),
