@@ -214,8 +214,14 @@ async fn serve(
     }
     // A page of a dataset whose level is buffered does not wait for its
     // event; an export's event is durable whatever the level (its
-    // completion event refers to it by sequence).
+    // completion event refers to it by sequence), and so is every change
+    // (publishing, classification) and sign-in, whatever the dataset.
+    let reads = matches!(
+        event.action,
+        audit::Action::Read | audit::Action::Aggregate | audit::Action::Metadata
+    );
     let buffered = !record.streamed
+        && reads
         && record.access.is_some_and(|level| {
             state.settings.audit.durability.of(level) == audit::Durability::Buffered
         });
