@@ -17,6 +17,7 @@ mod errors;
 mod formats;
 mod identity;
 mod ingestion;
+mod inventory_page;
 mod openapi;
 mod operations;
 mod pages;
