@@ -46,7 +46,7 @@ async fn dashboard(kind: StoreKind) {
         .client
         .get(app.url("/api/v1/data/menages-precarite-energetique?limit=3"))
         .bearer_auth(&token)
-        .header("X-Purpose", "accompagnement")
+        .header("X-Purpose", "accompagnement social")
         .send()
         .await
         .unwrap();
@@ -80,7 +80,7 @@ async fn dashboard(kind: StoreKind) {
     assert!(html.contains(&export_row), "{export_row} in {html}");
     assert!(
         html.contains(
-            "<tr><td>menages-precarite-energetique</td><td>accompagnement</td>\
+            "<tr><td>menages-precarite-energetique</td><td>accompagnement social</td>\
              <td class=\"number\">1</td><td class=\"number\">3</td></tr>"
         ),
         "personal data by purpose"
@@ -140,7 +140,7 @@ async fn dashboard(kind: StoreKind) {
     let csv = csv.text().await.unwrap();
     assert!(csv.starts_with("seq,kind,"));
     assert_eq!(csv.trim().lines().count(), 2, "{csv}");
-    assert!(csv.contains("accompagnement"));
+    assert!(csv.contains("accompagnement social"));
 
     // Verify now: with the session's CSRF token only.
     let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
