@@ -433,3 +433,66 @@ pub async fn register_csv(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Percentages in French (`24,5 %`, no-break space) and in English.
+    #[test]
+    fn writes_percentages_the_readers_way() {
+        assert_eq!(percent_text(24.5, Lang::Fr), "24,5\u{a0}%");
+        assert_eq!(percent_text(100.0, Lang::Fr), "100\u{a0}%");
+        assert_eq!(percent_text(24.5, Lang::En), "24.5%");
+    }
+
+    /// Register values in words; free text (themes, organisations) as recorded.
+    #[test]
+    fn names_values_in_words() {
+        assert_eq!(
+            value_label(Dimension::Sharing, Some("yes"), Lang::Fr),
+            "Oui"
+        );
+        assert_eq!(
+            value_label(Dimension::SourceKind, Some("external"), Lang::En),
+            "External"
+        );
+        assert_eq!(
+            value_label(Dimension::Access, Some("open"), Lang::Fr),
+            Lang::Fr.access_label(AccessLevel::Open)
+        );
+        assert_eq!(
+            value_label(Dimension::Theme, Some("Culture"), Lang::En),
+            "Culture"
+        );
+        assert_eq!(
+            value_label(Dimension::Direction, None, Lang::Fr),
+            "(non renseigné)"
+        );
+    }
+
+    /// One bar per value, the tallest at full height, labels with the figures.
+    #[test]
+    fn draws_one_bar_per_value() {
+        let counts = [
+            Count {
+                value: Some("no".to_owned()),
+                count: 452,
+                percent: 69.2,
+            },
+            Count {
+                value: None,
+                count: 41,
+                percent: 6.3,
+            },
+        ];
+        let drawn = table(Dimension::Sharing, 4, &counts, Lang::Fr);
+        assert_eq!(drawn.id, "sharing");
+        assert_eq!(drawn.heading, "Par partage");
+        assert_eq!(drawn.bars.len(), 2);
+        assert_eq!(drawn.bars[0].low_height, "200.00");
+        assert_eq!(drawn.bars[0].label, "Non\u{a0}: 452 (69,2\u{a0}%)");
+        assert_eq!(drawn.lines[1].label, "(non renseigné)");
+        assert_eq!(drawn.lines[1].percent, "6,3\u{a0}%");
+    }
+}
