@@ -25,6 +25,7 @@ use super::page::{Layout, Site, error_page, pairs_of, respond};
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::AccessLevel;
 use crate::catalog::inventory::{self, Count, Dimension, Inventory, Listed};
+use crate::catalog::register::Decision;
 use crate::catalog::register_csv;
 use crate::http::context::RequestContext;
 use crate::http::guard::require;
@@ -312,12 +313,21 @@ fn reason(kind: &str, entry: Option<&DatasetEntry>, listed: &Listed, lang: Lang)
             };
             format!("{} {frequency}, {last}", i.promised)
         }
-        _ if definition.access == AccessLevel::Undecided
-            && listed.reason == "access level undecided" =>
-        {
-            i.access_undecided.to_owned()
+        _ => {
+            let to_define = [
+                definition.sharing.as_ref().map(|sharing| sharing.decision),
+                definition
+                    .confidentiality
+                    .as_ref()
+                    .map(|confidentiality| confidentiality.decision),
+            ]
+            .contains(&Some(Decision::ToDefine));
+            if to_define {
+                i.to_define.to_owned()
+            } else {
+                i.access_undecided.to_owned()
+            }
         }
-        _ => i.to_define.to_owned(),
     }
 }
 

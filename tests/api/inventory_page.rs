@@ -158,6 +158,12 @@ async fn inventory_page(kind: StoreKind) {
         }
     }
     assert!(!inventory["undecided"].as_array().unwrap().is_empty());
+    let undecided = &html[html.find("<table id=\"undecided-table\">").unwrap()..];
+    let undecided = &undecided[..undecided.find("</table>").unwrap()];
+    assert!(
+        undecided.contains("reste à définir") || undecided.contains("non décidé"),
+        "reasons in French: {undecided}"
+    );
 
     // English through the locale switch, English number format.
     let english = page(&app, "/inventory?lang=en", &steward)
