@@ -941,8 +941,64 @@ def scenario_edge(gws):
             "(PASSERELLE_SERVER__COMPRESSION__ENABLED=false PASSERELLE_LIMITS__ENABLED=false), rounds interleaved")
 
 
+# ---------------------------------------------------------------- S7 (the catalogue page)
+def scenario_catalogue_page(gws):
+    """S7: server time of the catalogue page `GET /datasets` (anonymous, as a
+    visitor opens it) with the 653-entry demo register imported on top of
+    the bench datasets (`passerelle register import catalog/register-demo.csv`),
+    p99 from wrk --latency. Budget: p99 < 50 ms."""
+    R.setdefault("catalogue_page", {})
+    register = os.path.join(ROOT, "catalog", "register-demo.csv")
+    for gw in gws:
+        if gw.error:
+            continue
+        log(f"S7 catalogue page ({gw.label})")
+        proc = gw.cli(["register", "import", register], timeout=600)
+        open(os.path.join(RAW, f"register_import_{gw.key}.txt"), "w").write(proc.stdout + proc.stderr)
+        m = re.search(r"register: (\d+) created, (\d+) updated, (\d+) unchanged", proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not m or sum(int(g) for g in m.groups()) != 653:
+            note(f"S7 {gw.label}: `passerelle register import` did not take 653 entries "
+                 f"(exit {proc.returncode}): {(proc.stdout + proc.stderr)[-400:].strip()}")
+            R["failed"].append(f"catalogue_page_{gw.key}")
+            continue
+        server = gw.serve(name=f"passerelle_{gw.key}_catalogue_page")
+        if server is None:
+            R["failed"].append(f"catalogue_page_{gw.key}")
+            continue
+        url = f"http://127.0.0.1:{gw.port}/datasets"
+        status, rh, body = http(url, {"Accept-Language": "fr"})
+        kind = rh.get("Content-Type") or rh.get("content-type") or ""
+        if status != 200 or not kind.startswith("text/html"):
+            note(f"S7 {gw.label}: GET /datasets answered HTTP {status} ({kind!r})")
+            R["failed"].append(f"catalogue_page_{gw.key}")
+            stop(server)
+            continue
+        key = f"{gw.key}_datasets"
+        R["catalogue_page"][key] = []
+        headers = ["Accept-Language: fr"]
+        run(["wrk", "-t2", f"-c{CONNS}", "-d3s", "--timeout", "30s"]
+            + sum([["-H", h] for h in headers], []) + [url], check=False, timeout=60)
+        for i in range(1, REPS + 1):
+            out = os.path.join(RAW, f"wrk_catalogue_page_{key}_{i}.txt")
+            wrk_run(key, url, headers, CONNS, DURATION, out, {"server": server.pid})
+            try:
+                r = bu.parse_wrk(out)
+            except (AttributeError, ValueError):
+                note(f"S7 {key} round {i}: wrk output unreadable")
+                continue
+            R["catalogue_page"][key].append(r)
+            log(f"S7 round {i} {key}: {r['rps']:,.0f} req/s, p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}")
+            if r["non2xx"] or r["sockerr"]:
+                note(f"S7 {key}: errors under load (non-2xx {r['non2xx']}, socket {r['sockerr']})")
+                R["failed"].append(f"catalogue_page_{gw.key}")
+            bu.wait_idle(server.pid, 60)
+        stop(server)
+    cmd_doc("S7: passerelle register import catalog/register-demo.csv (653 entries); then "
+            f"wrk -t2 -c{CONNS} -d{DURATION}s --latency --timeout 30s -H 'Accept-Language: fr' /datasets  (anonymous)")
+
+
 def only(scenario):
-    """BENCH_ONLY=export_compressed|edge: that scenario alone (BENCH_STORES=sq,pg
+    """BENCH_ONLY=export_compressed|edge|catalogue_page: that scenario alone (BENCH_STORES=sq,pg
     picks the stores), printed instead of rewriting RESULTS.md."""
     os.makedirs(RAW, exist_ok=True)
     prepare_data(peers=False)
@@ -958,6 +1014,9 @@ def only(scenario):
     if scenario == "edge":
         scenario_edge(gws)
         lines = report.edge_lines(R)
+    elif scenario == "catalogue_page":
+        scenario_catalogue_page(gws)
+        lines = report.catalogue_page_lines(R)
     else:
         scenario_export_compressed(gws)
         lines = report.export_compressed_lines(R)
@@ -1068,6 +1127,7 @@ def main():
     stop(ds)
     scenario_export_compressed(gws)
     scenario_edge(gws)
+    scenario_catalogue_page(gws)
     scenario_audit(gws)
     R["duration_s"] = time.time() - T0
     json.dump(R, open(os.path.join(RAW, "results.json"), "w"), indent=1, default=str)
@@ -1080,7 +1140,7 @@ def main():
 if __name__ == "__main__":
     try:
         scenario = os.environ.get("BENCH_ONLY")
-        code = only(scenario) if scenario in ("export_compressed", "edge") else main()
+        code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page") else main()
     finally:
         stop_all()
     sys.exit(code)

@@ -223,6 +223,7 @@ def write(R, out):
 
     L.extend(export_compressed_lines(R))
     L.extend(edge_lines(R))
+    L.extend(catalogue_page_lines(R))
 
     # ------------------------------------------------------------ import
     L.append("## S5: import of the CSV\n")
@@ -318,5 +319,26 @@ def edge_lines(R):
         L.append(f"| {store} | {dataset} | {fmt(med([r['rps'] for r in on]))} | "
                  f"{fmt(med([r['rps'] for r in off]))} | {ratio:.2f}x ({verdict}) | "
                  f"{fmt(med([r['p99'] for r in on]), 2)} | {fmt(med([r['p99'] for r in off]), 2)} |")
+    L.append("")
+    return L
+
+
+def catalogue_page_lines(R):
+    """The S7 table: server time of the catalogue page with 653 register entries."""
+    C = R.get("catalogue_page") or {}
+    L = ["## S7: the catalogue page\n",
+         "`GET /datasets` (anonymous, `Accept-Language: fr`) with the 653-entry demo register "
+         "imported (`passerelle register import catalog/register-demo.csv`), wrk --latency. "
+         "Budget: p99 < 50 ms.\n",
+         "| store | req/s | p50 ms | p99 ms (median of rounds) | budget |",
+         "|---|---:|---:|---:|---|"]
+    for key in sorted(C):
+        runs = C.get(key) or []
+        if not runs:
+            continue
+        p99 = med([r["p99"] for r in runs])
+        verdict = "met" if p99 == p99 and p99 < 50 else "missed"
+        L.append(f"| {key.split('_', 1)[0]} | {fmt(med([r['rps'] for r in runs]))} | "
+                 f"{fmt(med([r['p50'] for r in runs]), 2)} | {fmt(p99, 2)} | {verdict} |")
     L.append("")
     return L

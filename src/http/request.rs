@@ -102,6 +102,9 @@ async fn serve(
                     account.can_audit = state
                         .policy
                         .allows_global(&caller.roles, crate::policy::Action::AuditRead);
+                    account.can_inventory = state
+                        .policy
+                        .allows_global(&caller.roles, crate::policy::Action::InventoryRead);
                     page_identity.account = Some(account);
                     (caller, None)
                 }

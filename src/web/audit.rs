@@ -200,56 +200,23 @@ fn texts_of(lang: Lang) -> &'static AuditTexts {
     }
 }
 
-/// One bar of the chart: a day, its two stacked parts, in SVG units.
-pub struct Bar {
-    pub x: String,
-    pub width: String,
-    pub allow_y: String,
-    pub allow_height: String,
-    pub deny_y: String,
-    pub deny_height: String,
-    pub label: String,
-}
-
-/// Chart size in SVG units.
-const CHART_WIDTH: f64 = 720.0;
-const CHART_HEIGHT: f64 = 200.0;
+pub use super::chart::Bar;
 
 /// Stacked bars (allowed below, refused above), scaled to the busiest day.
 pub fn bars(days: &[crate::audit::DayCount], lang: Lang) -> Vec<Bar> {
-    let highest = days
-        .iter()
-        .map(|day| day.allow + day.deny)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let slot = CHART_WIDTH / days.len().max(1) as f64;
     let texts = texts_of(lang);
-    days.iter()
-        .enumerate()
-        .map(|(index, day)| {
-            let allow = day.allow as f64 / highest * CHART_HEIGHT;
-            let deny = day.deny as f64 / highest * CHART_HEIGHT;
-            let unit = |value: f64| format!("{value:.2}");
-            Bar {
-                x: unit(index as f64 * slot + slot * 0.1),
-                width: unit(slot * 0.8),
-                allow_y: unit(CHART_HEIGHT - allow),
-                allow_height: unit(allow),
-                deny_y: unit(CHART_HEIGHT - allow - deny),
-                deny_height: unit(deny),
-                label: format!(
-                    "{}{}{} {}, {} {}",
-                    day.day,
-                    lang.texts().colon,
-                    display::integer(day.allow, lang),
-                    texts.allowed.to_lowercase(),
-                    display::integer(day.deny, lang),
-                    texts.refused.to_lowercase()
-                ),
-            }
-        })
-        .collect()
+    super::chart::bars(days.iter().map(|day| {
+        let label = format!(
+            "{}{}{} {}, {} {}",
+            day.day,
+            lang.texts().colon,
+            display::integer(day.allow, lang),
+            texts.allowed.to_lowercase(),
+            display::integer(day.deny, lang),
+            texts.refused.to_lowercase()
+        );
+        (day.allow, day.deny, label)
+    }))
 }
 
 /// A row of a two-column table (label, figure).
@@ -816,10 +783,10 @@ mod tests {
         ];
         let bars = bars(&days, Lang::Fr);
         assert_eq!(bars.len(), 2);
-        assert_eq!(bars[1].allow_height, "200.00");
-        assert_eq!(bars[1].allow_y, "0.00");
-        assert_eq!(bars[0].allow_height, "0.50");
-        assert_eq!(bars[0].deny_y, "199.33");
+        assert_eq!(bars[1].low_height, "200.00");
+        assert_eq!(bars[1].low_y, "0.00");
+        assert_eq!(bars[0].low_height, "0.50");
+        assert_eq!(bars[0].high_y, "199.33");
         assert_eq!(bars[0].x, "36.00");
         assert_eq!(bars[0].width, "288.00");
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Pages for people: the home page, the catalogue and each dataset's page
 //! (with a map for geographic datasets), the staff sign-in (`signin`,
 //! `session`: OpenID Connect, server-side sessions) and the auditors'
-//! dashboard (`audit`), rendered on the server from compiled templates
+//! dashboard (`audit`) and the stewards' inventory (`inventory`), rendered on the server from compiled templates
 //! (`src/web/templates/`), in French unless the visitor asks for English,
 //! with a stylesheet and a little script built into the binary (`/assets/…`).
 //!
@@ -15,9 +15,11 @@
 pub mod assets;
 pub mod audit;
 pub mod catalogue;
+pub mod chart;
 pub mod dataset;
 pub mod display;
 pub mod home;
+pub mod inventory;
 pub mod locale;
 pub mod map;
 pub mod page;
@@ -42,6 +44,8 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::dashboard))
         .route("/audit/verify", post(audit::verify))
         .route("/audit/events.csv", get(audit::events_csv))
+        .route("/inventory", get(inventory::dashboard))
+        .route("/inventory/register.csv", get(inventory::register_csv))
         .route("/login", get(signin::login))
         .route("/login/callback", get(signin::callback))
         .route("/logout", post(signin::logout))

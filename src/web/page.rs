@@ -98,6 +98,7 @@ pub struct Layout {
     pub home: String,
     pub catalogue: String,
     pub audit: String,
+    pub inventory: String,
     pub switch_href: String,
     pub switch_lang: &'static str,
     pub lang_field: Option<&'static str>,
@@ -133,6 +134,7 @@ impl Layout {
             home: site.href("/", []),
             catalogue: site.href("/datasets", []),
             audit: site.href("/audit", []),
+            inventory: site.href("/inventory", []),
             switch_href: switch.href(
                 path,
                 pairs

@@ -36,6 +36,8 @@ pub struct Account {
     pub csrf: String,
     /// Whether the policy lets them read the access log (the header links it).
     pub can_audit: bool,
+    /// Whether the policy lets them read the inventory (the header links it).
+    pub can_inventory: bool,
 }
 
 /// What the layout needs to know about signing in.
@@ -327,6 +329,7 @@ pub async fn identify(
                 subject: caller.subject.clone(),
                 csrf: csrf_token(id),
                 can_audit: false,
+                can_inventory: false,
             };
             Some((caller, account))
         }

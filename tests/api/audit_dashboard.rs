@@ -140,7 +140,7 @@ async fn dashboard(kind: StoreKind) {
     let csv = csv.text().await.unwrap();
     assert!(csv.starts_with("seq,kind,"));
     assert_eq!(csv.trim().lines().count(), 2, "{csv}");
-    assert!(csv.contains("accompagnement"));
+    assert!(csv.contains("accompagnement social"));
 
     // Verify now: with the session's CSRF token only.
     let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;

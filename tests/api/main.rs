@@ -19,6 +19,7 @@ mod exports_copy;
 mod formats;
 mod identity;
 mod ingestion;
+mod inventory_page;
 mod openapi;
 mod operations;
 mod pages;

@@ -30,12 +30,17 @@ pub const CLIENT_ID: &str = "passerelle-pages";
 const KID: &str = "test-idp-1";
 
 /// The provider's test users: subject, organisation, roles.
-pub const USERS: [(&str, &str, &[&str]); 2] = [
+pub const USERS: [(&str, &str, &[&str]); 3] = [
     ("agent.dupont", "Troyes Champagne Métropole", &["agent"]),
     (
         "auditrice.martin",
         "Troyes Champagne Métropole",
         &["auditor"],
+    ),
+    (
+        "gestionnaire.leroy",
+        "Troyes Champagne Métropole",
+        &["steward"],
     ),
 ];
 

@@ -5,7 +5,8 @@
 //! can search, open a dataset, sort and filter its preview and download
 //! its CSV; a member of staff signs in through the test identity provider,
 //! reads an internal dataset and signs out; an auditor signs in and sees
-//! today's accesses, those just made included, and verifies the chain.
+//! today's accesses, those just made included, and verifies the chain; a
+//! steward signs in and sees the inventory (axe-checked too).
 //! Screenshots land in `tests/browser/screenshots/` (ignored by git). `.ci/run` installs Chromium, Node and the npm packages; in CI
 //! (`CI=true`) the test runs, never skips.
 
@@ -75,7 +76,7 @@ async fn pages_in_chromium(kind: StoreKind) {
     let results: Value = serde_json::from_slice(&output.stdout).expect("results JSON");
 
     let audited = results["axe"].as_object().expect("axe results");
-    assert_eq!(audited.len(), 8, "{results}");
+    assert_eq!(audited.len(), 9, "{results}");
     for (name, result) in audited {
         let expected = if name == "not-found" { 404 } else { 200 };
         assert_eq!(result["status"], expected, "{name}");
@@ -101,7 +102,9 @@ async fn pages_in_chromium(kind: StoreKind) {
         .iter()
         .filter(|error| {
             let url = error["url"].as_str().unwrap();
-            let status_page = url.ends_with("/datasets/nope") || url.ends_with("/audit");
+            let status_page = url.ends_with("/datasets/nope")
+                || url.ends_with("/audit")
+                || url.ends_with("/inventory");
             !(status_page && error["text"].as_str().unwrap().contains("status of 40"))
         })
         .collect();
@@ -110,6 +113,14 @@ async fn pages_in_chromium(kind: StoreKind) {
         "no script, CSP or loading error: {errors:?}"
     );
 
+    let steward = app.token("steward", &["steward"], None).await;
+    let inventory: Value = app
+        .get_as("/api/v1/inventory", &steward)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let total = inventory["total"].as_i64().unwrap();
     let checks = &results["checks"];
     assert_eq!(
         checks["first_tab"], "skip-link",
@@ -214,6 +225,28 @@ async fn pages_in_chromium(kind: StoreKind) {
 
     // Auditor: refused before signing in, then today's accesses, the staff's read included.
     assert_eq!(checks["audit_anonymous_status"], 401);
+    assert_eq!(checks["inventory_anonymous_status"], 401);
+    assert!(
+        checks["inventory_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/inventory"),
+        "back to the inventory after signing in"
+    );
+    assert_eq!(
+        checks["inventory_total"],
+        passerelle::web::display::integer(total, passerelle::web::locale::Lang::Fr)
+    );
+    assert_eq!(checks["inventory_charts"], 7, "one chart per table");
+    assert!(
+        checks["inventory_access"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row[0] == "Ouvert" && row[2].as_str().unwrap().ends_with("\u{a0}%")),
+        "access levels in words, French percentages: {}",
+        checks["inventory_access"]
+    );
     assert!(
         checks["audit_url"].as_str().unwrap().ends_with("/audit"),
         "{checks}"

@@ -4,7 +4,8 @@
 // skip link, search, open a dataset, sort, filter, download the CSV), then a
 // member of staff's (sign in through the test identity provider, read an
 // internal dataset, sign out) and an auditor's (sign in, today's accesses on
-// the dashboard, which axe checks too).
+// the dashboard, which axe checks too) and a steward's (sign in, the
+// inventory, which axe checks too).
 // Prints one JSON object; tests/api/pages_browser.rs checks it.
 // Usage: node pages.mjs <gateway base URL> <screenshot folder>
 import { chromium } from 'playwright-core';
@@ -144,6 +145,19 @@ try {
   );
   await Promise.all([page.waitForURL(/\/audit\/verify$/), page.click('form[action="/audit/verify"] button')]);
   output.checks.audit_verification = await page.$eval('#verification', (element) => element.textContent);
+
+  // Steward: the inventory refuses a visitor, then shows the register's tables.
+  await Promise.all([page.waitForURL(base + '/'), page.click('header form[action="/logout"] button')]);
+  const inventoryRefused = await page.goto(base + '/inventory');
+  output.checks.inventory_anonymous_status = inventoryRefused.status();
+  await signIn('gestionnaire.leroy');
+  output.checks.inventory_url = page.url();
+  await audit('inventory', '/inventory');
+  output.checks.inventory_total = await page.$eval('#inventory-total', (element) => element.textContent);
+  output.checks.inventory_charts = await page.$$eval('figure.chart svg', (charts) => charts.length);
+  output.checks.inventory_access = await page.$$eval('#access-table tbody tr', (rows) =>
+    rows.map((row) => [row.cells[0].textContent, row.cells[1].textContent, row.cells[2].textContent]),
+  );
 } finally {
   await browser.close();
 }
