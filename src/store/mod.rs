@@ -13,6 +13,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub mod changes;
 pub mod datasets;
+pub mod policies;
 pub mod probe;
 pub mod retired;
 pub mod sql;

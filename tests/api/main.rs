@@ -19,6 +19,7 @@ mod identity;
 mod ingestion;
 mod openapi;
 mod operations;
+mod policy_store;
 mod pages;
 mod pages_browser;
 mod postgrest_client;
