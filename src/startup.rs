@@ -209,7 +209,12 @@ async fn load_stored_policy(
         settings.policy.clone(),
     )
     .await
-    .with_context(|| format!("cannot load version {} of the store's policy", current.number))
+    .with_context(|| {
+        format!(
+            "cannot load version {} of the store's policy",
+            current.number
+        )
+    })
 }
 
 /// (id, access level) of every dataset, for the policy's level groups.

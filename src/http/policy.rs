@@ -17,11 +17,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{AuthMethod, Caller};
+use crate::config::PoliciesSource;
 use crate::http::context::RequestContext;
 use crate::http::guard::require;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
-use crate::config::PoliciesSource;
 use crate::policy::{Action, GrantSummary, dataset_ref};
 use crate::store::policies::{self as stored, Added, PolicyVersion, PolicyVersionInfo};
 
@@ -192,7 +192,8 @@ fn check_caller(roles: Vec<String>, claims: serde_json::Map<String, serde_json::
     caller
 }
 
-/// Re-reads the policy files; a file that does not load leaves the policy in force unchanged.
+/// Re-reads the policy files (or, with policies_source = "store", the store's
+/// current version); a policy that does not load leaves the one in force unchanged.
 #[utoipa::path(
     post,
     path = "/api/v1/policy/reload",
@@ -201,7 +202,7 @@ fn check_caller(roles: Vec<String>, claims: serde_json::Map<String, serde_json::
         (status = 200, description = "The new policy is in force", body = PolicyReloadResponse),
         (status = 401, description = "Not authenticated"),
         (status = 403, description = "Not an administrator"),
-        (status = 422, description = "The files do not load; the previous policy stays in force"),
+        (status = 422, description = "The policy does not load (or the store cannot be read); the previous policy stays in force"),
     ),
     security(("bearer" = []))
 )]
@@ -423,7 +424,6 @@ async fn store_version(
         .check_text(&replacement.model, &replacement.rules)
         .await
     {
-        context.note(|record| record.rule = Some(format!("policy refused: {error}")));
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-policy",
@@ -691,12 +691,24 @@ mod tests {
     #[test]
     fn if_match_names_the_current_version() {
         let mut headers = HeaderMap::new();
-        assert_eq!(check_if_match(&headers, 2).unwrap_err().status, StatusCode::PRECONDITION_REQUIRED);
+        assert_eq!(
+            check_if_match(&headers, 2).unwrap_err().status,
+            StatusCode::PRECONDITION_REQUIRED
+        );
         headers.insert(header::IF_MATCH, "\"policy-1\"".parse().unwrap());
-        assert_eq!(check_if_match(&headers, 2).unwrap_err().status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            check_if_match(&headers, 2).unwrap_err().status,
+            StatusCode::PRECONDITION_FAILED
+        );
         headers.insert(header::IF_MATCH, "*".parse().unwrap());
-        assert_eq!(check_if_match(&headers, 2).unwrap_err().status, StatusCode::PRECONDITION_FAILED);
-        headers.insert(header::IF_MATCH, "\"policy-1\", \"policy-2\"".parse().unwrap());
+        assert_eq!(
+            check_if_match(&headers, 2).unwrap_err().status,
+            StatusCode::PRECONDITION_FAILED
+        );
+        headers.insert(
+            header::IF_MATCH,
+            "\"policy-1\", \"policy-2\"".parse().unwrap(),
+        );
         assert!(check_if_match(&headers, 2).is_ok());
     }
 }

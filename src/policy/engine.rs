@@ -286,7 +286,9 @@ impl PolicyEngine {
             read_error: None,
             settling: None,
         };
-        Ok(PolicyEngine::assemble(dir, settings, snapshot, sources, true, 0))
+        Ok(PolicyEngine::assemble(
+            dir, settings, snapshot, sources, true, 0,
+        ))
     }
 
     /// Loads the policy from the text of its model and rules (version

@@ -189,7 +189,10 @@ mod tests {
             Added::Stale { current: None }
         ));
         assert!(seed(&store, "model 1", "rules 1").await.unwrap());
-        assert!(!seed(&store, "model x", "rules x").await.unwrap(), "seeded once");
+        assert!(
+            !seed(&store, "model x", "rules x").await.unwrap(),
+            "seeded once"
+        );
         let Added::Stored(second) = add(&store, 1, "model 2", "rules 2", "alice", "tighter")
             .await
             .unwrap()
@@ -201,7 +204,9 @@ mod tests {
         assert_eq!(current_number(&store).await.unwrap(), Some(2));
         // Naming version 1 again is refused and writes nothing.
         assert_eq!(
-            add(&store, 1, "model 3", "rules 3", "bob", "late").await.unwrap(),
+            add(&store, 1, "model 3", "rules 3", "bob", "late")
+                .await
+                .unwrap(),
             Added::Stale { current: Some(2) }
         );
         let listed = list(&store).await.unwrap();

@@ -19,16 +19,33 @@ async fn store_app(kind: StoreKind) -> Option<TestApp> {
     .await
 }
 
-async fn put(app: &TestApp, token: &str, if_match: Option<&str>, body: &Value) -> reqwest::Response {
-    let mut request = app.client.put(app.url("/api/v1/policy")).bearer_auth(token).json(body);
+async fn put(
+    app: &TestApp,
+    token: &str,
+    if_match: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .put(app.url("/api/v1/policy"))
+        .bearer_auth(token)
+        .json(body);
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
     request.send().await.unwrap()
 }
 
-async fn restore(app: &TestApp, token: &str, number: &str, if_match: Option<&str>) -> reqwest::Response {
-    let mut request = app.client.post(app.url(&format!("/api/v1/policy/versions/{number}/restore"))).bearer_auth(token);
+async fn restore(
+    app: &TestApp,
+    token: &str,
+    number: &str,
+    if_match: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/api/v1/policy/versions/{number}/restore")))
+        .bearer_auth(token);
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
@@ -36,7 +53,9 @@ async fn restore(app: &TestApp, token: &str, number: &str, if_match: Option<&str
 }
 
 async fn policy_in_the_store(kind: StoreKind) {
-    let Some(app) = store_app(kind).await else { return };
+    let Some(app) = store_app(kind).await else {
+        return;
+    };
     let files_model = std::fs::read_to_string(repository_path("policies/model.conf")).unwrap();
     let files_rules = std::fs::read_to_string(repository_path("policies/policy.csv")).unwrap();
     let admin = app.token("admin-alice", &["admin"], None).await;
@@ -45,7 +64,17 @@ async fn policy_in_the_store(kind: StoreKind) {
     // Administrators only.
     problem(app.get("/api/v1/policy").await, 401).await;
     problem(app.get_as("/api/v1/policy", &agent).await, 403).await;
-    problem(put(&app, &agent, Some("\"policy-1\""), &json!({"model": files_model, "rules": files_rules})).await, 403).await;
+    problem(
+        put(
+            &app,
+            &agent,
+            Some("\"policy-1\""),
+            &json!({"model": files_model, "rules": files_rules}),
+        )
+        .await,
+        403,
+    )
+    .await;
 
     // The empty store was seeded from the files: version 1.
     let response = app.get_as("/api/v1/policy", &admin).await;
@@ -57,34 +86,77 @@ async fn policy_in_the_store(kind: StoreKind) {
     assert_eq!(document["model"], files_model.as_str());
     assert_eq!(document["rules"], files_rules.as_str());
     assert_eq!(document["created_by"], "passerelle");
-    assert!(document["created_at"].as_str().unwrap().ends_with('Z'), "{document}");
+    assert!(
+        document["created_at"].as_str().unwrap().ends_with('Z'),
+        "{document}"
+    );
 
     let tightened = format!("{files_rules}\n{DENY_AGENT}\n");
-    let replacement = json!({"model": files_model, "rules": tightened, "reason": "air quality held back"});
+    let replacement =
+        json!({"model": files_model, "rules": tightened, "reason": "air quality held back"});
     // If-Match is required, and must name the current version.
     let refused = problem(put(&app, &admin, None, &replacement).await, 428).await;
-    assert!(refused["detail"].as_str().unwrap().contains("If-Match"), "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("If-Match"),
+        "{refused}"
+    );
     let response = put(&app, &admin, Some("\"policy-7\""), &replacement).await;
     assert_eq!(response.headers()["etag"], "\"policy-1\"");
     problem(response, 412).await;
     problem(put(&app, &admin, Some("*"), &replacement).await, 412).await;
 
     // Validated as files are: an invalid model or rule is refused with the reason.
-    let broken_model = json!({"model": "[request_definition]\nr = sub, obj, act\n", "rules": files_rules});
+    let broken_model =
+        json!({"model": "[request_definition]\nr = sub, obj, act\n", "rules": files_rules});
     let response = put(&app, &admin, Some("\"policy-1\""), &broken_model).await;
     let refusal_event = app.audit_event_of(&response).await;
     let refused = problem(response, 422).await;
-    assert!(refused["detail"].as_str().unwrap().contains("store/model.conf"), "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("store/model.conf"),
+        "{refused}"
+    );
     assert_eq!(refusal_event["action"], "admin");
     assert_eq!(refusal_event["status"], 422);
-    assert!(refusal_event["rule"].as_str().unwrap().starts_with("policy refused: store/model.conf"), "{refusal_event}");
+    assert_eq!(refusal_event["decision"], "deny");
+    assert_eq!(
+        refusal_event["rule"],
+        "refused after access was granted: invalid-policy"
+    );
     let broken_rule = json!({"model": files_model, "rules": "p, agent, level:open, fly, allow,\n"});
-    let refused = problem(put(&app, &admin, Some("\"policy-1\""), &broken_rule).await, 422).await;
-    assert!(refused["detail"].as_str().unwrap().contains("store/policy.csv:1"), "{refused}");
-    problem(put(&app, &admin, Some("\"policy-1\""), &json!({"rules": files_rules})).await, 400).await;
+    let refused = problem(
+        put(&app, &admin, Some("\"policy-1\""), &broken_rule).await,
+        422,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("store/policy.csv:1"),
+        "{refused}"
+    );
+    problem(
+        put(
+            &app,
+            &admin,
+            Some("\"policy-1\""),
+            &json!({"rules": files_rules}),
+        )
+        .await,
+        400,
+    )
+    .await;
 
     // Before: the agent reads the open dataset.
-    assert_eq!(app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent).await.status(), 200);
+    assert_eq!(
+        app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent)
+            .await
+            .status(),
+        200
+    );
     let response = put(&app, &admin, Some("\"policy-1\""), &replacement).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"policy-2\"");
@@ -95,7 +167,12 @@ async fn policy_in_the_store(kind: StoreKind) {
     assert_eq!(document["created_by"], "admin-alice");
     assert_eq!(document["reason"], "air quality held back");
     // In force at once.
-    problem(app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent).await, 403).await;
+    problem(
+        app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent)
+            .await,
+        403,
+    )
+    .await;
     assert_eq!(app.state.policy.store_version(), Some(2));
     // Audited: who, what, and the rule added.
     assert_eq!(event["action"], "admin");
@@ -103,7 +180,10 @@ async fn policy_in_the_store(kind: StoreKind) {
     assert_eq!(event["subject"], "admin-alice");
     assert_eq!(event["method"], "PUT");
     assert_eq!(event["status"], 200);
-    assert_eq!(event["rule"], format!("policy replaced: version 2; model unchanged; + {DENY_AGENT}"));
+    assert_eq!(
+        event["rule"],
+        format!("policy replaced: version 2; model unchanged; + {DENY_AGENT}")
+    );
 
     // Versions, newest first.
     let response = app.get_as("/api/v1/policy/versions", &admin).await;
@@ -111,7 +191,13 @@ async fn policy_in_the_store(kind: StoreKind) {
     let versions: Value = response.json().await.unwrap();
     assert_eq!(versions["current"], 2);
     let listed = versions["versions"].as_array().unwrap();
-    assert_eq!(listed.iter().map(|v| v["number"].as_i64().unwrap()).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|v| v["number"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     assert_eq!(listed[0]["created_by"], "admin-alice");
     assert_eq!(listed[0]["reason"], "air quality held back");
     assert_eq!(listed[1]["reason"], "seeded from the policy files");
@@ -128,18 +214,29 @@ async fn policy_in_the_store(kind: StoreKind) {
     assert_eq!(document["version"], 3);
     assert_eq!(document["rules"], files_rules.as_str());
     assert_eq!(document["reason"], "restore of version 1");
-    assert_eq!(app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent).await.status(), 200);
+    assert_eq!(
+        app.get_as("/api/v1/data/qualite-air-stations?limit=1", &agent)
+            .await
+            .status(),
+        200
+    );
     assert_eq!(event["action"], "admin");
     assert_eq!(
         event["rule"],
         format!("policy restored from version 1: version 3; model unchanged; - {DENY_AGENT}")
     );
     // The stale ETag of version 2 is refused now.
-    problem(put(&app, &admin, Some("\"policy-2\""), &replacement).await, 412).await;
+    problem(
+        put(&app, &admin, Some("\"policy-2\""), &replacement).await,
+        412,
+    )
+    .await;
 
     // A second instance on the same store applies a change within a second
     // (PostgreSQL: the notification; SQLite: its polling, asked here directly).
-    let other = passerelle::startup::build_state((*app.state.settings).clone()).await.expect("second instance");
+    let other = passerelle::startup::build_state((*app.state.settings).clone())
+        .await
+        .expect("second instance");
     assert_eq!(other.policy.store_version(), Some(3));
     if kind == StoreKind::Postgres {
         passerelle::startup::spawn_change_listener(&other);
@@ -152,7 +249,11 @@ async fn policy_in_the_store(kind: StoreKind) {
         other.reload_policy().await.unwrap();
     }
     while other.policy.store_version() != Some(4) {
-        assert!(changed.elapsed() < Duration::from_secs(1), "the other instance still has {:?}", other.policy.store_version());
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the other instance still has {:?}",
+            other.policy.store_version()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, rules) = other.policy.texts().await;
@@ -162,7 +263,9 @@ async fn policy_in_the_store(kind: StoreKind) {
 test_both_stores!(policy_in_the_store);
 
 async fn files_source_refuses_changes(kind: StoreKind) {
-    let Some(app) = spawn_app(kind).await else { return };
+    let Some(app) = spawn_app(kind).await else {
+        return;
+    };
     let admin = app.token("admin", &["admin"], None).await;
     let response = app.get_as("/api/v1/policy", &admin).await;
     assert_eq!(response.status(), 200);
@@ -174,7 +277,10 @@ async fn files_source_refuses_changes(kind: StoreKind) {
     assert_eq!(document["rules"], files_rules.as_str());
     let body = json!({"model": document["model"], "rules": "p, agent, *, read, allow,\n"});
     let refused = problem(put(&app, &admin, Some("\"policy-1\""), &body).await, 409).await;
-    assert!(refused["detail"].as_str().unwrap().contains("files"), "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("files"),
+        "{refused}"
+    );
     problem(restore(&app, &admin, "1", None).await, 409).await;
     problem(app.get_as("/api/v1/policy/versions", &admin).await, 409).await;
     assert_eq!(app.state.policy.store_version(), None);
