@@ -822,8 +822,7 @@ async fn policy_from_text() {
     )
     .await;
     let error = invalid
-        .err()
-        .expect("an unknown action is refused")
+        .expect_err("an unknown action is refused")
         .to_string();
     assert!(error.starts_with("store/policy.csv:1:"), "{error}");
 
