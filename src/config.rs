@@ -44,6 +44,10 @@ pub struct Settings {
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
     pub policies_dir: PathBuf,
+    /// Where the policy in force lives: `files` (`policies_dir`, watched)
+    /// or `store` (versions in the store, replaced through the API; seeded
+    /// from `policies_dir` when the store has none).
+    pub policies_source: PoliciesSource,
     /// Development conveniences (`passerelle token`); never in production.
     pub dev_mode: bool,
     pub server: ServerSettings,
@@ -89,6 +93,17 @@ impl Default for PublishingSettings {
             keep_versions: 3,
         }
     }
+}
+
+/// Where the policy in force lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoliciesSource {
+    /// `model.conf` and `policy.csv` in `policies_dir`, watched for changes.
+    #[default]
+    Files,
+    /// The `policy_versions` table, replaced through `PUT /api/v1/policy`.
+    Store,
 }
 
 /// Limits on streamed exports, which hold a database connection for as long
@@ -350,6 +365,7 @@ impl Default for Settings {
             database_audit_connections: 2,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
+            policies_source: PoliciesSource::Files,
             dev_mode: false,
             server: ServerSettings::default(),
             query: QueryLimits::default(),

@@ -11,7 +11,7 @@ use crate::audit::{AuditLog, CheckpointSigner};
 use crate::auth::{Authenticator, KeyRing};
 use crate::catalog::CatalogHandle;
 use crate::catalog::sync::{SyncOptions, sync_folder_with};
-use crate::config::Settings;
+use crate::config::{PoliciesSource, Settings};
 use crate::http::data::exports::Exports;
 use crate::http::lifecycle::Lifecycle;
 use crate::http::state::AppState;
@@ -88,14 +88,19 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let catalog = CatalogHandle::default();
     catalog.refresh(&store).await?;
     let levels = dataset_levels(&catalog);
-    let policy = PolicyEngine::load_with(&settings.policies_dir, &levels, settings.policy.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot load the policy in {}",
-                settings.policies_dir.display()
-            )
-        })?;
+    let policy = match settings.policies_source {
+        PoliciesSource::Files => {
+            PolicyEngine::load_with(&settings.policies_dir, &levels, settings.policy.clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the policy in {}",
+                        settings.policies_dir.display()
+                    )
+                })?
+        }
+        PoliciesSource::Store => load_stored_policy(&store, &settings, &levels).await?,
+    };
     policy
         .set_catalogue(&levels, &dataset_publishers(&catalog))
         .await
@@ -174,6 +179,55 @@ impl CheckpointSigner for KeyRingSigner {
         p256::ecdsa::Signature::from_slice(signature)
             .is_ok_and(|signature| key.verify(message, &signature).is_ok())
     }
+}
+
+/// Label of the policy kept in the store, in its validation errors
+/// (`store/policy.csv:3: …`).
+pub const STORED_POLICY_LABEL: &str = "store";
+
+/// The store's current policy; an empty store is first seeded with the
+/// policy files (validated before they are stored).
+async fn load_stored_policy(
+    store: &Store,
+    settings: &Settings,
+    levels: &[(String, crate::catalog::definition::AccessLevel)],
+) -> anyhow::Result<PolicyEngine> {
+    let label = std::path::Path::new(STORED_POLICY_LABEL);
+    if crate::store::policies::current(store).await?.is_none() {
+        let dir = &settings.policies_dir;
+        let read = |name: &str| {
+            let file = dir.join(name);
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot seed the store's policy from {}", file.display()))
+        };
+        let model = read(crate::policy::MODEL_FILE)?;
+        let rules = read(crate::policy::POLICY_FILE)?;
+        PolicyEngine::load_text(dir, &model, &rules, 1, levels, settings.policy.clone())
+            .await
+            .with_context(|| format!("cannot seed the store's policy from {}", dir.display()))?;
+        if crate::store::policies::seed(store, &model, &rules).await? {
+            tracing::info!(folder = %dir.display(), "the store's policy seeded from the files");
+        }
+    }
+    // Seeded here or by another instance meanwhile.
+    let current = crate::store::policies::current(store)
+        .await?
+        .context("the store holds no policy")?;
+    PolicyEngine::load_text(
+        label,
+        &current.model,
+        &current.rules,
+        current.number,
+        levels,
+        settings.policy.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot load version {} of the store's policy",
+            current.number
+        )
+    })
 }
 
 /// (id, access level) of every dataset, for the policy's level groups.
@@ -290,7 +344,21 @@ pub async fn serve_until(
 /// refresh (imports by other instances, the fallback of the listener) and
 /// the cleanup of retired tables.
 pub fn spawn_background_tasks(state: &AppState) {
-    state.policy.spawn_watcher(Duration::from_secs(2));
+    match state.settings.policies_source {
+        PoliciesSource::Files => state.policy.spawn_watcher(Duration::from_secs(2)),
+        // The fallback of the change listener (and the only way on SQLite).
+        PoliciesSource::Store => {
+            let polling = state.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(2));
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    let _ = polling.reload_policy().await;
+                }
+            });
+        }
+    }
     spawn_change_listener(state);
     let period = Duration::from_secs(state.settings.server.catalog_refresh_seconds.max(1));
     let refreshing = state.clone();

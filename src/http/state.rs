@@ -75,7 +75,7 @@ impl AppState {
             }
             Heard::Change(Change::Policy) => {
                 // A failed reload keeps the policy in force and says why.
-                let _ = self.policy.reload().await;
+                let _ = self.reload_policy().await;
             }
             Heard::Change(Change::Keys) => self.reload_keys().await,
             Heard::Change(Change::Client { client_id }) => {
@@ -88,10 +88,38 @@ impl AppState {
                 if let Err(error) = self.refresh_catalog().await {
                     tracing::warn!(%error, "catalogue not refreshed: polling will");
                 }
-                let _ = self.policy.reload().await;
+                let _ = self.reload_policy().await;
                 self.reload_keys().await;
             }
         }
+    }
+
+    /// Brings the policy in force up to its source: re-reads the files, or
+    /// (`policies_source = "store"`) swaps in the store's current version
+    /// when another is in force. On error the policy in force stays.
+    pub async fn reload_policy(&self) -> anyhow::Result<()> {
+        let Some(in_force) = self.policy.store_version() else {
+            return Ok(self.policy.reload().await?);
+        };
+        let result = async {
+            if crate::store::policies::current_number(&self.store).await? == Some(in_force) {
+                return Ok(());
+            }
+            let Some(current) = crate::store::policies::current(&self.store).await? else {
+                anyhow::bail!("the store holds no policy");
+            };
+            if current.number != in_force {
+                self.policy
+                    .replace_text(&current.model, &current.rules, current.number)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = &result {
+            tracing::warn!(%error, "stored policy not reloaded: keeping the policy in force");
+        }
+        result
     }
 
     async fn reload_keys(&self) {

@@ -46,11 +46,18 @@ struct Inner {
     sources: tokio::sync::Mutex<Sources>,
     /// False from a failed reload of the files until one succeeds.
     last_reload_ok: std::sync::atomic::AtomicBool,
+    /// False when the policy is loaded from text (kept in the store): the
+    /// files are then neither read nor watched.
+    from_files: bool,
+    /// The store's version in force (0: none, or from files).
+    store_version: std::sync::atomic::AtomicI64,
 }
 
 struct Sources {
     model_text: String,
     policy: PolicyFile,
+    /// The rules as written (what `policy` was parsed from).
+    rules_text: String,
     datasets: Vec<(String, AccessLevel)>,
     /// Each dataset's `publisher:<slug>` group.
     publishers: Vec<(String, String)>,
@@ -279,23 +286,145 @@ impl PolicyEngine {
             datasets = datasets.len(),
             "policy loaded"
         );
-        Ok(PolicyEngine {
+        let sources = Sources {
+            model_text: files.model,
+            policy,
+            rules_text: files.policy,
+            datasets: datasets.to_vec(),
+            publishers: Vec::new(),
+            seen: Some(files.fingerprint),
+            read_error: None,
+            settling: None,
+        };
+        Ok(PolicyEngine::assemble(
+            dir, settings, snapshot, sources, true, 0,
+        ))
+    }
+
+    /// Loads the policy from the text of its model and rules (version
+    /// `version` of the policies kept in the store), validated exactly as
+    /// files are; errors name `label`/`model.conf` and `label`/`policy.csv`.
+    /// The files are then never read: see [`PolicyEngine::replace_text`].
+    pub async fn load_text(
+        label: &Path,
+        model: &str,
+        rules: &str,
+        version: i64,
+        datasets: &[(String, AccessLevel)],
+        settings: PolicySettings,
+    ) -> Result<PolicyEngine, PolicyError> {
+        let policy = parse_policy(&label.join(POLICY_FILE), rules)?;
+        let snapshot = build_snapshot(label, model, &policy, datasets, &[], 1).await?;
+        tracing::info!(
+            version,
+            rules = policy.rules.len(),
+            datasets = datasets.len(),
+            "policy loaded from the store"
+        );
+        let sources = Sources {
+            model_text: model.to_owned(),
+            policy,
+            rules_text: rules.to_owned(),
+            datasets: datasets.to_vec(),
+            publishers: Vec::new(),
+            seen: None,
+            read_error: None,
+            settling: None,
+        };
+        Ok(PolicyEngine::assemble(
+            label, settings, snapshot, sources, false, version,
+        ))
+    }
+
+    fn assemble(
+        dir: &Path,
+        settings: PolicySettings,
+        snapshot: Snapshot,
+        sources: Sources,
+        from_files: bool,
+        version: i64,
+    ) -> PolicyEngine {
+        PolicyEngine {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 settings,
                 current: ArcSwap::from_pointee(snapshot),
-                sources: tokio::sync::Mutex::new(Sources {
-                    model_text: files.model,
-                    policy,
-                    datasets: datasets.to_vec(),
-                    publishers: Vec::new(),
-                    seen: Some(files.fingerprint),
-                    read_error: None,
-                    settling: None,
-                }),
+                sources: tokio::sync::Mutex::new(sources),
                 last_reload_ok: std::sync::atomic::AtomicBool::new(true),
+                from_files,
+                store_version: std::sync::atomic::AtomicI64::new(version),
             }),
-        })
+        }
+    }
+
+    /// Checks a model and rules as text exactly as a load would (against the
+    /// catalogue's datasets in force), without swapping anything in.
+    pub async fn check_text(&self, model: &str, rules: &str) -> Result<(), PolicyError> {
+        let (datasets, publishers) = {
+            let sources = self.inner.sources.lock().await;
+            (sources.datasets.clone(), sources.publishers.clone())
+        };
+        let policy = parse_policy(&self.inner.dir.join(POLICY_FILE), rules)?;
+        build_snapshot(&self.inner.dir, model, &policy, &datasets, &publishers, 0)
+            .await
+            .map(|_| ())
+    }
+
+    /// Swaps in the model and rules given as text, as store version
+    /// `version` (unless a version as new is in force already); on error the
+    /// policy in force stays.
+    pub async fn replace_text(
+        &self,
+        model: &str,
+        rules: &str,
+        version: i64,
+    ) -> Result<(), PolicyError> {
+        let mut sources = self.inner.sources.lock().await;
+        // Versions only grow: an older one heard late never replaces a newer.
+        if version
+            <= self
+                .inner
+                .store_version
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let result = async {
+            let policy = parse_policy(&self.inner.dir.join(POLICY_FILE), rules)?;
+            let datasets = sources.datasets.clone();
+            let publishers = sources.publishers.clone();
+            self.install(&mut sources, model.to_owned(), policy, datasets, publishers)
+                .await
+        }
+        .await;
+        self.reload_done(result.is_ok());
+        match &result {
+            Ok(()) => {
+                sources.rules_text = rules.to_owned();
+                self.inner
+                    .store_version
+                    .store(version, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(%error, version, "stored policy not swapped in: keeping the previous policy");
+            }
+        }
+        result
+    }
+
+    /// The model and rules in force, as written.
+    pub async fn texts(&self) -> (String, String) {
+        let sources = self.inner.sources.lock().await;
+        (sources.model_text.clone(), sources.rules_text.clone())
+    }
+
+    /// The store's version in force; `None` when the policy comes from files.
+    pub fn store_version(&self) -> Option<i64> {
+        let version = self
+            .inner
+            .store_version
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (!self.inner.from_files).then_some(version)
     }
 
     /// The decision's settings from configuration.
@@ -360,6 +489,12 @@ impl PolicyEngine {
     /// Re-reads the policy files. On error the previous policy stays in force
     /// (logged with `tracing::error!` and returned).
     pub async fn reload(&self) -> Result<(), PolicyError> {
+        if !self.inner.from_files {
+            return Err(PolicyError::Model {
+                file: self.inner.dir.clone(),
+                reason: "the policy comes from the store, not from files".to_owned(),
+            });
+        }
         let mut sources = self.inner.sources.lock().await;
         self.reload_files(&mut sources).await
     }
@@ -411,6 +546,7 @@ impl PolicyEngine {
         files: PolicyFiles,
     ) -> Result<(), PolicyError> {
         sources.seen = Some(files.fingerprint);
+        let rules_text = files.policy.clone();
         let result = async {
             let policy = parse_policy(&self.inner.dir.join(POLICY_FILE), &files.policy)?;
             let datasets = sources.datasets.clone();
@@ -419,6 +555,9 @@ impl PolicyEngine {
                 .await
         }
         .await;
+        if result.is_ok() {
+            sources.rules_text = rules_text;
+        }
         self.reload_done(result.is_ok());
         if let Err(error) = &result {
             tracing::error!(%error, "policy reload failed: keeping the previous policy");
@@ -499,6 +638,9 @@ impl PolicyEngine {
     /// change reloads them; SIGHUP reloads at once. Stops when the engine is dropped.
     /// Must be called inside a tokio runtime.
     pub fn spawn_watcher(&self, period: Duration) {
+        if !self.inner.from_files {
+            return;
+        }
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(watch(engine, period));
     }

@@ -805,3 +805,82 @@ async fn shipped_policy_global_access() {
         "p, partenaire, locations-velos, read, allow, par-commune"
     );
 }
+
+/// A policy loaded from text (kept in the store) is validated as files are,
+/// replaced only by a newer version that loads, and never reads files.
+#[tokio::test]
+async fn policy_from_text() {
+    let datasets = vec![("ds".to_owned(), AccessLevel::Internal)];
+    let label = Path::new("store");
+    let invalid = PolicyEngine::load_text(
+        label,
+        MODEL,
+        "p, agent, ds, fly, allow,\n",
+        1,
+        &datasets,
+        PolicySettings::default(),
+    )
+    .await;
+    let error = invalid
+        .expect_err("an unknown action is refused")
+        .to_string();
+    assert!(error.starts_with("store/policy.csv:1:"), "{error}");
+
+    let engine = PolicyEngine::load_text(
+        label,
+        MODEL,
+        "p, agent, ds, read, allow,\n",
+        3,
+        &datasets,
+        PolicySettings::default(),
+    )
+    .await
+    .unwrap();
+    let ds = public("ds", AccessLevel::Internal);
+    assert!(engine.decide(&roles(&["agent"]), &ds, Action::Read).allowed);
+    assert_eq!(engine.store_version(), Some(3));
+    assert!(engine.reload().await.is_err(), "no files to re-read");
+
+    // Checking does not swap; a broken replacement keeps the policy in force.
+    assert!(
+        engine
+            .check_text(MODEL, "p, agent, ds, read, maybe,\n")
+            .await
+            .is_err()
+    );
+    assert!(
+        engine
+            .check_text(MODEL, "p, agent, ds, read, deny,\n")
+            .await
+            .is_ok()
+    );
+    assert!(engine.decide(&roles(&["agent"]), &ds, Action::Read).allowed);
+    assert!(engine.replace_text("[broken", "", 4).await.is_err());
+    assert_eq!(engine.store_version(), Some(3));
+
+    engine
+        .replace_text(MODEL, "p, agent, ds, read, deny,\n", 4)
+        .await
+        .unwrap();
+    assert!(!engine.decide(&roles(&["agent"]), &ds, Action::Read).allowed);
+    assert_eq!(engine.store_version(), Some(4));
+    assert_eq!(
+        engine.texts().await,
+        (MODEL.to_owned(), "p, agent, ds, read, deny,\n".to_owned())
+    );
+    // An older version heard late changes nothing.
+    engine
+        .replace_text(MODEL, "p, agent, ds, read, allow,\n", 3)
+        .await
+        .unwrap();
+    assert!(!engine.decide(&roles(&["agent"]), &ds, Action::Read).allowed);
+
+    // From files: no store version, and the text as written.
+    let folder = folder("# comment\np, agent, ds, read, allow,\n");
+    let files = PolicyEngine::load(folder.path(), &datasets).await.unwrap();
+    assert_eq!(files.store_version(), None);
+    assert_eq!(
+        files.texts().await.1,
+        "# comment\np, agent, ds, read, allow,\n"
+    );
+}

@@ -24,6 +24,7 @@ mod openapi;
 mod operations;
 mod pages;
 mod pages_browser;
+mod policy_store;
 mod postgrest_client;
 mod publishing;
 mod rate_limits;
