@@ -19,10 +19,19 @@ use crate::policy::check_row_filter;
 use crate::store::datasets::{ImportOutcome, NewVersion, ORIGIN_API, StoredDataset};
 use crate::store::{Store, StoreError};
 
-/// Definition fields whose change decides who may read the data: changing
-/// them needs the `classify` action, not only `manage`.
-pub const CLASSIFICATION_FIELDS: [&str; 4] =
-    ["access", "metadata_visibility", "personal_data", "views"];
+/// Definition fields whose change decides who may read the data, or records
+/// the register's decision behind it (sharing, confidentiality and its
+/// grounds, the personal-data processing record): changing them needs the
+/// `classify` action, not only `manage`.
+pub const CLASSIFICATION_FIELDS: [&str; 7] = [
+    "access",
+    "metadata_visibility",
+    "personal_data",
+    "views",
+    "sharing",
+    "confidentiality",
+    "processing",
+];
 
 /// At most this many row errors are listed in an upload report.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -178,6 +187,8 @@ pub fn check_definition(value: &Json) -> Result<DatasetDefinition, Vec<FieldErro
             "licence"
         } else if reason.starts_with("source") {
             "source"
+        } else if reason.starts_with("register") {
+            "register"
         } else {
             "schema"
         };

@@ -152,6 +152,53 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// The register's decisions through the API: a definition that contradicts
+    /// them is a 422 on `register`; changing a confidentiality decision is a
+    /// `classify` action (a steward may not), audited with old and new values
+    /// and the reason given.
+    async fn register_decisions_are_classifications(app: TestApp) {
+        let steward = app.token("sophie", STEWARD, None).await;
+        let office = app.token("odile", DATA_OFFICE, None).await;
+        let mut contradictory = definition("registre", "open");
+        contradictory["confidentiality"] = json!({"decision": "yes", "grounds": ["business_secret"]});
+        let body = problem(create(&app, &office, &contradictory).await, 422).await;
+        let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|error| error["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, vec!["register"], "{body}");
+        assert!(app.state.store.stored_dataset("registre").await.unwrap().is_none());
+
+        let mut decided = definition("registre", "internal");
+        decided["confidentiality"] = json!({"decision": "no"});
+        let created = create(&app, &office, &decided).await;
+        assert_eq!(created.status(), 201);
+        let tag = etag_of(&created);
+        let patch = |token: String, tag: String| {
+            let app = &app;
+            async move {
+                send(app, reqwest::Method::PATCH, "/api/v1/datasets/registre", &token, |request| {
+                    request
+                        .header("content-type", "application/merge-patch+json")
+                        .header("if-match", tag)
+                        .header("x-change-reason", "avis du DPO du 12 mars")
+                        .body(json!({"confidentiality": {"decision": "yes", "grounds": ["business_secret"]}}).to_string())
+                })
+                .await
+            }
+        };
+        problem(patch(steward, tag.clone()).await, 403).await;
+        let classified = patch(office, tag).await;
+        assert_eq!(classified.status(), 200);
+        let event = app.audit_event_of(&classified).await;
+        assert_eq!(event["action"], "classify");
+        let changes: Value = serde_json::from_str(event["changes"].as_str().unwrap()).unwrap();
+        assert_eq!(changes["reason"], "avis du DPO du 12 mars");
+        assert_eq!(changes["fields"][0]["field"], "confidentiality", "{changes}");
+        assert_eq!(changes["fields"][0]["old"]["decision"], "no", "{changes}");
+        assert_eq!(changes["fields"][0]["new"]["decision"], "yes", "{changes}");
+        assert_eq!(changes["fields"][0]["new"]["grounds"], json!(["business_secret"]), "{changes}");
+    }
+}
+
+on_both_stores! {
     /// A malformed definition is a 422 naming each invalid field; nothing is created.
     async fn invalid_definitions_name_each_field(app: TestApp) {
         let office = app.token("odile", DATA_OFFICE, None).await;
