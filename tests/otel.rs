@@ -37,13 +37,17 @@ async fn a_read_is_traced_with_its_request_id() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let (url, _database) = test_support::sqlite_url();
-    let settings = Settings {
+    let mut settings = Settings {
         database_url: url,
         catalog_dir: repository_path("catalog"),
         policies_dir: repository_path("policies"),
         dev_mode: true,
         ..Settings::default()
     };
+    // The read waits for its audit commit (open data is buffered by default:
+    // its event is committed by the writer after the answer, outside the
+    // request's trace).
+    settings.audit.durability.open = passerelle::audit::Durability::Durable;
     let state = passerelle::startup::build_state(settings)
         .await
         .expect("gateway starts");
