@@ -135,8 +135,13 @@ pub async fn add(
     reason: &str,
 ) -> Result<Added, StoreError> {
     let now = chrono::Utc::now().timestamp();
-    let added = with_pool!(store, pool => async {
-        let mut transaction = pool.begin().await?;
+    // SQLite: the write lock is taken first (`BEGIN IMMEDIATE`), so that the
+    // read-then-insert waits for the audit writer instead of failing with
+    // "database is locked" when it upgrades a read transaction.
+    macro_rules! add_in {
+        ($begin:expr) => {
+            async {
+        let mut transaction = $begin.await?;
         let current: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM policy_versions")
             .fetch_one(&mut *transaction)
             .await?;
@@ -171,8 +176,13 @@ pub async fn add(
             created_by: created_by.to_owned(),
             reason: reason.to_owned(),
         }))
+            }
+        };
     }
-    .await)?;
+    let added = match store {
+        Store::Sqlite(pool) => add_in!(pool.begin_with("BEGIN IMMEDIATE")).await?,
+        Store::Postgres(pool) => add_in!(pool.begin()).await?,
+    };
     Ok(added)
 }
 
