@@ -22,14 +22,13 @@ use serde::Deserialize;
 
 use super::display;
 use super::locale::{Lang, Texts};
-use super::page::{Layout, Site, error_page, pairs_of, respond};
+use super::page::{Layout, Site, error_page, pairs_of, refuse_unless, respond};
 use super::session::{self, SESSION_COOKIE};
 use crate::audit::{
     AuditError, Count, Dashboard, DayCount, EventQuery, StatsQuery, StoredEvent, VERIFIED_RULE,
     event_csv_line, events_csv_header,
 };
 use crate::http::context::RequestContext;
-use crate::http::guard::require;
 use crate::http::state::AppState;
 use crate::policy::Action;
 
@@ -311,24 +310,9 @@ fn authorize(
     site: Site,
     path: &str,
 ) -> Option<Response> {
-    if require(state, context, Action::AuditRead).is_ok() {
-        return None;
-    }
-    let texts = site.texts();
-    let a = texts_of(site.lang);
-    let (status, message) = if context.caller.is_anonymous() {
-        (StatusCode::UNAUTHORIZED, a.sign_in_needed)
-    } else {
-        (StatusCode::FORBIDDEN, a.not_allowed)
-    };
-    Some(error_page(
-        site,
-        status,
-        texts.error_forbidden,
-        message,
-        path,
-        &[],
-    ))
+    let texts = texts_of(site.lang);
+    let messages = (texts.sign_in_needed, texts.not_allowed);
+    refuse_unless(state, context, Action::AuditRead, site, path, messages)
 }
 
 fn bad_request(site: Site, message: &str) -> Response {

@@ -21,14 +21,13 @@ use chrono::{DateTime, Utc};
 use super::chart::{self, Bar};
 use super::display;
 use super::locale::{Lang, Texts};
-use super::page::{Layout, Site, error_page, pairs_of, respond};
+use super::page::{Layout, Site, pairs_of, refuse_unless, respond};
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::AccessLevel;
 use crate::catalog::inventory::{self, Count, Dimension, Inventory, Listed};
 use crate::catalog::register::Decision;
 use crate::catalog::register_csv;
 use crate::http::context::RequestContext;
-use crate::http::guard::require;
 use crate::http::state::AppState;
 use crate::policy::Action;
 
@@ -203,24 +202,9 @@ fn authorize(
     site: Site,
     path: &str,
 ) -> Option<Response> {
-    if require(state, context, Action::InventoryRead).is_ok() {
-        return None;
-    }
-    let texts = site.texts();
-    let i = texts_of(site.lang);
-    let (status, message) = if context.caller.is_anonymous() {
-        (StatusCode::UNAUTHORIZED, i.sign_in_needed)
-    } else {
-        (StatusCode::FORBIDDEN, i.not_allowed)
-    };
-    Some(error_page(
-        site,
-        status,
-        texts.error_forbidden,
-        message,
-        path,
-        &[],
-    ))
+    let texts = texts_of(site.lang);
+    let messages = (texts.sign_in_needed, texts.not_allowed);
+    refuse_unless(state, context, Action::InventoryRead, site, path, messages)
 }
 
 /// A dimension's value in the reader's words.

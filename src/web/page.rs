@@ -210,6 +210,35 @@ pub fn error_page(
     respond(status, &page)
 }
 
+/// Refuses a dashboard unless the caller may do `action`: 401 with
+/// `sign_in_needed` for an anonymous visitor, 403 with `not_allowed` for a
+/// signed-in one, as an error page; `None` when allowed.
+pub fn refuse_unless(
+    state: &crate::http::state::AppState,
+    context: &crate::http::context::RequestContext,
+    action: crate::policy::Action,
+    site: Site,
+    path: &str,
+    (sign_in_needed, not_allowed): (&str, &str),
+) -> Option<Response> {
+    if crate::http::guard::require(state, context, action).is_ok() {
+        return None;
+    }
+    let (status, message) = if context.caller.is_anonymous() {
+        (StatusCode::UNAUTHORIZED, sign_in_needed)
+    } else {
+        (StatusCode::FORBIDDEN, not_allowed)
+    };
+    Some(error_page(
+        site,
+        status,
+        site.texts().error_forbidden,
+        message,
+        path,
+        &[],
+    ))
+}
+
 /// The page of a dataset the visitor may not know of (or that does not exist).
 pub fn not_found(site: Site, path: &str) -> Response {
     let texts = site.texts();
