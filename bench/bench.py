@@ -51,7 +51,9 @@ AUDIT_CONCURRENCY = env_int("BENCH_AUDIT_CONCURRENCY", 32)
 PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 PEER_DB = "bench"
 GW_DB = "passerelle_bench"
-PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092, "edge_off": 18093}
+PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092, "edge_off": 18093,
+         "second": 18094, "lb_one": 18095, "lb_two": 18096}
+NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
 PASSERELLE = os.environ.get("GATEWAY_BIN", "")
 FLOOR = os.environ.get("FLOOR_BIN", "")
 GW_BUILD_ERROR = os.environ.get("GATEWAY_BUILD_ERROR", "")
@@ -454,9 +456,9 @@ def check_rows(body, kind):
     return [r.get("id") for r in rows]
 
 
-def wrk_run(key, url, headers, conns, seconds, out_path, pids):
+def wrk_run(key, url, headers, conns, seconds, out_path, pids, script=None):
     cmd = ["/usr/bin/time", "-f", "%Uuser %Ssystem", "wrk", "-t2", f"-c{conns}", f"-d{seconds}s",
-           "--latency", "--timeout", "30s"]
+           "--latency", "--timeout", "30s"] + (["-s", script] if script else [])
     for h in headers:
         cmd += ["-H", h]
     cmd.append(url)
@@ -544,21 +546,40 @@ def scenarios_http(gws, floor, ds):
             if status not in (401, 404):
                 note(f"{key}: the closed dataset answered HTTP {status} without a token")
 
-    R["scen"] = [(k, l, u, CONNS, b) for k, l, u, _, _, _, _, b in live]
-    for key, *_ in live:
+    # Every scenario at BENCH_CONNS; the floor's records, the gateways' open and closed
+    # reads again at 256 connections (tail latency and closed reads under heavy load);
+    # and open reads with a distinct 100-row query per request (the page cache never
+    # answers twice), against the floor's /records.
+    lua = os.path.join(RAW, "distinct_pages.lua")
+    open(lua, "w").write(DISTINCT_PAGES_LUA % max(1, ROWS - 50_000))
+    runs = [(key, label, url, proc, headers, kind, uses_pg, nbytes, CONNS, None)
+            for key, label, url, proc, headers, kind, uses_pg, nbytes in live]
+    for key, label, url, proc, headers, kind, uses_pg, nbytes in live:
+        if key == "floor_records" or (key.startswith("p_") and key.endswith(("_open", "_closed"))):
+            runs.append((f"{key}_256", f"{label}, 256 connections", url, proc, headers, kind, uses_pg, nbytes,
+                         256, None))
+        if key.startswith("p_") and key.endswith("_open"):
+            base = url.split("/api/")[0]
+            runs.append((f"{key}_distinct", f"{label}, a distinct 100-row query per request (no cache)",
+                         base + "/api/v1/data/conso-open?commune=eq.Troyes&limit=100&id=gte.<n>", proc, headers,
+                         kind, uses_pg, nbytes, CONNS, lua))
+    R["scen"] = [(k, l, u, c, b) for k, l, u, _, _, _, _, b, c, _ in runs]
+    for key, *_ in runs:
         R["wrk"][key] = []
-    log(f"warm-up 3 s per scenario, then {REPS} interleaved rounds of {DURATION} s x {len(live)} scenarios")
-    for key, label, url, proc, headers, kind, uses_pg, _ in live:
-        run(["wrk", "-t2", f"-c{CONNS}", "-d3s", "--timeout", "30s"] + sum([["-H", h] for h in headers], []) + [url],
+    log(f"warm-up 3 s per scenario, then {REPS} interleaved rounds of {DURATION} s x {len(runs)} scenarios")
+    for key, label, url, proc, headers, kind, uses_pg, _, conns, script in runs:
+        run(["wrk", "-t2", f"-c{conns}", "-d3s", "--timeout", "30s"] + (["-s", script] if script else [])
+            + sum([["-H", h] for h in headers], []) + [url.split("?")[0] if script else url],
             check=False, timeout=60)
         bu.wait_idle(proc.pid, 30)
     for i in range(1, REPS + 1):
-        for key, label, url, proc, headers, kind, uses_pg, _ in live:
+        for key, label, url, proc, headers, kind, uses_pg, _, conns, script in runs:
             pids = {"server": proc.pid}
             if uses_pg and pgp:
                 pids["postgres"] = pgp
             out = os.path.join(RAW, f"wrk_{key}_{i}.txt")
-            s0, s1 = wrk_run(key, url, headers, CONNS, DURATION, out, pids)
+            s0, s1 = wrk_run(key, url.split("?")[0] if script else url, headers, conns, DURATION, out, pids,
+                             script=script)
             try:
                 r = bu.parse_wrk(out)
             except (AttributeError, ValueError):
@@ -582,6 +603,24 @@ def scenarios_http(gws, floor, ds):
                 note(f"{key}: errors during load (non-2xx {r['non2xx']}, socket {r['sockerr']}): scenario failed")
             bu.wait_idle(proc.pid, 60)
     cmd_doc(f"wrk -t2 -c{CONNS} -d{DURATION}s --latency --timeout 30s [-H 'Authorization: Bearer $TOKEN'] URL")
+
+DISTINCT_PAGES_LUA = """-- Every request the S1 read from a distinct starting id (100 rows of Troyes
+-- from id n on), so the page cache never answers twice.
+local counter = 0
+local span = %d
+function setup(thread)
+  thread:set("offset", counter * 7919)
+  counter = counter + 1
+end
+function init(args)
+  n = 0
+end
+function request()
+  n = n + 1
+  local id = ((offset + n * 104729) %% span) + 1
+  return wrk.format("GET", "/api/v1/data/conso-open?commune=eq.Troyes&limit=100&id=gte." .. id)
+end
+"""
 
 
 # ---------------------------------------------------------------- memory (page cache)
@@ -996,9 +1035,139 @@ def scenario_catalogue_page(gws):
     cmd_doc("S7: passerelle register import catalog/register-demo.csv (653 entries); then "
             f"wrk -t2 -c{CONNS} -d{DURATION}s --latency --timeout 30s -H 'Accept-Language: fr' /datasets  (anonymous)")
 
+# ---------------------------------------------------------------- S8 (two instances behind nginx)
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    upstream passerelle {{
+{servers}        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://passerelle;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(name, port, upstream_ports):
+    """nginx (the distribution's) on `port` in front of the gateways on `upstream_ports`,
+    configured as deploy/nginx/passerelle.conf (keepalive, no buffering), one worker."""
+    root = os.path.join(WORK, name)
+    os.makedirs(root, exist_ok=True)
+    servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstream_ports)
+    conf = os.path.join(root, "nginx.conf")
+    open(conf, "w").write(NGINX_CONF.format(root=root, servers=servers, port=port))
+    proc = start(name, [NGINX, "-p", root, "-c", conf, "-e", os.path.join(root, "error.log")])
+    if not wait_http(f"http://127.0.0.1:{port}/health/live", proc, 30):
+        note(f"S8: nginx {name} did not answer: {tail(os.path.join(root, 'error.log'))}")
+        stop(proc)
+        return None
+    return proc
+
+
+def scenario_instances(gws):
+    """S8: the PostgreSQL store served by one gateway and by two gateway
+    processes of the same database, each behind the same nginx (one worker,
+    keepalive), rounds interleaved: open read (page cache), open distinct
+    point reads (no cache), closed read (ES256 + casbin + durable audit, one
+    hash chain written by both instances). After the load, `passerelle audit
+    verify` must pass over both instances' events."""
+    R.setdefault("instances", {})
+    pg = [g for g in gws if g.key == "pg" and not g.error]
+    if not pg:
+        return
+    gw = pg[0]
+    if not os.path.exists(NGINX):
+        note(f"S8: nginx not found ({NGINX}); apt-get install nginx")
+        R["failed"].append("instances")
+        return
+    log("S8 one instance and two instances behind nginx (PostgreSQL store)")
+    first = gw.serve(name="passerelle_pg_first")
+    second = gw.serve(port=PORTS["second"], name="passerelle_pg_second")
+    one = start_nginx("nginx_one", PORTS["lb_one"], [gw.port])
+    two = start_nginx("nginx_two", PORTS["lb_two"], [gw.port, PORTS["second"]])
+    procs = [first, second, one, two]
+    if any(p is None for p in procs):
+        R["failed"].append("instances")
+        for p in procs:
+            stop(p)
+        return
+    script = os.path.join(RAW, "distinct_reads.lua")
+    open(script, "w").write(DISTINCT_LUA % ROWS)
+    auth = [f"Authorization: Bearer {gw.tokens['bench-reader']}"]
+    path = "?commune=eq.Troyes&limit=100"
+    kinds = [("open", "/api/v1/data/conso-open" + path, [], None),
+             ("open_distinct", "", [], script),
+             ("closed", "/api/v1/data/conso-closed" + path, auth, None)]
+    runs = []
+    for kind, url_path, headers, lua in kinds:
+        for count, port in (("one", PORTS["lb_one"]), ("two", PORTS["lb_two"])):
+            base = f"http://127.0.0.1:{port}"
+            if not lua:
+                status, _, body = http(base + url_path, dict(h.split(": ", 1) for h in headers))
+                if status != 200:
+                    note(f"S8 {kind} {count}: HTTP {status}: {body[:200]!r}")
+                    R["failed"].append("instances")
+                    continue
+            runs.append((f"{kind}_{count}", base + url_path, headers, lua))
+    pids = {"first": first.pid, "second": second.pid}
+    for key, url, headers, lua in runs:
+        R["instances"][key] = []
+        extra = ["-s", lua] if lua else []
+        run(["wrk", "-t2", f"-c{CONNS}", "-d3s", "--timeout", "30s"] + extra
+            + sum([["-H", h] for h in headers], []) + [url], check=False, timeout=60)
+    for i in range(1, REPS + 1):
+        for key, url, headers, lua in runs:
+            out = os.path.join(RAW, f"wrk_instances_{key}_{i}.txt")
+            cmd = ["wrk", "-t2", f"-c{CONNS}", f"-d{DURATION}s", "--latency", "--timeout", "30s"]
+            cmd += ["-s", lua] if lua else []
+            cmd += sum([["-H", h] for h in headers], []) + [url]
+            s0 = snap(pids)
+            proc = run(cmd, check=False, timeout=DURATION + 60)
+            s1 = snap(pids)
+            open(out, "w").write(proc.stdout + proc.stderr)
+            try:
+                r = bu.parse_wrk(out)
+            except (AttributeError, ValueError):
+                note(f"S8 {key} round {i}: wrk output unreadable")
+                continue
+            r["cpu_s"] = {name: bu.cpu_delta(s0, s1, name) for name in pids}
+            R["instances"][key].append(r)
+            log(f"S8 round {i} {key}: {r['rps']:,.0f} req/s, p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}, "
+                f"CPU s first {r['cpu_s']['first']:.1f} second {r['cpu_s']['second']:.1f}")
+            if r["non2xx"] or r["sockerr"]:
+                note(f"S8 {key}: errors under load (non-2xx {r['non2xx']}, socket {r['sockerr']})")
+                R["failed"].append("instances")
+            bu.wait_idle(first.pid, 60)
+    for p in procs:
+        stop(p)
+    proc = gw.cli(["audit", "verify"], timeout=900)
+    open(os.path.join(RAW, "instances_audit_verify.txt"), "w").write(proc.stdout + proc.stderr)
+    R["instances_verify"] = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+    if proc.returncode != 0:
+        R["failed"].append("instances")
+    cmd_doc("S8: two `passerelle serve` on the same PostgreSQL database; nginx (worker_processes 1, keepalive 64, "
+            "proxy_buffering off) in front of the first only, and in front of both; the S1/S2 URLs and the "
+            "distinct point reads through each nginx, rounds interleaved; then `passerelle audit verify`")
+
 
 def only(scenario):
-    """BENCH_ONLY=export_compressed|edge|catalogue_page: that scenario alone (BENCH_STORES=sq,pg
+    """BENCH_ONLY=export_compressed|edge|catalogue_page|instances: that scenario alone (BENCH_STORES=sq,pg
     picks the stores), printed instead of rewriting RESULTS.md."""
     os.makedirs(RAW, exist_ok=True)
     prepare_data(peers=False)
@@ -1017,6 +1186,9 @@ def only(scenario):
     elif scenario == "catalogue_page":
         scenario_catalogue_page(gws)
         lines = report.catalogue_page_lines(R)
+    elif scenario == "instances":
+        scenario_instances(gws)
+        lines = report.instances_lines(R)
     else:
         scenario_export_compressed(gws)
         lines = report.export_compressed_lines(R)
@@ -1027,33 +1199,40 @@ def only(scenario):
 
 # ---------------------------------------------------------------- scenario 6 (audit writer)
 def scenario_audit(gws):
+    """S6: the audit writer alone, durable events/s on PostgreSQL, at
+    BENCH_AUDIT_CONCURRENCY recorders (R["audit"]) and at 256 (R["audit_256"])."""
     pg = [g for g in gws if g.key == "pg"][0]
-    entry = {"events": AUDIT_EVENTS, "concurrency": AUDIT_CONCURRENCY}
-    R["audit"] = entry
-    if R.get("binary_problem"):
-        entry["status"] = "not measured (no usable gateway binary, see the problems above)"
-        return
-    log(f"S6 passerelle bench-audit --events {AUDIT_EVENTS} --concurrency {AUDIT_CONCURRENCY} (PostgreSQL)")
-    try:
-        proc = pg.cli(["bench-audit", "--events", str(AUDIT_EVENTS), "--concurrency", str(AUDIT_CONCURRENCY)],
-                      timeout=300)
-    except subprocess.TimeoutExpired:
-        entry["status"] = "failed: timed out after 300 s"
-        R["failed"].append("audit")
-        return
-    text = proc.stdout + proc.stderr
-    open(os.path.join(RAW, "bench_audit.txt"), "w").write(text)
-    m = re.search(r"events_per_second=([\d.eE+]+)", proc.stdout)
-    if m and proc.returncode == 0:
-        entry["events_per_second"] = float(m.group(1))
-        entry["status"] = "ok"
-    elif proc.returncode == 2 or "unrecognized subcommand" in text or "unexpected argument" in text:
-        entry["status"] = "not available (the binary has no `bench-audit` subcommand)"
-    else:
-        entry["status"] = f"failed (exit {proc.returncode}): {text[-300:].strip()}"
-        R["failed"].append("audit")
-    log(f"S6: {entry['status']}" + (f", {entry.get('events_per_second'):,.0f} ev/s" if m else ""))
-    cmd_doc(f"DATABASE_URL=$PG/{GW_DB} passerelle bench-audit --events {AUDIT_EVENTS} --concurrency {AUDIT_CONCURRENCY}")
+    for concurrency, slot in ((AUDIT_CONCURRENCY, "audit"), (256, "audit_256")):
+        if slot == "audit_256" and AUDIT_CONCURRENCY == 256:
+            continue
+        entry = {"events": AUDIT_EVENTS, "concurrency": concurrency}
+        R[slot] = entry
+        if R.get("binary_problem"):
+            entry["status"] = "not measured (no usable gateway binary, see the problems above)"
+            return
+        log(f"S6 passerelle bench-audit --events {AUDIT_EVENTS} --concurrency {concurrency} (PostgreSQL)")
+        try:
+            proc = pg.cli(["bench-audit", "--events", str(AUDIT_EVENTS), "--concurrency", str(concurrency)],
+                          timeout=300)
+        except subprocess.TimeoutExpired:
+            entry["status"] = "failed: timed out after 300 s"
+            R["failed"].append(slot)
+            continue
+        text = proc.stdout + proc.stderr
+        open(os.path.join(RAW, f"bench_{slot}.txt"), "w").write(text)
+        m = re.search(r"events_per_second=([\d.eE+]+)", proc.stdout)
+        if m and proc.returncode == 0:
+            entry["events_per_second"] = float(m.group(1))
+            entry["status"] = "ok"
+        elif proc.returncode == 2 or "unrecognized subcommand" in text or "unexpected argument" in text:
+            entry["status"] = "not available (the binary has no `bench-audit` subcommand)"
+        else:
+            entry["status"] = f"failed (exit {proc.returncode}): {text[-300:].strip()}"
+            R["failed"].append(slot)
+        log(f"S6 ({concurrency} recorders): {entry['status']}"
+            + (f", {entry.get('events_per_second'):,.0f} ev/s" if m else ""))
+    cmd_doc(f"DATABASE_URL=$PG/{GW_DB} passerelle bench-audit --events {AUDIT_EVENTS} "
+            f"--concurrency {AUDIT_CONCURRENCY}  (and --concurrency 256)")
 
 
 # ---------------------------------------------------------------- main
@@ -1128,6 +1307,7 @@ def main():
     scenario_export_compressed(gws)
     scenario_edge(gws)
     scenario_catalogue_page(gws)
+    scenario_instances(gws)
     scenario_audit(gws)
     R["duration_s"] = time.time() - T0
     json.dump(R, open(os.path.join(RAW, "results.json"), "w"), indent=1, default=str)
@@ -1140,7 +1320,8 @@ def main():
 if __name__ == "__main__":
     try:
         scenario = os.environ.get("BENCH_ONLY")
-        code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page") else main()
+        code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page", "instances") \
+            else main()
     finally:
         stop_all()
     sys.exit(code)
