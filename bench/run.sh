@@ -6,7 +6,7 @@
 #   GATEWAY_BIN=/path/passerelle bench/run.sh      # skip the gateway build, use this binary
 #   BENCH_GATEWAY_ENV="RUST_LOG=warn" bench/run.sh  # extra settings for the gateway processes
 #
-# Installs wrk and sqlite3 (apt) and Datasette 0.65 (pip) when missing, starts
+# Installs wrk, sqlite3 and nginx (apt) and Datasette 0.65 (pip) when missing, starts
 # PostgreSQL 15 when it is down, builds bench/floor and the gateway in release,
 # then bench.py generates the 1,000,000-row dataset under bench/work/ (git-ignored),
 # measures the six scenarios next to their references and writes bench/RESULTS.md.
@@ -27,6 +27,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)  # S8, two instances behind nginx
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
