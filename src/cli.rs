@@ -238,7 +238,9 @@ pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::
             if store.stored_dataset(&definition.id).await?.is_some() {
                 anyhow::bail!("there is already a dataset `{}`", definition.id);
             }
-            create_dataset(&store, &definition).await?;
+            if create_dataset(&store, &definition).await?.is_none() {
+                anyhow::bail!("there is already a dataset `{}`", definition.id);
+            }
             println!("created `{}` (empty: import its rows)", definition.id);
         }
         DatasetsCommand::Update { file } => {
@@ -248,8 +250,12 @@ pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::
                 .await?
                 .filter(|stored| !stored.is_retired())
                 .with_context(|| format!("no dataset `{}`", definition.id))?;
-            if let Err(reason) = replace_definition(&store, &stored, &definition).await? {
-                anyhow::bail!("`{}` not updated: {reason}", definition.id);
+            if let Err(errors) = replace_definition(&store, &stored, &definition).await? {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|error| format!("  {}: {}", error.field, error.reason))
+                    .collect();
+                anyhow::bail!("`{}` not updated:\n{}", definition.id, lines.join("\n"));
             }
             println!("updated `{}`", definition.id);
         }

@@ -366,12 +366,14 @@ fn csv_row(
         .zip(indices)
         .map(|(field, index)| {
             let cell = index.and_then(|index| record.get(index)).unwrap_or("");
-            parse_cell(field, cell).map_err(|reason| RowProblem {
-                line,
-                column: Some(field.name.clone()),
-                reason,
-                location: RowLocation::Line,
-            })
+            parse_cell(field, cell)
+                .and_then(|value| required(field, value))
+                .map_err(|reason| RowProblem {
+                    line,
+                    column: Some(field.name.clone()),
+                    reason,
+                    location: RowLocation::Line,
+                })
         })
         .collect()
 }
@@ -735,6 +737,15 @@ fn match_columns(
     Ok(indices)
 }
 
+/// `value`, unless it is null in a column declared `constraints.required`.
+fn required(field: &Field, value: Value) -> Result<Value, String> {
+    if field.is_required() && value == Value::Null {
+        Err("a value is required (`constraints.required`)".into())
+    } else {
+        Ok(value)
+    }
+}
+
 /// Parses one CSV cell: empty is null; a decimal comma is honoured.
 fn parse_cell(field: &Field, cell: &str) -> Result<Value, String> {
     let blank = match field.field_type {
@@ -1050,15 +1061,18 @@ fn geojson_rows<'a>(features: &'a [Feature], schema: &'a Schema) -> Result<Rows<
                 .iter()
                 .enumerate()
                 .map(|(field_position, field)| {
-                    if indices[field_position].is_none() {
-                        return geometry_value(field, feature.geometry.as_ref())
-                            .map_err(|reason| problem(field, reason));
-                    }
-                    let value = feature
-                        .properties
-                        .as_ref()
-                        .and_then(|properties| properties.get(&field.name));
-                    json_value(field, value).map_err(|reason| problem(field, reason))
+                    let value = if indices[field_position].is_none() {
+                        geometry_value(field, feature.geometry.as_ref())
+                    } else {
+                        let value = feature
+                            .properties
+                            .as_ref()
+                            .and_then(|properties| properties.get(&field.name));
+                        json_value(field, value)
+                    };
+                    value
+                        .and_then(|value| required(field, value))
+                        .map_err(|reason| problem(field, reason))
                 })
                 .collect()
         },

@@ -187,12 +187,7 @@ async fn change(
     }
     let hash = replace_definition_in_store(&state.store, &stored, &definition)
         .await?
-        .map_err(|reason| {
-            invalid_definition(vec![FieldError {
-                field: "schema".into(),
-                reason,
-            }])
-        })?;
+        .map_err(invalid_definition)?;
     note_changes(&context, &headers, serde_json::json!({"fields": changes}));
     state.refresh_catalog().await?;
     Ok(with_etag(
