@@ -234,3 +234,74 @@ async fn sync_applies_compatible_schema_changes(kind: crate::helpers::StoreKind)
 }
 
 crate::test_both_stores!(sync_applies_compatible_schema_changes);
+
+/// A FeatureCollection of `count` points, feature `bad` (1-based) with a
+/// `passages` that is not an integer.
+fn feature_collection(count: usize, bad: Option<usize>) -> String {
+    let features: Vec<String> = (1..=count)
+        .map(|number| {
+            let passages = if Some(number) == bad {
+                "\"beaucoup\"".to_owned()
+            } else {
+                number.to_string()
+            };
+            format!(
+                r#"{{"type": "Feature", "properties": {{"compteur": "C{number}", "passages": {passages}}}, "geometry": {{"type": "Point", "coordinates": [4.07, 48.29]}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"type": "FeatureCollection", "name": "compteurs", "features": [{}]}}"#,
+        features.join(",\n")
+    )
+}
+
+async fn upload_geojson(app: &TestApp, token: &str, body: String) -> reqwest::Response {
+    send(
+        app,
+        reqwest::Method::PUT,
+        "/api/v1/datasets/points/data",
+        token,
+        |request| {
+            request
+                .header("content-type", "application/geo+json")
+                .body(body)
+        },
+    )
+    .await
+}
+
+on_both_stores! {
+    /// GeoJSON uploads are read feature by feature from the spooled file: a
+    /// bad feature in the middle is reported by its number (as the line) and
+    /// nothing is published; 12,000 features publish every one of them.
+    async fn geojson_uploads_stream_features(app: TestApp) {
+        let office = app.token("odile", DATA_OFFICE, None).await;
+        let mut points = definition("points", "internal");
+        points["schema"]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "geometry", "type": "geopoint"}));
+        assert_eq!(create(&app, &office, &points).await.status(), 201);
+
+        let bad = upload_geojson(&app, &office, feature_collection(5, Some(3))).await;
+        let report = problem(bad, 422).await;
+        assert_eq!(report["report"]["bad_rows"], 1, "{report}");
+        assert_eq!(report["report"]["valid_rows"], 4, "{report}");
+        assert_eq!(report["report"]["errors"][0]["line"], 3, "{report}");
+        assert_eq!(report["report"]["errors"][0]["column"], "passages", "{report}");
+        assert_eq!(app.state.store.stored_dataset("points").await.unwrap().unwrap().record_count, 0);
+
+        // A broken document is refused as a whole.
+        let mut cut = feature_collection(5, None);
+        cut.truncate(cut.len() / 2);
+        let report = problem(upload_geojson(&app, &office, cut).await, 422).await;
+        assert!(report["report"]["file_error"].is_string() || report["report"]["bad_rows"].as_u64() > Some(0), "{report}");
+
+        let many = upload_geojson(&app, &office, feature_collection(12_000, None)).await;
+        assert_eq!(many.status(), 200, "{}", many.text().await.unwrap());
+        assert_eq!(app.state.store.stored_dataset("points").await.unwrap().unwrap().record_count, 12_000);
+        let last: Vec<Value> = app.get_as("/api/v1/data/points?compteur=eq.C12000", &office).await.json().await.unwrap();
+        assert_eq!(last, vec![json!({"compteur": "C12000", "passages": 12000, "geometry": "48.29,4.07"})]);
+    }
+}
