@@ -305,3 +305,35 @@ on_both_stores! {
         assert_eq!(last, vec![json!({"compteur": "C12000", "passages": 12000, "geometry": "48.29,4.07"})]);
     }
 }
+
+on_both_stores! {
+    /// A retired dataset's metadata: a tombstone (who and when) in its
+    /// definition for those who may manage it; a 410 that says it was
+    /// retired for the others, at `/datasets/{id}` and `/definition` alike.
+    async fn retired_metadata_is_a_tombstone(app: TestApp) {
+        let office = app.token("odile", DATA_OFFICE, None).await;
+        let agent = app.token("alice", &["agent"], None).await;
+        assert_eq!(create(&app, &office, &definition("archive", "internal")).await.status(), 201);
+        assert_eq!(app.get_as("/api/v1/datasets/archive", &agent).await.status(), 200);
+        let retired = send(&app, reqwest::Method::DELETE, "/api/v1/datasets/archive", &office, |r| r).await;
+        assert_eq!(retired.status(), 204);
+
+        for path in ["/api/v1/datasets/archive", "/api/v1/datasets/archive/definition"] {
+            let gone = problem(app.get_as(path, &agent).await, 410).await;
+            assert!(gone["detail"].as_str().unwrap().contains("retired"), "{path}: {gone}");
+        }
+        let gone = problem(app.get_as("/api/v1/datasets/archive", &office).await, 410).await;
+        assert!(gone["detail"].as_str().unwrap().contains("retired"), "{gone}");
+        let shown = app.get_as("/api/v1/datasets/archive/definition", &office).await;
+        assert_eq!(shown.status(), 200);
+        let event = app.audit_event_of(&shown).await;
+        assert_eq!((event["action"].clone(), event["decision"].clone()), (json!("manage"), json!("allow")));
+        let tombstone: Value = shown.json().await.unwrap();
+        assert_eq!(tombstone["id"], "archive");
+        assert_eq!(tombstone["retired_by"], "odile");
+        assert!(tombstone["retired_at"].as_str().is_some_and(|at| at.len() >= 20), "{tombstone}");
+        // Unknown ids stay 404.
+        problem(app.get_as("/api/v1/datasets/jamais-vu", &office).await, 404).await;
+        problem(app.get_as("/api/v1/datasets/jamais-vu/definition", &office).await, 404).await;
+    }
+}
