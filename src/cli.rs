@@ -199,9 +199,10 @@ pub enum DatasetsCommand {
     Retire {
         /// Dataset id.
         id: String,
-        /// Who retires it (recorded in the tombstone).
-        #[arg(long, default_value = "operator")]
-        by: String,
+        /// Who retires it (recorded in the tombstone); the operator's
+        /// audit subject (`cli:$USER`) by default.
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -228,18 +229,45 @@ fn definition_file(file: &Path) -> anyhow::Result<crate::catalog::definition::Da
     })
 }
 
-/// `passerelle datasets create|update|retire`.
+/// `passerelle datasets create|update|retire`. Each change is an audit
+/// event in the API's chain (subject `cli:$USER`), with the action the API
+/// would record: `classify` when it classifies the dataset, else `manage`.
 pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::Result<ExitCode> {
-    use crate::catalog::publish::{create_dataset, replace_definition};
+    use crate::audit::{Action, operator_event, operator_subject};
+    use crate::catalog::definition::AccessLevel;
+    use crate::catalog::publish::{
+        changed_fields, classifies, create_dataset, created_fields, replace_definition,
+    };
+    let started = std::time::Instant::now();
     let store = open_store(settings).await?;
-    match command {
+    // Started first: no change is made that could not be audited.
+    let log = writing_audit_log(settings, store.clone()).await?;
+    let event = match command {
         DatasetsCommand::Create { file } => {
             let definition = definition_file(&file)?;
             if store.stored_dataset(&definition.id).await?.is_some() {
                 anyhow::bail!("there is already a dataset `{}`", definition.id);
             }
-            create_dataset(&store, &definition).await?;
+            if create_dataset(&store, &definition).await?.is_none() {
+                anyhow::bail!("there is already a dataset `{}`", definition.id);
+            }
             println!("created `{}` (empty: import its rows)", definition.id);
+            let action =
+                if definition.access != AccessLevel::Undecided || !definition.views.is_empty() {
+                    Action::Classify
+                } else {
+                    Action::Manage
+                };
+            let changes =
+                serde_json::json!({"created": true, "fields": created_fields(&definition)});
+            operator_event(
+                "passerelle datasets create",
+                &definition.id,
+                action,
+                201,
+                started,
+                &changes,
+            )
         }
         DatasetsCommand::Update { file } => {
             let definition = definition_file(&file)?;
@@ -248,19 +276,58 @@ pub async fn datasets(settings: &Settings, command: DatasetsCommand) -> anyhow::
                 .await?
                 .filter(|stored| !stored.is_retired())
                 .with_context(|| format!("no dataset `{}`", definition.id))?;
-            if let Err(reason) = replace_definition(&store, &stored, &definition).await? {
-                anyhow::bail!("`{}` not updated: {reason}", definition.id);
+            let current: crate::catalog::definition::DatasetDefinition =
+                serde_json::from_str(&stored.definition)?;
+            if let Err(errors) = replace_definition(&store, &stored, &definition).await? {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|error| format!("  {}: {}", error.field, error.reason))
+                    .collect();
+                anyhow::bail!("`{}` not updated:\n{}", definition.id, lines.join("\n"));
             }
             println!("updated `{}`", definition.id);
+            let changes = changed_fields(&current, &definition);
+            let action = if classifies(&changes) {
+                Action::Classify
+            } else {
+                Action::Manage
+            };
+            operator_event(
+                "passerelle datasets update",
+                &definition.id,
+                action,
+                200,
+                started,
+                &serde_json::json!({"fields": changes}),
+            )
         }
         DatasetsCommand::Retire { id, by } => {
+            let by = by.unwrap_or_else(operator_subject);
             if !store.retire_dataset(&id, &by).await? {
                 anyhow::bail!("no dataset `{id}`, or it is retired already");
             }
             println!("retired `{id}`");
+            let changes = serde_json::json!({"retired": true, "purged": false, "by": by});
+            operator_event(
+                "passerelle datasets retire",
+                &id,
+                Action::Manage,
+                204,
+                started,
+                &changes,
+            )
         }
-    }
+    };
+    record_operator_event(log, event).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records an operator's change in the audit chain and stops the writer.
+async fn record_operator_event(log: AuditLog, event: crate::audit::Event) -> anyhow::Result<()> {
+    let recorded = log.record(event).await;
+    log.shutdown().await;
+    recorded.context("the change was made, but its audit event could not be written")?;
+    Ok(())
 }
 
 /// The definition of `id`: its file in the catalogue folder, else the store's.
@@ -355,6 +422,8 @@ pub async fn import(
         .check_schema(&schema)
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
     let sha256 = crate::catalog::sync::file_hash(file)?;
+    // Started first: no version is published that could not be audited.
+    let log = writing_audit_log(settings, store.clone()).await?;
     let stored = store.stored_dataset(id).await?;
     let origin = stored
         .as_ref()
@@ -389,20 +458,42 @@ pub async fn import(
             for problem in problems {
                 eprintln!("  {problem}");
             }
+            log.shutdown().await;
             return Ok(ExitCode::FAILURE);
         }
     };
+    let operator = crate::audit::operator_subject();
+    let file_name = file.file_name().and_then(|name| name.to_str());
     let facts = crate::store::publishing::VersionFacts {
         dataset_id: id,
-        created_by: Some("passerelle import"),
+        created_by: Some(&operator),
         rows: count,
         bytes: i64::try_from(size).ok(),
         sha256: Some(&sha256),
-        file_name: file.file_name().and_then(|name| name.to_str()),
+        file_name,
     };
     store
         .record_published_version(&facts, version, &table, settings.publishing.keep_versions)
         .await?;
+    // The facts the API records for an upload.
+    let changes = serde_json::json!({
+        "dry_run": false,
+        "rows": count,
+        "bad_rows": 0,
+        "bytes": size,
+        "sha256": sha256,
+        "file_name": file_name,
+        "version": version,
+    });
+    let event = crate::audit::operator_event(
+        "passerelle import",
+        id,
+        crate::audit::Action::Publish,
+        200,
+        started,
+        &changes,
+    );
+    record_operator_event(log, event).await?;
     // Tables this import (or an earlier one) retired long enough ago.
     crate::startup::drop_retired_tables(
         &store,

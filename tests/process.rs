@@ -470,6 +470,109 @@ fn command_line() {
     assert!(ok, "{out}");
 }
 
+/// Changes made from a shell are audited in the API's chain: `datasets
+/// create|update|retire` and `import` each write one event (subject
+/// `cli:$USER`, the action the API would record, what changed), and the
+/// chain still verifies. On both stores.
+async fn operator_changes_are_audited(postgres: bool) {
+    let Some((url, _database)) = database(postgres).await else {
+        return;
+    };
+    let as_operator = |arguments: &[&str]| {
+        let output = command(&url, arguments)
+            .env("USER", "ines")
+            .output()
+            .expect("passerelle runs");
+        let (out, err) = (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        assert!(output.status.success(), "{arguments:?}: {out}{err}");
+    };
+    let folder = tempfile::tempdir().unwrap();
+    let definition = folder.path().join("comptages.yaml");
+    let write_definition = |title: &str| {
+        std::fs::write(
+            &definition,
+            format!(
+                "id: comptages\ntitle: {title}\npublisher: Troyes Champagne Métropole\nlicence: etalab-2.0\n\
+                 access: internal\nschema: {{fields: [{{name: compteur, type: string}}, {{name: passages, type: integer}}]}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_definition("Comptages");
+    let rows = folder.path().join("comptages.csv");
+    std::fs::write(&rows, "compteur,passages\nPont,1\nGare,2\n").unwrap();
+    let definition_path = definition.to_str().unwrap().to_owned();
+    as_operator(&["datasets", "create", &definition_path]);
+    write_definition("Comptages vélo");
+    as_operator(&["datasets", "update", &definition_path]);
+    as_operator(&["import", "comptages", rows.to_str().unwrap()]);
+    as_operator(&["datasets", "retire", "comptages"]);
+
+    let report = verify(&url);
+    assert_eq!(report["ok"], true, "{report}");
+    let output = command(&url, &["audit", "export", "--format", "ndjson"])
+        .output()
+        .expect("audit export runs");
+    assert!(output.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("NDJSON event"))
+        .filter(|event: &serde_json::Value| event["auth_method"] == "local")
+        .collect();
+    let summary: Vec<(String, String, String)> = events
+        .iter()
+        .map(|event| {
+            (
+                event["path"].as_str().unwrap().to_owned(),
+                event["action"].as_str().unwrap().to_owned(),
+                event["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("passerelle datasets create", "classify"),
+        ("passerelle datasets update", "manage"),
+        ("passerelle import", "publish"),
+        ("passerelle datasets retire", "manage"),
+    ];
+    assert_eq!(
+        summary,
+        expected
+            .iter()
+            .map(|(path, action)| (path.to_string(), action.to_string(), "cli:ines".to_owned()))
+            .collect::<Vec<_>>()
+    );
+    for event in &events {
+        assert_eq!(event["dataset"], "comptages", "{event}");
+        assert_eq!(event["decision"], "allow", "{event}");
+    }
+    let changes = |index: usize| -> serde_json::Value {
+        serde_json::from_str(events[index]["changes"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(changes(0)["created"], true);
+    assert_eq!(
+        changes(1)["fields"][0],
+        serde_json::json!({"field": "title", "old": "Comptages", "new": "Comptages vélo"})
+    );
+    assert_eq!(changes(2)["rows"], 2);
+    assert_eq!(changes(2)["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(changes(3)["by"], "cli:ines");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_changes_are_audited_sqlite() {
+    operator_changes_are_audited(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_changes_are_audited_postgres() {
+    operator_changes_are_audited(true).await;
+}
+
 /// Rows of each table that a read-only command must leave alone.
 async fn table_counts(database_url: &str) -> Vec<(String, i64)> {
     let store = passerelle::store::Store::open(database_url, 1, Duration::from_secs(5))

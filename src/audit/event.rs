@@ -104,6 +104,9 @@ named_enum! {
         Jwt = "jwt",
         ClientCredentials = "client_credentials",
         ApiKey = "api_key",
+        /// An operator's command on the gateway's host (`passerelle
+        /// datasets …`, `passerelle import`), subject `cli:<login>`.
+        Local = "local",
     }
 }
 
@@ -625,6 +628,7 @@ pub(crate) mod tests {
             serde_json::to_value(AuthMethod::ClientCredentials).unwrap(),
             "client_credentials"
         );
+        assert_eq!(serde_json::to_value(AuthMethod::Local).unwrap(), "local");
         assert_eq!(
             serde_json::to_value(Action::AuditRead).unwrap(),
             "audit:read"

@@ -22,6 +22,7 @@
 
 mod columns;
 mod event;
+mod operator;
 mod query;
 mod signer;
 mod store;
@@ -41,6 +42,7 @@ pub use event::{
     Action, AuthMethod, Decision, Event, EventKind, GENESIS_HASH, Outcome, Receipt, StoredEvent,
     hmac_sha256, redact_query,
 };
+pub use operator::{operator_event, operator_subject};
 pub use query::{
     AuditQueryError, Count, Dashboard, DayCount, EventPage, EventQuery, ExportTotals, MAX_LIMIT,
     PersonalReads, Stats, StatsQuery, SubjectCount, VERIFIED_RULE, event_csv_line,

@@ -1,10 +1,11 @@
 //! Reading a dataset's source file (CSV or GeoJSON) into typed rows.
 //!
 //! A [`Source`] is the decoded file: text in memory once, rows produced lazily
-//! so a million-row file streams into the store. A CSV file opened from disk
-//! ([`Source::open`]) is never held in memory: it is read in passes (encoding
-//! and quotes first, then the rows as they are consumed), so an upload of any
-//! size imports in bounded memory. Columns are matched to the
+//! so a million-row file streams into the store. A CSV or GeoJSON file opened
+//! from disk ([`Source::open`]) is never held in memory: it is read in passes
+//! (CSV: encoding and quotes first; GeoJSON: the structure, feature types and
+//! property names; then the rows as they are consumed, GeoJSON features
+//! parsed one by one), so an upload of any size imports in bounded memory. Columns are matched to the
 //! schema by name; a declared column the file lacks, or a file column the
 //! schema does not declare, refuses the whole file (a typo must not silently
 //! drop or add data). Cells that do not fit their column's type are reported
@@ -142,6 +143,8 @@ enum Content {
     /// A CSV file read from disk as the rows are consumed.
     CsvFile(CsvFile),
     GeoJson(Vec<Feature>),
+    /// A GeoJSON file read from disk feature by feature.
+    GeoJsonFile(GeoJsonFile),
 }
 
 #[derive(Debug)]
@@ -169,9 +172,10 @@ impl Source {
         Ok(Source { content })
     }
 
-    /// Opens the file at `path`. A CSV file is streamed from disk (checked
-    /// as [`Source::from_bytes`] checks it, without holding it in memory);
-    /// a GeoJSON file is read, then as [`Source::from_bytes`].
+    /// Opens the file at `path`. A CSV or GeoJSON file is streamed from disk
+    /// (checked as [`Source::from_bytes`] checks it, without holding it in
+    /// memory); a GeoJSON file declared Windows-1252 is read, then as
+    /// [`Source::from_bytes`].
     pub fn open(
         path: &Path,
         format: SourceFormat,
@@ -180,6 +184,12 @@ impl Source {
         if format == SourceFormat::Csv {
             return Ok(Source {
                 content: Content::CsvFile(CsvFile::open(path, options)?),
+            });
+        }
+        // GeoJSON is UTF-8 (RFC 7946): streamed unless another encoding is declared.
+        if options.encoding != Some(SourceEncoding::Windows1252) {
+            return Ok(Source {
+                content: Content::GeoJsonFile(GeoJsonFile::open(path)?),
             });
         }
         let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
@@ -198,6 +208,13 @@ impl Source {
             Content::GeoJson(features) => {
                 let mut names = property_names(features);
                 if features.iter().any(|feature| feature.geometry.is_some()) {
+                    names.push("geometry".to_owned());
+                }
+                names
+            }
+            Content::GeoJsonFile(file) => {
+                let mut names = file.names.clone();
+                if file.has_geometry {
                     names.push("geometry".to_owned());
                 }
                 names
@@ -221,7 +238,8 @@ impl Source {
         let fields = match &self.content {
             Content::Csv(csv) => csv.infer_fields()?,
             Content::CsvFile(csv) => csv.infer_fields()?,
-            Content::GeoJson(features) => infer_geojson_fields(features),
+            Content::GeoJson(features) => infer_geojson_fields(&property_names(features), features),
+            Content::GeoJsonFile(file) => infer_geojson_fields(&file.names, &file.sample),
         };
         Ok(Schema {
             fields,
@@ -236,6 +254,7 @@ impl Source {
             Content::Csv(csv) => csv.rows(schema),
             Content::CsvFile(csv) => csv.rows(schema),
             Content::GeoJson(features) => geojson_rows(features, schema),
+            Content::GeoJsonFile(file) => file.rows(schema),
         }
     }
 }
@@ -366,12 +385,14 @@ fn csv_row(
         .zip(indices)
         .map(|(field, index)| {
             let cell = index.and_then(|index| record.get(index)).unwrap_or("");
-            parse_cell(field, cell).map_err(|reason| RowProblem {
-                line,
-                column: Some(field.name.clone()),
-                reason,
-                location: RowLocation::Line,
-            })
+            parse_cell(field, cell)
+                .and_then(|value| required(field, value))
+                .map_err(|reason| RowProblem {
+                    line,
+                    column: Some(field.name.clone()),
+                    reason,
+                    location: RowLocation::Line,
+                })
         })
         .collect()
 }
@@ -735,6 +756,15 @@ fn match_columns(
     Ok(indices)
 }
 
+/// `value`, unless it is null in a column declared `constraints.required`.
+fn required(field: &Field, value: Value) -> Result<Value, String> {
+    if field.is_required() && value == Value::Null {
+        Err("a value is required (`constraints.required`)".into())
+    } else {
+        Ok(value)
+    }
+}
+
 /// Parses one CSV cell: empty is null; a decimal comma is honoured.
 fn parse_cell(field: &Field, cell: &str) -> Result<Value, String> {
     let blank = match field.field_type {
@@ -983,8 +1013,7 @@ fn property_names(features: &[Feature]) -> Vec<String> {
     names
 }
 
-fn infer_geojson_fields(features: &[Feature]) -> Vec<Field> {
-    let names = property_names(features);
+fn infer_geojson_fields(names: &[String], features: &[Feature]) -> Vec<Field> {
     let mut guesses = vec![TypeGuess::default(); names.len()];
     let sample = &features[..features.len().min(INFERENCE_ROWS)];
     for properties in sample
@@ -1037,32 +1066,250 @@ fn geojson_rows<'a>(features: &'a [Feature], schema: &'a Schema) -> Result<Rows<
     let geometry = geometry_field(schema, &names);
     let indices = match_columns(&names, schema, geometry)?;
     Ok(Box::new(features.iter().enumerate().map(
-        move |(position, feature)| {
-            let number = position as u64 + 1;
-            let problem = |field: &Field, reason: String| RowProblem {
-                line: number,
-                column: Some(field.name.clone()),
-                reason,
-                location: RowLocation::Feature,
-            };
-            schema
-                .fields
-                .iter()
-                .enumerate()
-                .map(|(field_position, field)| {
-                    if indices[field_position].is_none() {
-                        return geometry_value(field, feature.geometry.as_ref())
-                            .map_err(|reason| problem(field, reason));
-                    }
-                    let value = feature
-                        .properties
-                        .as_ref()
-                        .and_then(|properties| properties.get(&field.name));
-                    json_value(field, value).map_err(|reason| problem(field, reason))
-                })
-                .collect()
-        },
+        move |(position, feature)| feature_row(feature, position as u64 + 1, schema, &indices),
     )))
+}
+
+/// Feature number `number` as a row in `schema` order (`indices`: each
+/// field's property, `None` for the geometry's field).
+fn feature_row(
+    feature: &Feature,
+    number: u64,
+    schema: &Schema,
+    indices: &[Option<usize>],
+) -> Result<Vec<Value>, RowProblem> {
+    let problem = |field: &Field, reason: String| RowProblem {
+        line: number,
+        column: Some(field.name.clone()),
+        reason,
+        location: RowLocation::Feature,
+    };
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(field_position, field)| {
+            let value = if indices[field_position].is_none() {
+                geometry_value(field, feature.geometry.as_ref())
+            } else {
+                let value = feature
+                    .properties
+                    .as_ref()
+                    .and_then(|properties| properties.get(&field.name));
+                json_value(field, value)
+            };
+            value
+                .and_then(|value| required(field, value))
+                .map_err(|reason| problem(field, reason))
+        })
+        .collect()
+}
+
+/// Features handed from the reading thread to the rows at a time, at most.
+const FEATURES_IN_FLIGHT: usize = 256;
+
+/// A GeoJSON FeatureCollection on disk, checked when opened (its structure,
+/// every feature's type) with its property names and first features kept
+/// for inference, then read again, feature by feature, for the rows: an
+/// upload of any size is never held in memory.
+#[derive(Debug)]
+struct GeoJsonFile {
+    path: PathBuf,
+    /// Property names in order of first appearance across features.
+    names: Vec<String>,
+    /// Whether a feature has a geometry.
+    has_geometry: bool,
+    /// The first features, for schema inference.
+    sample: Vec<Feature>,
+}
+
+impl GeoJsonFile {
+    fn open(path: &Path) -> Result<GeoJsonFile, IngestError> {
+        let mut names: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut has_geometry = false;
+        let mut sample = Vec::new();
+        read_features(path, &mut |feature: Feature| {
+            if let Some(properties) = &feature.properties {
+                for (name, _) in &properties.0 {
+                    if seen.insert(name.clone()) {
+                        names.push(name.clone());
+                    }
+                }
+            }
+            has_geometry |= feature.geometry.is_some();
+            if sample.len() < INFERENCE_ROWS {
+                sample.push(feature);
+            }
+            true
+        })?;
+        Ok(GeoJsonFile {
+            path: path.to_owned(),
+            names,
+            has_geometry,
+            sample,
+        })
+    }
+
+    /// The rows, parsed on a thread of their own that hands features over
+    /// a bounded channel (serde drives a visitor; the rows are pulled), and
+    /// stops when the rows are dropped.
+    fn rows<'a>(&'a self, schema: &'a Schema) -> Result<Rows<'a>, IngestError> {
+        let geometry = geometry_field(schema, &self.names);
+        let indices = match_columns(&self.names, schema, geometry)?;
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel::<Result<Feature, String>>(FEATURES_IN_FLIGHT);
+        let path = self.path.clone();
+        std::thread::spawn(move || {
+            let read = read_features(&path, &mut |feature| sender.send(Ok(feature)).is_ok());
+            if let Err(error) = read {
+                let _ = sender.send(Err(error.to_string()));
+            }
+        });
+        Ok(Box::new(receiver.into_iter().enumerate().map(
+            move |(position, feature)| {
+                let number = position as u64 + 1;
+                match feature {
+                    Ok(feature) => feature_row(&feature, number, schema, &indices),
+                    Err(reason) => Err(RowProblem {
+                        line: number,
+                        column: None,
+                        reason,
+                        location: RowLocation::Feature,
+                    }),
+                }
+            },
+        )))
+    }
+}
+
+/// Reads the FeatureCollection at `path`, handing each feature to `sink` in
+/// file order (a leading UTF-8 byte order mark skipped); stops early, with
+/// no error, when `sink` answers false. The same checks as
+/// [`parse_features`]: a `FeatureCollection` with a `features` array of
+/// `Feature`s.
+fn read_features(path: &Path, sink: &mut dyn FnMut(Feature) -> bool) -> Result<(), IngestError> {
+    use std::io::{BufRead, BufReader};
+    let io_error = |source| IngestError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut reader = BufReader::with_capacity(FILE_CHUNK, file);
+    if reader.fill_buf().map_err(io_error)?.starts_with(UTF8_BOM) {
+        reader.consume(UTF8_BOM.len());
+    }
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let mut stopped = false;
+    let seed = CollectionSeed {
+        sink,
+        stopped: &mut stopped,
+    };
+    let outcome = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+        .and_then(|outcome| deserializer.end().map(|()| outcome));
+    match outcome {
+        Ok(outcome) => outcome,
+        Err(_) if stopped => Ok(()),
+        Err(error) => Err(IngestError::InvalidGeoJson(error.to_string())),
+    }
+}
+
+/// The top-level object of a FeatureCollection, its features handed to a sink.
+struct CollectionSeed<'s> {
+    sink: &'s mut dyn FnMut(Feature) -> bool,
+    stopped: &'s mut bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CollectionSeed<'_> {
+    type Value = Result<(), IngestError>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CollectionSeed<'_> {
+    type Value = Result<(), IngestError>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a GeoJSON FeatureCollection object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind: Option<String> = None;
+        let mut features = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "type" => kind = Some(map.next_value()?),
+                "features" if !features => {
+                    features = true;
+                    map.next_value_seed(FeaturesSeed {
+                        sink: &mut *self.sink,
+                        stopped: &mut *self.stopped,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = kind.unwrap_or_default();
+        if kind != "FeatureCollection" {
+            return Ok(Err(IngestError::InvalidGeoJson(format!(
+                "the top-level object is a `{kind}`, not a `FeatureCollection`"
+            ))));
+        }
+        if !features {
+            return Ok(Err(IngestError::InvalidGeoJson(
+                "the FeatureCollection has no `features` array".into(),
+            )));
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The `features` array, each feature checked and handed to the sink.
+struct FeaturesSeed<'s> {
+    sink: &'s mut dyn FnMut(Feature) -> bool,
+    stopped: &'s mut bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FeaturesSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FeaturesSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an array of features")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut number = 0u64;
+        while let Some(feature) = sequence.next_element::<Feature>()? {
+            number += 1;
+            if feature.kind != "Feature" {
+                return Err(A::Error::custom(format!(
+                    "feature {number} has type `{}`, not `Feature`",
+                    feature.kind
+                )));
+            }
+            if !(self.sink)(feature) {
+                *self.stopped = true;
+                return Err(A::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A feature's geometry as the value of a geopoint (Point only) or GeoJSON field.
@@ -1874,5 +2121,47 @@ mod tests {
             assert_eq!(view.row_filter.as_deref(), Some("commune=eq.${claims.org}"));
             assert!(definition.views.iter().any(|view| view.name == "operateur"));
         }
+    }
+
+    /// A GeoJSON file is read from disk feature by feature: the same checks
+    /// as in memory (feature types, the collection's type), a BOM skipped,
+    /// and rows that stop being read stop the reading thread.
+    #[test]
+    fn streams_geojson_files() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("points.geojson");
+        let feature = |number: usize| {
+            format!(r#"{{"type": "Feature", "properties": {{"n": {number}}}, "geometry": null}}"#)
+        };
+        let collection = |features: Vec<String>| {
+            format!(
+                r#"{{"features": [{}], "type": "FeatureCollection"}}"#,
+                features.join(",")
+            )
+        };
+        let open = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Source::open(&path, SourceFormat::GeoJson, &SourceOptions::default())
+        };
+        let mut features: Vec<String> = (1..=3).map(feature).collect();
+        features[1] = features[1].replace("\"Feature\"", "\"Banana\"");
+        let error = open(&collection(features)).unwrap_err().to_string();
+        assert!(error.contains("feature 2 has type `Banana`"), "{error}");
+        let error = open(r#"{"type": "Feature", "features": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a `FeatureCollection`"), "{error}");
+
+        let text = format!("\u{feff}{}", collection((1..=5000).map(feature).collect()));
+        let source = open(&text).unwrap();
+        assert_eq!(source.columns(), vec!["n"]);
+        let schema = source.infer_schema().unwrap();
+        assert_eq!(schema.fields[0].field_type, FieldType::Integer);
+        let rows: Vec<_> = source.rows(&schema).unwrap().collect();
+        assert_eq!(rows.len(), 5000);
+        assert_eq!(rows[4999], Ok(vec![Value::Int(5000)]));
+        // Only the first rows taken: the reader stops, nothing hangs.
+        let first: Vec<_> = source.rows(&schema).unwrap().take(2).collect();
+        assert_eq!(first.len(), 2);
     }
 }

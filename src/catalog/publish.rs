@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 use super::definition::DatasetDefinition;
 use super::ingest::{RowLocation, Source, SourceFormat};
 use super::sync::{format_of, same_storage, source_options};
-use crate::domain::Schema;
+use crate::domain::{IncompatibleChange, Schema, compatible_changes};
 use crate::policy::check_row_filter;
+use crate::store::alter::SchemaUpdate;
 use crate::store::datasets::{ImportOutcome, NewVersion, ORIGIN_API, StoredDataset};
 use crate::store::{Store, StoreError};
 
@@ -297,19 +298,6 @@ pub fn classifies(changes: &[FieldChange]) -> bool {
         .any(|change| CLASSIFICATION_FIELDS.contains(&change.field.as_str()))
 }
 
-/// Whether rows stored under `stored` still fit `declared` (a schema change
-/// of a dataset that has rows must not change how they are stored).
-pub fn schema_change_allowed(
-    stored: &Schema,
-    declared: &Schema,
-    record_count: i64,
-) -> Result<(), String> {
-    if record_count == 0 || same_storage(stored, declared) {
-        return Ok(());
-    }
-    Err("the schema changes how the stored rows are kept (columns, their order or types): upload a new version of the rows with the new schema instead (PUT /datasets/{id}/data?schema=new after updating an empty dataset, or retire and re-create it)".into())
-}
-
 /// The JSON text and SHA-256 of a definition, as stored (its `ETag`).
 pub fn definition_text(definition: &DatasetDefinition) -> (String, String) {
     let text = serde_json::to_string(definition).unwrap_or_default();
@@ -318,43 +306,53 @@ pub fn definition_text(definition: &DatasetDefinition) -> (String, String) {
 }
 
 /// Creates a checked definition as a new API dataset with an empty first
-/// version; its definition hash. The caller checked that the id is free.
+/// version; its definition hash, or `None` when the id is taken (two
+/// creations of one id at once: exactly one gets it).
 pub async fn create_dataset(
     store: &Store,
     definition: &DatasetDefinition,
-) -> Result<String, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let schema = definition.schema.clone().unwrap_or_default();
     let (text, hash) = definition_text(definition);
-    write_empty_version(store, definition, &schema, &text, &hash, "", ORIGIN_API).await?;
-    Ok(hash)
+    let new = NewVersion {
+        id: &definition.id,
+        schema: &schema,
+        definition: &text,
+        definition_hash: &hash,
+        source_hash: "",
+        origin: ORIGIN_API,
+    };
+    Ok(store.create_empty_dataset(new).await?.then_some(hash))
 }
 
 /// Replaces the definition of `stored` with a checked one (same id); its
-/// new hash. A schema that changes how the rows are stored is refused when
-/// the dataset has rows (see [`schema_change_allowed`]); an empty dataset
-/// gets a fresh empty table of the new shape.
+/// new hash. An empty dataset gets a fresh empty table of the new shape;
+/// a dataset with rows takes only a compatible schema change (see
+/// [`change_stored_schema`]), every other change is refused naming its field.
 pub async fn replace_definition(
     store: &Store,
     stored: &StoredDataset,
     definition: &DatasetDefinition,
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Result<String, Vec<FieldError>>, StoreError> {
     let Ok(stored_schema) = serde_json::from_str::<Schema>(&stored.schema) else {
-        return Ok(Err("the stored schema is unreadable".into()));
+        return Ok(Err(vec![FieldError::new(
+            "schema",
+            "the stored schema is unreadable",
+        )]));
     };
     let declared = definition
         .schema
         .clone()
         .unwrap_or_else(|| stored_schema.clone());
-    if let Err(reason) = schema_change_allowed(&stored_schema, &declared, stored.record_count) {
-        return Ok(Err(reason));
-    }
     let (text, hash) = definition_text(definition);
-    if same_storage(&stored_schema, &declared) {
+    if stored.record_count == 0 && same_storage(&stored_schema, &declared) {
         let schema_json = serde_json::to_string(&declared).unwrap_or_default();
         store
             .update_definition(&stored.id, &text, &hash, &schema_json)
             .await?;
-    } else {
+        return Ok(Ok(hash));
+    }
+    if stored.record_count == 0 {
         write_empty_version(
             store,
             definition,
@@ -365,8 +363,63 @@ pub async fn replace_definition(
             &stored.origin,
         )
         .await?;
+        return Ok(Ok(hash));
     }
-    Ok(Ok(hash))
+    let changed = change_stored_schema(store, &stored.id, &stored_schema, &declared, &text, &hash)
+        .await?
+        .map_err(|refused| {
+            refused
+                .into_iter()
+                .map(|change| {
+                    FieldError::new(
+                        change.field,
+                        format!("{}; {INCOMPATIBLE_HINT}", change.reason),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+    Ok(changed.map(|()| hash))
+}
+
+/// What to do instead of an incompatible schema change.
+pub const INCOMPATIBLE_HINT: &str = "only new nullable columns and wider types apply to stored rows: upload a new version of the rows with the new schema instead (or retire the dataset and create it again)";
+
+/// Records `declared` as the schema of the rows stored under `stored`
+/// (with the definition `text` and its `hash`) when they can follow it in
+/// place: the same storage, new nullable columns, wider types (the tables
+/// of the current and kept versions are rewritten, see
+/// [`crate::store::alter`]). Otherwise the incompatible changes, each
+/// naming its field, and nothing is written.
+pub async fn change_stored_schema(
+    store: &Store,
+    id: &str,
+    stored: &Schema,
+    declared: &Schema,
+    text: &str,
+    hash: &str,
+) -> Result<Result<(), Vec<IncompatibleChange>>, StoreError> {
+    let changes = match compatible_changes(stored, declared) {
+        Ok(changes) => changes,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let schema_json = serde_json::to_string(declared).unwrap_or_default();
+    if changes.is_empty() {
+        store
+            .update_definition(id, text, hash, &schema_json)
+            .await?;
+    } else {
+        store
+            .apply_schema_changes(SchemaUpdate {
+                id,
+                schema: declared,
+                changes: &changes,
+                definition: text,
+                definition_hash: hash,
+                schema_json: &schema_json,
+            })
+            .await?;
+    }
+    Ok(Ok(()))
 }
 
 async fn write_empty_version(

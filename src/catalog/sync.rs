@@ -222,34 +222,47 @@ async fn sync_one(
         if previous.source_hash == source_hash && previous.definition_hash == definition_hash {
             return Ok(SyncAction::Unchanged);
         }
-        if uploaded {
-            let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
-            let same = matches!(
-                (&stored_schema, &definition.schema),
-                (Some(stored), Some(declared)) if same_storage(stored, declared)
-            );
-            if !same {
-                return Err("the current rows were published through the API: a schema change needs a new upload of the rows".into());
-            }
-        }
         if previous.source_hash == source_hash {
-            // Same rows; if the declared schema did not change the table, only metadata moves.
+            // Same rows: a declared schema they can follow in place (the
+            // same storage, new nullable columns, wider types) only moves
+            // metadata and, when needed, rewrites the stored tables.
             let stored_schema: Option<Schema> = serde_json::from_str(&previous.schema).ok();
-            if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema)
-                && same_storage(stored, declared)
-            {
-                let schema_json =
-                    serde_json::to_string(declared).map_err(|error| error.to_string())?;
-                store
-                    .update_definition(
+            if let (Some(stored), Some(declared)) = (&stored_schema, &definition.schema) {
+                let followed = if previous.record_count == 0 && !same_storage(stored, declared) {
+                    Err(Vec::new())
+                } else {
+                    super::publish::change_stored_schema(
+                        store,
                         &definition.id,
+                        stored,
+                        declared,
                         &definition_json,
                         &definition_hash,
-                        &schema_json,
                     )
                     .await
-                    .map_err(|error| error.to_string())?;
-                return Ok(SyncAction::Updated);
+                    .map_err(|error| error.to_string())?
+                };
+                match followed {
+                    Ok(()) => return Ok(SyncAction::Updated),
+                    Err(refused) if uploaded && !refused.is_empty() => {
+                        let fields: Vec<String> = refused
+                            .iter()
+                            .map(|change| format!("{}: {}", change.field, change.reason))
+                            .collect();
+                        return Err(format!(
+                            "the current rows were published through the API, and {}; {}",
+                            fields.join("; "),
+                            super::publish::INCOMPATIBLE_HINT
+                        ));
+                    }
+                    Err(_) if uploaded => {
+                        return Err("the current rows were published through the API: a schema change needs a new upload of the rows".into());
+                    }
+                    // The file's rows are read again under the new schema.
+                    Err(_) => {}
+                }
+            } else if uploaded {
+                return Err("the current rows were published through the API: a schema change needs a new upload of the rows".into());
             }
         }
     }

@@ -7,5 +7,8 @@ pub mod schema;
 pub mod text;
 pub mod value;
 
-pub use schema::{Field, FieldType, Schema, Sensitivity};
+pub use schema::{
+    Constraints, Field, FieldType, IncompatibleChange, Schema, SchemaChange, Sensitivity,
+    compatible_changes,
+};
 pub use value::Value;

@@ -521,7 +521,7 @@ fn table_name_for(id: &str, version: i64) -> String {
     format!("{TABLE_PREFIX}{slug}_v{version}")
 }
 
-fn column_type(backend: Backend, field_type: FieldType) -> &'static str {
+pub(super) fn column_type(backend: Backend, field_type: FieldType) -> &'static str {
     match (backend, field_type) {
         (Backend::Sqlite, FieldType::Integer | FieldType::Boolean) => "INTEGER",
         (Backend::Sqlite, FieldType::Number) => "REAL",
@@ -553,7 +553,7 @@ fn create_table_sql(backend: Backend, table: &str, schema: &Schema) -> String {
     )
 }
 
-fn index_sql(table: &str, schema: &Schema) -> Vec<String> {
+pub(super) fn index_sql(table: &str, schema: &Schema) -> Vec<String> {
     let mut statements = Vec::new();
     if let Some(key) = &schema.primary_key {
         statements.push(format!(
@@ -882,6 +882,84 @@ where
         record_count,
         "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
     )
+}
+
+// After the import macros it uses (macros are in scope below their definition).
+impl Store {
+    /// Creates the dataset `new.id` with an empty first version; false,
+    /// writing nothing, when the id is taken. Two creations of one id at
+    /// once: the store's write lock (SQLite) or the import lock
+    /// (PostgreSQL) orders them, the second sees the first's row, and the
+    /// catalogue's unique id stops any that slips through.
+    pub async fn create_empty_dataset(&self, new: NewVersion<'_>) -> Result<bool, StoreError> {
+        macro_rules! create {
+            ($transaction:ident, $backend:expr) => {{
+                let taken: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM datasets WHERE id = $1")
+                        .bind(new.id)
+                        .fetch_optional(&mut *$transaction)
+                        .await?;
+                if taken.is_some() {
+                    return Ok(false);
+                }
+                let (_, version, table) = start_version!(
+                    $transaction,
+                    new,
+                    $backend,
+                    "SELECT version, table_name FROM datasets WHERE id = $1"
+                );
+                for statement in index_sql(&table, new.schema) {
+                    sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut *$transaction)
+                        .await?;
+                }
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let inserted = sqlx::query(
+                    "INSERT INTO datasets (id, definition, definition_hash, source_hash, schema, \
+                     table_name, version, record_count, last_updated, origin) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+                )
+                .bind(new.id)
+                .bind(new.definition)
+                .bind(new.definition_hash)
+                .bind(new.source_hash)
+                .bind(serde_json::to_string(new.schema).unwrap_or_default())
+                .bind(&table)
+                .bind(version)
+                .bind(now)
+                .bind(new.origin)
+                .execute(&mut *$transaction)
+                .await;
+                match inserted {
+                    Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                        return Ok(false);
+                    }
+                    other => other?,
+                };
+                $transaction
+                    .announce(&Change::Catalog {
+                        dataset: new.id.to_owned(),
+                    })
+                    .await?;
+                $transaction.commit().await?;
+                Ok(true)
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+                create!(transaction, Backend::Sqlite)
+            }
+            Store::Postgres(pool) => {
+                let mut transaction = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(new.id)
+                    .execute(&mut *transaction)
+                    .await?;
+                create!(transaction, Backend::Postgres)
+            }
+        }
+    }
 }
 
 /// One row in PostgreSQL's CSV COPY format: nulls unquoted and empty, text

@@ -27,6 +27,7 @@ mod pages_browser;
 mod policy_store;
 mod postgrest_client;
 mod publishing;
+mod publishing_changes;
 mod rate_limits;
 mod read;
 mod register;

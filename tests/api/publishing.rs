@@ -8,10 +8,10 @@ use tokio::io::AsyncWriteExt;
 use crate::helpers::{TestApp, problem};
 use crate::on_both_stores;
 
-const STEWARD: &[&str] = &["steward-tcm"];
-const DATA_OFFICE: &[&str] = &["data-office", "steward-tcm", "agent"];
+pub(crate) const STEWARD: &[&str] = &["steward-tcm"];
+pub(crate) const DATA_OFFICE: &[&str] = &["data-office", "steward-tcm", "agent"];
 
-fn definition(id: &str, access: &str) -> Value {
+pub(crate) fn definition(id: &str, access: &str) -> Value {
     json!({
         "id": id,
         "title": "Comptages vélo",
@@ -25,7 +25,7 @@ fn definition(id: &str, access: &str) -> Value {
     })
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -38,7 +38,7 @@ async fn send(
         .expect("request")
 }
 
-async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
     send(
         app,
         reqwest::Method::POST,
@@ -49,7 +49,13 @@ async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
     .await
 }
 
-async fn upload(app: &TestApp, token: &str, id: &str, query: &str, csv: &str) -> reqwest::Response {
+pub(crate) async fn upload(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    query: &str,
+    csv: &str,
+) -> reqwest::Response {
     let csv = csv.to_owned();
     send(
         app,
@@ -61,7 +67,7 @@ async fn upload(app: &TestApp, token: &str, id: &str, query: &str, csv: &str) ->
     .await
 }
 
-fn etag_of(response: &reqwest::Response) -> String {
+pub(crate) fn etag_of(response: &reqwest::Response) -> String {
     response.headers()["etag"].to_str().unwrap().to_owned()
 }
 

@@ -94,7 +94,7 @@ pub async fn read_dataset(
     let pairs: &[(String, String)] = decoded.as_deref().unwrap_or_default();
     let catalog = state.catalog.current();
     let Some(entry) = catalog.get(&id) else {
-        let retired = retired_dataset(&state, &context, &id).await;
+        let retired = crate::http::publishing::retired_dataset(&state, &context, &id).await;
         context.note(|record| {
             record.dataset = Some(id.clone());
             record.action = Some(crate::audit::Action::Read);
@@ -652,21 +652,6 @@ fn export(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     response
-}
-
-/// 410 for a retired dataset the caller may know about (its tombstone's
-/// metadata visibility decides, as for any entry); `None` otherwise.
-async fn retired_dataset(state: &AppState, context: &RequestContext, id: &str) -> Option<Problem> {
-    let stored = state.store.stored_dataset(id).await.ok()??;
-    if !stored.is_retired() {
-        return None;
-    }
-    let definition = crate::http::publishing::stored_definition(&stored).ok()?;
-    let dataset = crate::http::publishing::dataset_of(&stored, &definition);
-    state
-        .policy
-        .may_see(&context.caller.roles, &dataset)
-        .then(|| crate::http::publishing::gone(&stored))
 }
 
 /// The catalogue entry of `entry` as it was at version `number`: its kept

@@ -20,6 +20,7 @@ use crate::http::state::AppState;
         (status = 200, description = "Catalogue entry", body = DatasetSummary),
         (status = 400, description = "The id is not UTF-8 or holds a control character"),
         (status = 404, description = "No such dataset (or not visible to the caller)"),
+        (status = 410, description = "Retired: the tombstone is at `/api/v1/datasets/{id}/definition` for callers who may manage it"),
     )
 )]
 pub async fn show_dataset(
@@ -28,9 +29,14 @@ pub async fn show_dataset(
     DatasetId(id): DatasetId,
 ) -> AppResult<Json<DatasetSummary>> {
     let catalog = state.catalog.current();
-    let summary = catalog
-        .get(&id)
-        .and_then(|entry| summarize(&state.policy, &context.caller, entry));
+    let entry = catalog.get(&id);
+    let summary = entry.and_then(|entry| summarize(&state.policy, &context.caller, entry));
+    // A retired dataset is out of the catalogue: its tombstone answers 410
+    // to whoever may know it exists (managers read it at `/definition`).
+    let retired = match entry {
+        None => crate::http::publishing::retired_dataset(&state, &context, &id).await,
+        Some(_) => None,
+    };
     context.note(|record| {
         record.dataset = Some(id.clone());
         record.action = Some(crate::audit::Action::Metadata);
@@ -38,13 +44,17 @@ pub async fn show_dataset(
         record.rule = Some(
             if summary.is_some() {
                 "metadata visible"
+            } else if retired.is_some() {
+                "retired dataset"
             } else {
                 "not visible"
             }
             .to_owned(),
         );
     });
-    summary
-        .map(Json)
-        .ok_or_else(|| Problem::dataset_not_found(&id))
+    match (summary, retired) {
+        (Some(summary), _) => Ok(Json(summary)),
+        (None, Some(gone)) => Err(gone),
+        (None, None) => Err(Problem::dataset_not_found(&id)),
+    }
 }

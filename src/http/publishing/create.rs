@@ -67,15 +67,21 @@ pub async fn create_dataset(
     if definition.access != AccessLevel::Undecided || !definition.views.is_empty() {
         authorize(&state, &context, &target, Action::Classify)?;
     }
-    if state.store.stored_dataset(&definition.id).await?.is_some() {
-        return Err(Problem::new(
+    let exists = || {
+        Problem::new(
             StatusCode::CONFLICT,
             "dataset-exists",
             "Dataset exists",
             format!("there is already a dataset `{}`", definition.id),
-        ));
+        )
+    };
+    if state.store.stored_dataset(&definition.id).await?.is_some() {
+        return Err(exists());
     }
-    let hash = create_dataset_in_store(&state.store, &definition).await?;
+    // Another creation of the same id may land between the check and here.
+    let hash = create_dataset_in_store(&state.store, &definition)
+        .await?
+        .ok_or_else(exists)?;
     let created = created_fields(&definition);
     note_changes(
         &context,

@@ -11,7 +11,7 @@ use serde_json::Value as Json_;
 
 use super::create::body_format;
 use super::{
-    Target, authorize, check_if_match, dataset_of, etag, invalid_definition, note_changes,
+    Target, authorize, check_if_match, dataset_of, etag, gone, invalid_definition, note_changes,
     stored_definition, stored_or_problem,
 };
 use crate::catalog::definition::DatasetDefinition;
@@ -41,11 +41,11 @@ fn with_etag(definition: &DatasetDefinition, tag: &str, status: StatusCode) -> R
     tag = "publishing",
     params(("id" = String, Path, description = "Dataset id")),
     responses(
-        (status = 200, description = "The definition; `ETag` to send back in `If-Match`", body = Object),
+        (status = 200, description = "The definition; `ETag` to send back in `If-Match`. A retired dataset's (its tombstone) also has `retired_at` and `retired_by`", body = Object),
         (status = 401, description = "Not authenticated"),
         (status = 403, description = "The roles do not grant `manage`"),
         (status = 404, description = "No such dataset (or not visible to the caller)"),
-        (status = 410, description = "Retired"),
+        (status = 410, description = "Retired, and the caller may not manage it"),
     )
 )]
 pub async fn show_definition(
@@ -53,13 +53,42 @@ pub async fn show_definition(
     Extension(context): Extension<RequestContext>,
     DatasetId(id): DatasetId,
 ) -> AppResult<Response> {
-    let stored = stored_or_problem(&state, &id).await?;
+    let stored = state
+        .store
+        .stored_dataset(&id)
+        .await?
+        .ok_or_else(|| Problem::dataset_not_found(&id))?;
     let definition = stored_definition(&stored)?;
-    let target = Target::Dataset {
-        dataset: dataset_of(&stored, &definition),
+    let dataset = dataset_of(&stored, &definition);
+    let target = Target::Dataset { dataset };
+    if !stored.is_retired() {
+        authorize(&state, &context, &target, Action::Manage)?;
+        return Ok(with_etag(&definition, &etag(&stored), StatusCode::OK));
+    }
+    // A tombstone: who retired it and when, for those who may manage the
+    // publisher's datasets (a retired dataset has left the catalogue's
+    // groups); a 410 for the others who may know it exists, else a 404.
+    let tombstone_target = Target::New {
+        id: &stored.id,
+        publisher: &definition.publisher,
     };
-    authorize(&state, &context, &target, Action::Manage)?;
-    Ok(with_etag(&definition, &etag(&stored), StatusCode::OK))
+    if authorize(&state, &context, &tombstone_target, Action::Manage).is_err() {
+        return Err(if state.policy.may_see(&context.caller.roles, &dataset) {
+            gone(&stored)
+        } else {
+            Problem::dataset_not_found(&id)
+        });
+    }
+    let mut tombstone = serde_json::to_value(&definition).map_err(Problem::internal)?;
+    if let Some(members) = tombstone.as_object_mut() {
+        members.insert("retired_at".into(), stored.retired_at.clone().into());
+        members.insert("retired_by".into(), stored.retired_by.clone().into());
+    }
+    let mut response = (StatusCode::OK, Json(tombstone)).into_response();
+    if let Ok(value) = etag(&stored).parse() {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    Ok(response)
 }
 
 /// Replaces a definition. Needs `manage`, and `classify` when the access
@@ -187,12 +216,7 @@ async fn change(
     }
     let hash = replace_definition_in_store(&state.store, &stored, &definition)
         .await?
-        .map_err(|reason| {
-            invalid_definition(vec![FieldError {
-                field: "schema".into(),
-                reason,
-            }])
-        })?;
+        .map_err(invalid_definition)?;
     note_changes(&context, &headers, serde_json::json!({"fields": changes}));
     state.refresh_catalog().await?;
     Ok(with_etag(

@@ -86,11 +86,31 @@ pub fn gone(stored: &StoredDataset) -> Problem {
         "dataset-retired",
         "Dataset retired",
         format!(
-            "dataset `{}` was retired on {}",
+            "dataset `{}` was retired on {}: its data is no longer served",
             stored.id,
             stored.retired_at.as_deref().unwrap_or("an unknown date")
         ),
     )
+}
+
+/// 410 for a retired dataset the caller may know about (its tombstone's
+/// metadata visibility decides, as for any entry); `None` otherwise (no such
+/// dataset, not retired, or not visible to the caller: a 404 then).
+pub async fn retired_dataset(
+    state: &AppState,
+    context: &RequestContext,
+    id: &str,
+) -> Option<Problem> {
+    let stored = state.store.stored_dataset(id).await.ok()??;
+    if !stored.is_retired() {
+        return None;
+    }
+    let definition = stored_definition(&stored).ok()?;
+    let dataset = dataset_of(&stored, &definition);
+    state
+        .policy
+        .may_see(&context.caller.roles, &dataset)
+        .then(|| gone(&stored))
 }
 
 /// The definition of a stored dataset.
