@@ -14,6 +14,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod changes;
 pub mod copy;
 pub mod datasets;
+pub mod direct;
 pub mod policies;
 pub mod probe;
 pub mod publishing;
