@@ -355,7 +355,7 @@ def export_import_lines(R):
         r = med(ref.get("times")) if ref else None
         ratio = f"{r / t:.2f}x" if t and r and ref is not e else ""
         L.append(f"| {e['label']} | {fmt(t, 2)} | {', '.join(f'{x:.2f}' for x in e.get('times', []))} | "
-                 f"{fmt(n / t) if t and n else 'n/a'} | {ratio} | {e.get('error', '')} |")
+                 f"{fmt(n / t) if t and n else 'n/a'} | {ratio} | {e.get('error') or ''} |")
 
     for key, ref in (("psql", "psql"), ("sqlite3", "sqlite3"), ("p_pg", "psql"), ("p_sq", "sqlite3")):
         if key in E:
