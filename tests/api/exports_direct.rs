@@ -21,7 +21,8 @@ const DATASET: &str = "valeurs-situees";
 
 /// Quotes, backslashes, dollar quoting, separators, control characters,
 /// line breaks and characters beyond ASCII.
-const TRICKY: &str = "Il a dit \"non\"; c'est \\ fini $$ DROP TABLE x; $$ --\nsuite\r\t\\N \\\\. ½ 日本 🚀 'q' $1";
+const TRICKY: &str =
+    "Il a dit \"non\"; c'est \\ fini $$ DROP TABLE x; $$ --\nsuite\r\t\\N \\\\. ½ 日本 🚀 'q' $1";
 
 /// The dataset, with `extra` plain rows after the eight tricky ones.
 fn catalog(extra: usize) -> tempfile::TempDir {
