@@ -50,7 +50,7 @@ AUDIT_EVENTS = env_int("BENCH_AUDIT_EVENTS", 50_000)
 AUDIT_CONCURRENCY = env_int("BENCH_AUDIT_CONCURRENCY", 32)
 PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 PEER_DB = "bench"
-GW_DB = "passerelle_bench"
+GW_DB = os.environ.get("BENCH_GW_DB", "passerelle_bench")  # BENCH_GW_DB: another name when two runs share the server
 PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092, "edge_off": 18093,
          "second": 18094, "lb_one": 18095, "lb_two": 18096}
 NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
@@ -1167,20 +1167,31 @@ def scenario_instances(gws):
 
 
 def only(scenario):
-    """BENCH_ONLY=export_compressed|edge|catalogue_page|instances: that scenario alone (BENCH_STORES=sq,pg
-    picks the stores), printed instead of rewriting RESULTS.md."""
+    """BENCH_ONLY=export_compressed|edge|catalogue_page|instances|export_import: that scenario alone
+    (BENCH_STORES=sq,pg picks the stores), printed instead of rewriting RESULTS.md.
+    export_import: S5 then S4 (CSV, and NDJSON when BENCH_EXPORT_FORMATS names it), each
+    against its references (psql, sqlite3) measured in the same run."""
     os.makedirs(RAW, exist_ok=True)
-    prepare_data(peers=False)
+    peers = scenario == "export_import"
+    prepare_data(peers=peers)
     problem = check_binary()
     if problem:
         sys.exit(problem)
     stores = os.environ.get("BENCH_STORES", "sq,pg").split(",")
     gws = [gw for gw in gateways() if gw.key in stores]
+    if peers:
+        # The import resets each store and loads conso-closed; the sync and tokens follow.
+        scenario_import(gws)
+    else:
+        for gw in gws:
+            gw.reset()
     for gw in gws:
-        gw.reset()
         setup_gateway(gw)
     import report
-    if scenario == "edge":
+    if scenario == "export_import":
+        scenario_export(gws, None)
+        lines = report.export_import_lines(R)
+    elif scenario == "edge":
         scenario_edge(gws)
         lines = report.edge_lines(R)
     elif scenario == "catalogue_page":
@@ -1320,8 +1331,8 @@ def main():
 if __name__ == "__main__":
     try:
         scenario = os.environ.get("BENCH_ONLY")
-        code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page", "instances") \
-            else main()
+        code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page", "instances",
+                                               "export_import") else main()
     finally:
         stop_all()
     sys.exit(code)

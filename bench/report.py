@@ -401,3 +401,27 @@ def instances_lines(R):
                  f"{fmt(med([r['p99'] for r in two]), 2)} | {fmt(cpu)} ({100 * split:.0f} % on the second) |")
     L.append("")
     return L
+
+
+def export_import_lines(R):
+    """S4 and S5 alone (`BENCH_ONLY=export_import`): each figure with its reference of the same run."""
+    rows = R["config"]["rows"]
+    E, I = R.get("export") or {}, R.get("import") or {}
+    L = ["| measure | median s | runs s | rows/s | ratio to reference | notes |", "|---|---:|---|---:|---:|---|"]
+
+    def line(e, n, ref):
+        t = med(e.get("times"))
+        r = med(ref.get("times")) if ref else None
+        ratio = f"{r / t:.2f}x" if t and r and ref is not e else ""
+        L.append(f"| {e['label']} | {fmt(t, 2)} | {', '.join(f'{x:.2f}' for x in e.get('times', []))} | "
+                 f"{fmt(n / t) if t and n else 'n/a'} | {ratio} | {e.get('error') or ''} |")
+
+    for key, ref in (("psql", "psql"), ("sqlite3", "sqlite3"), ("p_pg", "psql"), ("p_sq", "sqlite3")):
+        if key in E:
+            line(E[key], E[key]["rows"], E.get(ref))
+    for key, ref in (("psql_copy_from", "psql_copy_from"), ("sqlite3_import", "sqlite3_import"),
+                     ("passerelle_pg", "psql_copy_from"), ("passerelle_sq", "sqlite3_import")):
+        if key in I:
+            line(I[key], rows, I.get(ref))
+    return L
+

@@ -241,7 +241,7 @@ fn float_text(column: &str, text: &str) -> String {
 
 /// The values [`build_select`] binds, in the order it binds them (a null is
 /// written `NULL`, never bound).
-fn bound_values(query: &TableQuery<'_>, limit: Option<u64>) -> Vec<Value> {
+pub(super) fn bound_values(query: &TableQuery<'_>, limit: Option<u64>) -> Vec<Value> {
     let mut values = Vec::new();
     for filter in query
         .row_filter

@@ -15,6 +15,7 @@ pub mod alter;
 pub mod changes;
 pub mod copy;
 pub mod datasets;
+pub mod direct;
 pub mod policies;
 pub mod probe;
 pub mod publishing;

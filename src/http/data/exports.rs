@@ -32,6 +32,7 @@ use crate::http::streamed::EarlyEnd;
 use crate::store::Store;
 use crate::store::copy::CsvStream;
 use crate::store::datasets::RowStream;
+use crate::store::direct::EncodedStream;
 
 /// Bytes buffered before the producer hands a chunk to the body.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -221,6 +222,8 @@ pub enum Source {
     /// CSV written by the store (PostgreSQL `COPY`), after `head` (the BOM
     /// and header row); its `\n` line ends become `\r\n`.
     Csv { head: Vec<u8>, chunks: CsvStream },
+    /// Chunks encoded next to the store (SQLite), with their row counts.
+    Encoded { chunks: EncodedStream },
 }
 
 /// The caller an export counts against: the partner client, the subject,
@@ -313,6 +316,11 @@ impl Producer {
             }
             Source::Csv { head, mut chunks } => {
                 let outcome = self.relay(head, &mut chunks).await;
+                drop(chunks);
+                outcome
+            }
+            Source::Encoded { mut chunks } => {
+                let outcome = self.forward(&mut chunks).await;
                 drop(chunks);
                 outcome
             }
@@ -428,12 +436,30 @@ impl Producer {
         self.deliver(buffer, rows_in_buffer).await
     }
 
-    async fn deliver(&mut self, bytes: Vec<u8>, rows: u64) -> Result<(), Cut> {
+    /// Hands over chunks already encoded, as they come.
+    async fn forward(&mut self, chunks: &mut EncodedStream) -> Result<(), Cut> {
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                chunk = chunks.next() => chunk,
+                () = self.cut.cancelled() => return Err(Cut::Shutdown),
+                () = self.sender.closed() => return Err(Cut::ClientGone),
+            };
+            match chunk {
+                Some(Ok(chunk)) => self.deliver(chunk.bytes, chunk.rows).await?,
+                Some(Err(error)) => {
+                    tracing::error!(request_id = %self.request_id, %error, "export failed mid-stream");
+                    return Err(Cut::Failed);
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn deliver(&mut self, bytes: impl Into<Bytes>, rows: u64) -> Result<(), Cut> {
+        let bytes: Bytes = bytes.into();
         let length = bytes.len();
-        let chunk = Chunk {
-            bytes: Bytes::from(bytes),
-            rows,
-        };
+        let chunk = Chunk { bytes, rows };
         let started = Instant::now();
         let sent = tokio::select! {
             biased;

@@ -33,6 +33,7 @@ use crate::query::parse_read_query;
 use crate::store::StoreError;
 use crate::store::copy::CsvStream;
 use crate::store::datasets::{DatasetRead, RowStream};
+use crate::store::direct::DirectExport;
 use crate::store::sql::{CellKind, OutputColumn};
 
 /// Query parameters of the read grammar, for the API description (the
@@ -243,11 +244,19 @@ pub async fn read_dataset(
             }
             None => (store.stream_rows(read.clone(), limit), None),
         };
-        // On PostgreSQL a plain CSV export is written by the store itself.
+        // On PostgreSQL a plain CSV export is written by the store itself;
+        // on SQLite plain exports are stepped and encoded next to it.
         let copied = match (format, read.min_group_size) {
-            (OutputFormat::Csv, None) => store.copy_csv(read.clone(), limit, csv_options.separator),
+            (OutputFormat::Csv, None) => store
+                .copy_csv(read.clone(), limit, csv_options.separator)
+                .map(Produced::Csv),
             _ => None,
-        };
+        }
+        .or_else(|| {
+            store
+                .direct_export(read.clone(), limit)
+                .map(Produced::Direct)
+        });
         let mut response = export(
             &state,
             slot,
@@ -590,6 +599,14 @@ fn sha2_256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// An export the store produces itself, rather than rows the gateway encodes.
+enum Produced {
+    /// CSV written by PostgreSQL (`COPY`).
+    Csv(CsvStream),
+    /// Rows stepped and encoded next to SQLite.
+    Direct(DirectExport),
+}
+
 /// A streamed export: rows are encoded as they arrive, flushed in chunks, so
 /// memory stays flat whatever the size. Not capped. Read through the export
 /// pool by a task of its own (see [`super::exports`]).
@@ -600,7 +617,7 @@ fn export(
     context: &RequestContext,
     entry: &DatasetEntry,
     read: &DatasetRead,
-    (rows, copied): (RowStream, Option<CsvStream>),
+    (rows, copied): (RowStream, Option<Produced>),
     columns: Vec<OutputColumn>,
     geometry: Option<Geometry>,
     format: OutputFormat,
@@ -609,21 +626,27 @@ fn export(
 ) -> Response {
     let keys: Vec<String> = columns.iter().map(|column| column.key.clone()).collect();
     let raw = raw_json_columns(&read.schema, &columns);
+    let encoder = || -> Box<dyn RowEncoder> {
+        match format {
+            OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
+            OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
+            OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
+            OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
+        }
+    };
     let source = match copied {
-        Some(chunks) => {
+        Some(Produced::Csv(chunks)) => {
             let mut head = Vec::new();
             CsvEncoder::new(&keys, csv_options).begin(&mut head);
             Source::Csv { head, chunks }
         }
-        None => {
-            let encoder: Box<dyn RowEncoder> = match format {
-                OutputFormat::Csv => Box::new(CsvEncoder::new(&keys, csv_options)),
-                OutputFormat::Ndjson => Box::new(NdjsonEncoder::new(&keys, &raw)),
-                OutputFormat::GeoJson => Box::new(GeoJsonEncoder::new(&keys, geometry)),
-                OutputFormat::Json => Box::new(JsonEncoder::new(&keys, &raw)),
-            };
-            Source::Rows { rows, encoder }
-        }
+        Some(Produced::Direct(direct)) => Source::Encoded {
+            chunks: direct.stream(encoder()),
+        },
+        None => Source::Rows {
+            rows,
+            encoder: encoder(),
+        },
     };
     let early_end = Arc::new(EarlyEnd::default());
     context.note(|record| {
