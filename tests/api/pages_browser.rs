@@ -50,7 +50,9 @@ async fn pages_in_chromium(kind: StoreKind) {
         return;
     };
     // A dataset of the metropole's services for the stewards' forms.
-    let publisher = app.token("redactrice.bernard", &["steward-tcm"], None).await;
+    let publisher = app
+        .token("redactrice.bernard", &["steward-tcm"], None)
+        .await;
     let created = app
         .client
         .post(app.url("/api/v1/datasets"))
@@ -273,7 +275,10 @@ async fn pages_in_chromium(kind: StoreKind) {
     // The inventory's reader manages nothing: no form link.
     assert_eq!(checks["inventory_forms_for_reader"], 0, "{checks}");
     // The steward who manages the metropole's datasets: saved, checked, published.
-    assert_eq!(checks["steward_saved"], "Modifications enregistrées.", "{checks}");
+    assert_eq!(
+        checks["steward_saved"], "Modifications enregistrées.",
+        "{checks}"
+    );
     assert_eq!(checks["steward_report"]["rows"], "2", "{checks}");
     assert_eq!(checks["steward_report"]["bad_rows"], "0", "{checks}");
     assert!(
