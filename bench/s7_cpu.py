@@ -38,7 +38,7 @@ try:
         assert r.status == 200, (r.status, body[:300])
         return body
     body = page("/datasets")
-    print(tag, "page bytes", len(body), "total shown:", body.decode().split('<p class="total"')[0][-0:][:0] or "")
+    print(tag, "page bytes", len(body))
     for _ in range(50): page("/datasets")
     for path in ("/datasets", "/datasets?q=eau", "/datasets?page=5&access=open"):
         n = 400
