@@ -120,6 +120,8 @@ pub fn geometry_columns(
 pub struct Catalog {
     by_id: HashMap<String, Arc<DatasetEntry>>,
     ordered: Vec<Arc<DatasetEntry>>,
+    /// Made at the first search of this snapshot.
+    search: std::sync::OnceLock<super::search::SearchIndex>,
 }
 
 impl Catalog {
@@ -130,7 +132,18 @@ impl Catalog {
             .iter()
             .map(|entry| (entry.id().to_owned(), entry.clone()))
             .collect();
-        Catalog { by_id, ordered }
+        Catalog {
+            by_id,
+            ordered,
+            search: Default::default(),
+        }
+    }
+
+    /// The search text and title order of this snapshot (made once).
+    pub fn search_index(&self) -> &super::search::SearchIndex {
+        self.search.get_or_init(|| {
+            super::search::SearchIndex::new(self.ordered.iter().map(|entry| &entry.definition))
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<DatasetEntry>> {

@@ -10,6 +10,7 @@ pub mod publish;
 pub mod register;
 pub mod register_csv;
 pub mod register_import;
+pub mod search;
 pub mod sync;
 
 pub use entry::{Catalog, CatalogHandle, DatasetEntry, GeometryColumns};

@@ -44,11 +44,12 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     };
     request.extensions_mut().insert(info.clone());
     let mut response = context::scope(info, async {
-        let body_limit = if super::publishing::upload::is_upload(&request) {
-            state.settings.publishing.max_upload_bytes
-        } else {
-            u64::try_from(settings.max_body_bytes).unwrap_or(u64::MAX)
-        };
+        let body_limit =
+            if super::publishing::upload::is_upload(&request) || crate::web::is_upload(&request) {
+                state.settings.publishing.max_upload_bytes
+            } else {
+                u64::try_from(settings.max_body_bytes).unwrap_or(u64::MAX)
+            };
         match oversize(&request, settings, body_limit) {
             Some((problem, rule)) => {
                 let method = request.method().as_str().to_owned();

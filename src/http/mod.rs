@@ -62,7 +62,15 @@ pub fn router(state: AppState) -> Router {
     // audit middleware for the same reason.
     // Pages know their callers by the session cookie of a sign-in, the API
     // by bearer credentials only.
+    // One upload slot per dataset and the stewards' checked files, shared
+    // by the API's upload and the pages' dry run and publish.
+    let locks = publishing::upload::UploadLocks::default();
+    let steward_uploads = crate::web::steward::Uploads {
+        locks: locks.clone(),
+        pending: Default::default(),
+    };
     let pages = crate::web::routes()
+        .layer(axum::Extension(steward_uploads.clone()))
         .layer(compression::layer(&settings.server.compression))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -73,13 +81,22 @@ pub fn router(state: AppState) -> Router {
     let (uploads, _) = publishing::upload_routes().split_for_parts();
     let uploads = uploads
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::Extension(publishing::upload::UploadLocks::default()))
+        .layer(axum::Extension(locks))
         .layer(RequestBodyLimitLayer::new(
             usize::try_from(settings.publishing.max_upload_bytes).unwrap_or(usize::MAX),
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request::track,
+        ));
+    let page_uploads = crate::web::upload_routes()
+        .layer(axum::Extension(steward_uploads))
+        .layer(RequestBodyLimitLayer::new(
+            usize::try_from(settings.publishing.max_upload_bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::track_pages,
         ));
     let service = operations
         .merge(openapi::routes())
@@ -96,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(uploads)
+        .merge(page_uploads)
         .merge(general)
         .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
         // Outermost: preflights are answered before anything is audited, and

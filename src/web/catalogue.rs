@@ -1,8 +1,11 @@
 //! `GET /datasets`: the catalogue the visitor may see, searched by words,
 //! narrowed by facets (theme, access level, licence, publisher), 20 to a
 //! page. Everything comes from the in-memory catalogue and the policy's
-//! decision for each entry ([`summarize`]): no store query, whatever the
-//! number of datasets.
+//! decision for each entry ([`may_know`], the condition under which the API
+//! describes an entry): no store query, whatever the number of datasets.
+//! The lowercased search text and the title order are prepared once per
+//! catalogue snapshot (`catalog::search`), and only the page shown is
+//! turned into cards: a request scans prepared strings and cached decisions.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +18,11 @@ use axum::response::Response;
 use super::display;
 use super::locale::{Lang, Texts};
 use super::page::{Layout, Site, error_page, pairs_of, respond};
+use crate::catalog::DatasetEntry;
 use crate::catalog::definition::AccessLevel;
 use crate::http::context::RequestContext;
-use crate::http::datasets::list::{matches_words, search_words};
-use crate::http::datasets::{DatasetSummary, summarize};
+use crate::http::datasets::list::search_words;
+use crate::http::datasets::{DatasetSummary, may_know};
 use crate::http::state::AppState;
 
 /// Entries on a page.
@@ -38,6 +42,22 @@ pub struct DatasetCard {
 }
 
 impl DatasetCard {
+    /// The card of an entry the caller may know of (its fields are those of
+    /// its summary: none depends on what the caller may read).
+    pub fn of_entry(entry: &DatasetEntry, site: Site) -> DatasetCard {
+        let definition = &entry.definition;
+        DatasetCard {
+            title: definition.title.clone(),
+            href: site.href(&format!("/datasets/{}", entry.id()), []),
+            publisher: definition.publisher.clone(),
+            licence: definition.licence.clone(),
+            access: definition.access.as_str(),
+            access_label: site.lang.access_label(definition.access),
+            updated: display::timestamp_date(&entry.last_updated, site.lang),
+            updated_iso: entry.last_updated.clone(),
+        }
+    }
+
     pub fn of(summary: &DatasetSummary, site: Site) -> DatasetCard {
         DatasetCard {
             title: summary.title.clone(),
@@ -87,12 +107,13 @@ impl Facet {
         }
     }
 
-    fn value_of(self, summary: &DatasetSummary) -> &str {
+    fn value_of(self, entry: &DatasetEntry) -> &str {
+        let definition = &entry.definition;
         match self {
-            Facet::Theme => &summary.theme,
-            Facet::Access => summary.access.as_str(),
-            Facet::Licence => &summary.licence,
-            Facet::Publisher => &summary.publisher,
+            Facet::Theme => &definition.theme,
+            Facet::Access => definition.access.as_str(),
+            Facet::Licence => &definition.licence,
+            Facet::Publisher => &definition.publisher,
         }
     }
 
@@ -157,13 +178,13 @@ impl Search {
         })
     }
 
-    /// True when `summary` has the chosen value of every facet but `except`.
-    fn admits(&self, summary: &DatasetSummary, except: Option<Facet>) -> bool {
+    /// True when `entry` has the chosen value of every facet but `except`.
+    fn admits(&self, entry: &DatasetEntry, except: Option<Facet>) -> bool {
         Facet::ALL.iter().zip(&self.chosen).all(|(facet, chosen)| {
             Some(*facet) == except
                 || chosen
                     .as_deref()
-                    .is_none_or(|chosen| facet.value_of(summary) == chosen)
+                    .is_none_or(|chosen| facet.value_of(entry) == chosen)
         })
     }
 
@@ -256,29 +277,35 @@ pub async fn catalogue(
     };
     let words = search_words(&search.query);
     let catalog = state.catalog.current();
-    let mut found: Vec<DatasetSummary> = catalog
-        .entries()
+    let index = catalog.search_index();
+    let entries = catalog.entries();
+    // In title order: the entries the words match (prepared text), then
+    // those the caller may know of (the policy's cached decision).
+    let found: Vec<&DatasetEntry> = index
+        .by_title()
         .iter()
-        .filter(|entry| matches_words(&entry.definition, &words))
-        .filter_map(|entry| summarize(&state.policy, &context.caller, entry))
+        .filter(|position| index.matches(**position, &words))
+        .map(|position| entries[*position].as_ref())
+        .filter(|entry| may_know(&state.policy, &context.caller, entry))
         .collect();
-    found.sort_by_cached_key(|summary| summary.title.to_lowercase());
     let facets = Facet::ALL
         .iter()
         .zip(&search.chosen)
         .map(|(facet, chosen)| facet_view(*facet, chosen.as_deref(), &search, &found, site))
         .collect();
-    let results: Vec<&DatasetSummary> = found
+    let results: Vec<&DatasetEntry> = found
         .iter()
-        .filter(|summary| search.admits(summary, None))
+        .copied()
+        .filter(|entry| search.admits(entry, None))
         .collect();
     let pages = results.len().div_ceil(PAGE_SIZE).max(1);
     let page = search.page.min(pages);
+    // Only the page shown is described.
     let cards = results
         .iter()
         .skip((page - 1) * PAGE_SIZE)
         .take(PAGE_SIZE)
-        .map(|summary| DatasetCard::of(summary, site))
+        .map(|entry| DatasetCard::of_entry(entry, site))
         .collect();
     let page_link = |number: usize| {
         let mut params = search.with(None, None);
@@ -308,15 +335,15 @@ fn facet_view(
     facet: Facet,
     chosen: Option<&str>,
     search: &Search,
-    found: &[DatasetSummary],
+    found: &[&DatasetEntry],
     site: Site,
 ) -> FacetView {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for summary in found
+    for entry in found
         .iter()
-        .filter(|summary| search.admits(summary, Some(facet)))
+        .filter(|entry| search.admits(entry, Some(facet)))
     {
-        let value = facet.value_of(summary);
+        let value = facet.value_of(entry);
         if !value.is_empty() {
             *counts.entry(value).or_default() += 1;
         }

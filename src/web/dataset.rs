@@ -112,6 +112,9 @@ struct DatasetPage {
     code: Option<Snippets>,
     /// The preview rows' geometries, for a geographic dataset.
     map: Option<Vec<super::map::Mark>>,
+    /// The stewards' forms, for a caller whose roles hold `manage` or `publish`.
+    steward: super::steward::StewardLinks,
+    s: &'static super::steward::StewardTexts,
 }
 
 /// `GET /datasets/{id}`.
@@ -156,6 +159,7 @@ pub async fn dataset(
     let grammar = grammar(&pairs);
     let mut status = StatusCode::OK;
     let mut page = describe(site, &path, &pairs, &summary);
+    page.steward = super::steward::links(&state, &context.caller, entry, site);
     let mut kind = None;
     if summary.can_read {
         match preview::read(&state, &context, entry, &grammar, &headers).await {
@@ -306,6 +310,8 @@ fn describe(
         downloads: Vec::new(),
         code: None,
         map: None,
+        steward: super::steward::StewardLinks::default(),
+        s: super::steward::texts_of(lang),
     }
 }
 

@@ -8,8 +8,10 @@
 //! through the session like the page, French headers on the French page).
 //!
 //! Every request here is an `inventory:read` event, decided by the policy
-//! as for the API (`http::guard::require`). Forms that edit a dataset's
-//! metadata or publish a version are not here: they come with publishing.
+//! as for the API (`http::guard::require`). For a steward whose roles hold
+//! `manage` or `publish` on a dataset, its rows link to the forms that edit
+//! its metadata and upload a new version (`steward`), and a table lists
+//! every dataset they may manage or publish.
 
 use askama::Template;
 use axum::Extension;
@@ -22,6 +24,7 @@ use super::chart::{self, Bar};
 use super::display;
 use super::locale::{Lang, Texts};
 use super::page::{Layout, Site, pairs_of, refuse_unless, respond};
+use super::steward::{self, StewardLinks};
 use crate::catalog::DatasetEntry;
 use crate::catalog::definition::AccessLevel;
 use crate::catalog::inventory::{self, Count, Dimension, Inventory, Listed};
@@ -168,12 +171,22 @@ pub struct Table {
     pub lines: Vec<Line>,
 }
 
-/// A dataset of an attention list, linking to its page.
+/// A dataset of an attention list, linking to its page (and to its forms,
+/// for a steward whose roles hold `manage` or `publish` on it).
 pub struct Item {
     pub href: String,
     pub title: String,
     pub id: String,
     pub reason: String,
+    pub links: StewardLinks,
+}
+
+/// A dataset the reader may manage or publish, with its forms.
+pub struct Managed {
+    pub href: String,
+    pub title: String,
+    pub id: String,
+    pub links: StewardLinks,
 }
 
 /// An attention list.
@@ -193,6 +206,8 @@ struct InventoryPage {
     tables: Vec<Table>,
     lists: Vec<List>,
     register: String,
+    s: &'static super::steward::StewardTexts,
+    managed: Vec<Managed>,
 }
 
 /// Refuses unless the caller may read the inventory; the refusal as a page.
@@ -336,7 +351,8 @@ pub async fn dashboard(
         .iter()
         .map(|entry| entry.as_ref())
         .collect();
-    render(site, &pairs, &entries, Utc::now())
+    let links = |entry: &DatasetEntry| steward::links(&state, &context.caller, entry, site);
+    render(site, &pairs, &entries, Utc::now(), links)
 }
 
 fn render(
@@ -344,6 +360,7 @@ fn render(
     pairs: &[(String, String)],
     entries: &[&DatasetEntry],
     now: DateTime<Utc>,
+    links: impl Fn(&DatasetEntry) -> StewardLinks,
 ) -> Response {
     let lang = site.lang;
     let i = texts_of(lang);
@@ -371,9 +388,23 @@ fn render(
                 title: item.title.clone(),
                 id: item.id.clone(),
                 reason: reason(id, entry_of(&item.id), item, lang),
+                links: entry_of(&item.id).map(&links).unwrap_or_default(),
             })
             .collect(),
     };
+    let mut managed: Vec<Managed> = entries
+        .iter()
+        .filter_map(|entry| {
+            let links = links(entry);
+            (!links.is_empty()).then(|| Managed {
+                href: site.href(&format!("/datasets/{}", entry.id()), []),
+                title: entry.definition.title.clone(),
+                id: entry.id().to_owned(),
+                links,
+            })
+        })
+        .collect();
+    managed.sort_by(|a, b| a.title.cmp(&b.title));
     let lists = vec![
         list("due-reviews", i.due_reviews, &inventory.due_reviews),
         list("stale", i.stale, &inventory.stale),
@@ -387,6 +418,8 @@ fn render(
         tables,
         lists,
         register: site.href("/inventory/register.csv", []),
+        s: steward::texts_of(lang),
+        managed,
     };
     respond(StatusCode::OK, &page)
 }

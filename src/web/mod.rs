@@ -1,7 +1,9 @@
 //! Pages for people: the home page, the catalogue and each dataset's page
 //! (with a map for geographic datasets), the staff sign-in (`signin`,
 //! `session`: OpenID Connect, server-side sessions) and the auditors'
-//! dashboard (`audit`) and the stewards' inventory (`inventory`), rendered on the server from compiled templates
+//! dashboard (`audit`), the stewards' inventory (`inventory`) and their
+//! forms (`steward`: a dataset's metadata, a new version with its dry run),
+//! rendered on the server from compiled templates
 //! (`src/web/templates/`), in French unless the visitor asks for English,
 //! with a stylesheet and a little script built into the binary (`/assets/…`).
 //!
@@ -28,6 +30,7 @@ pub mod session;
 pub mod settings;
 pub mod signin;
 pub mod snippets;
+pub mod steward;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -49,6 +52,32 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(signin::login))
         .route("/login/callback", get(signin::callback))
         .route("/logout", post(signin::logout))
+        .route(
+            "/datasets/{id}/edit",
+            get(steward::edit::form).post(steward::edit::save),
+        )
+        .route("/datasets/{id}/upload", get(steward::upload::form))
+        .route(
+            "/datasets/{id}/upload/publish",
+            post(steward::upload::publish),
+        )
+}
+
+/// The stewards' dry run of a new version (a file in a multipart form):
+/// `http::router` mounts it with the publishing API's body limit and no
+/// request timeout, like the API's upload.
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route("/datasets/{id}/upload/check", post(steward::upload::check))
+}
+
+/// True for a request to the stewards' dry run (`POST /datasets/{id}/upload/check`).
+pub fn is_upload<B>(request: &axum::http::Request<B>) -> bool {
+    let path = request.uri().path();
+    request.method() == axum::http::Method::POST
+        && path
+            .strip_prefix("/datasets/")
+            .and_then(|rest| rest.strip_suffix("/upload/check"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// The stylesheet and script: outside the audit log (they hold no data).

@@ -39,3 +39,4 @@ mod resilience_input;
 mod resilience_outage;
 mod revocation;
 mod sign_in;
+mod steward_forms;

@@ -30,7 +30,7 @@ pub const CLIENT_ID: &str = "passerelle-pages";
 const KID: &str = "test-idp-1";
 
 /// The provider's test users: subject, organisation, roles.
-pub const USERS: [(&str, &str, &[&str]); 3] = [
+pub const USERS: [(&str, &str, &[&str]); 4] = [
     ("agent.dupont", "Troyes Champagne Métropole", &["agent"]),
     (
         "auditrice.martin",
@@ -41,6 +41,12 @@ pub const USERS: [(&str, &str, &[&str]); 3] = [
         "gestionnaire.leroy",
         "Troyes Champagne Métropole",
         &["steward"],
+    ),
+    // Manages and publishes the metropole's datasets (the stewards' forms).
+    (
+        "redactrice.bernard",
+        "Troyes Champagne Métropole",
+        &["steward", "steward-tcm"],
     ),
 ];
 

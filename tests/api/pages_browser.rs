@@ -6,7 +6,9 @@
 //! its CSV; a member of staff signs in through the test identity provider,
 //! reads an internal dataset and signs out; an auditor signs in and sees
 //! today's accesses, those just made included, and verifies the chain; a
-//! steward signs in and sees the inventory (axe-checked too).
+//! steward signs in and sees the inventory (axe-checked too); a steward who
+//! manages the metropole's datasets edits a description, uploads a CSV, sees
+//! the dry run's report and publishes it (each form axe-checked).
 //! Screenshots land in `tests/browser/screenshots/` (ignored by git). `.ci/run` installs Chromium, Node and the npm packages; in CI
 //! (`CI=true`) the test runs, never skips.
 
@@ -47,6 +49,29 @@ async fn pages_in_chromium(kind: StoreKind) {
     let Some((app, _provider)) = spawn_app_with_sign_in(kind).await else {
         return;
     };
+    // A dataset of the metropole's services for the stewards' forms.
+    let publisher = app
+        .token("redactrice.bernard", &["steward-tcm"], None)
+        .await;
+    let created = app
+        .client
+        .post(app.url("/api/v1/datasets"))
+        .bearer_auth(&publisher)
+        .json(&serde_json::json!({
+            "id": "comptages-velo-navigateur",
+            "title": "Comptages vélo (navigateur)",
+            "publisher": "Troyes Champagne Métropole",
+            "licence": "etalab-2.0",
+            "access": "undecided",
+            "schema": {"fields": [
+                {"name": "compteur", "type": "string"},
+                {"name": "passages", "type": "integer"},
+            ]},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     let store = match kind {
         StoreKind::Sqlite => "sqlite",
         StoreKind::Postgres => "postgres",
@@ -76,7 +101,7 @@ async fn pages_in_chromium(kind: StoreKind) {
     let results: Value = serde_json::from_slice(&output.stdout).expect("results JSON");
 
     let audited = results["axe"].as_object().expect("axe results");
-    assert_eq!(audited.len(), 9, "{results}");
+    assert_eq!(audited.len(), 12, "{results}");
     for (name, result) in audited {
         let expected = if name == "not-found" { 404 } else { 200 };
         assert_eq!(result["status"], expected, "{name}");
@@ -247,6 +272,42 @@ async fn pages_in_chromium(kind: StoreKind) {
         "access levels in words, French percentages: {}",
         checks["inventory_access"]
     );
+    // The inventory's reader manages nothing: no form link.
+    assert_eq!(checks["inventory_forms_for_reader"], 0, "{checks}");
+    // The steward who manages the metropole's datasets: saved, checked, published.
+    assert_eq!(
+        checks["steward_saved"], "Modifications enregistrées.",
+        "{checks}"
+    );
+    assert_eq!(checks["steward_report"]["rows"], "2", "{checks}");
+    assert_eq!(checks["steward_report"]["bad_rows"], "0", "{checks}");
+    assert!(
+        checks["steward_published"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nouvelle version publiée"),
+        "{checks}"
+    );
+    let definition: Value = app
+        .get_as(
+            "/api/v1/datasets/comptages-velo-navigateur/definition",
+            &publisher,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        definition["description"],
+        "Passages par compteur, relevés chaque heure."
+    );
+    let published: Value = app
+        .get_as("/api/v1/datasets/comptages-velo-navigateur", &publisher)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(published["record_count"], 2, "{published}");
     assert!(
         checks["audit_url"].as_str().unwrap().ends_with("/audit"),
         "{checks}"

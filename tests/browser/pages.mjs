@@ -5,7 +5,8 @@
 // member of staff's (sign in through the test identity provider, read an
 // internal dataset, sign out) and an auditor's (sign in, today's accesses on
 // the dashboard, which axe checks too) and a steward's (sign in, the
-// inventory, which axe checks too).
+// inventory, which axe checks too), and a steward who manages datasets (edit
+// a description, upload a version, see the dry run, publish; axe on each form).
 // Prints one JSON object; tests/api/pages_browser.rs checks it.
 // Usage: node pages.mjs <gateway base URL> <screenshot folder>
 import { chromium } from 'playwright-core';
@@ -158,6 +159,59 @@ try {
   output.checks.inventory_access = await page.$$eval('#access-table tbody tr', (rows) =>
     rows.map((row) => [row.cells[0].textContent, row.cells[1].textContent, row.cells[2].textContent]),
   );
+  // The top of the inventory, for the README (docs/screenshots/).
+  await page.goto(base + '/inventory');
+  await page.screenshot({ path: join(screenshots, 'readme-inventory.png') });
+  output.checks.inventory_forms_for_reader = await page.$$eval('a[href$="/edit"], a[href$="/upload"]', (links) => links.length);
+
+  // A steward who manages the metropole's datasets: from the inventory, edit
+  // a dataset's description, then upload a new version, see the dry run and publish.
+  await Promise.all([page.waitForURL(base + '/'), page.click('header form[action="/logout"] button')]);
+  await page.goto(base + '/inventory');
+  await signIn('redactrice.bernard');
+  const dataset = process.env.STEWARD_DATASET || 'comptages-velo-navigateur';
+  await Promise.all([page.waitForURL(new RegExp(`/datasets/${dataset}/edit$`)), page.click(`#managed-table a[href="/datasets/${dataset}/edit"]`)]);
+  await audit('steward-edit', `/datasets/${dataset}/edit`);
+  await page.fill('#field-description', 'Passages par compteur, relevés chaque heure.');
+  await page.fill('#field-reason', 'relecture dans le navigateur');
+  // The answer to the POST is at the same address: wait for its notice.
+  await page.click('form.steward button[type="submit"]');
+  await page.waitForSelector('#form-notice');
+  output.checks.steward_saved = await page.$eval('#form-notice', (element) => element.textContent);
+  await page.screenshot({ path: join(screenshots, 'steward-edit-saved.png'), fullPage: true });
+
+  await page.goto(`${base}/datasets/${dataset}`);
+  await Promise.all([page.waitForURL(new RegExp(`/datasets/${dataset}/upload$`)), page.click(`a[href="/datasets/${dataset}/upload"]`)]);
+  await audit('steward-upload', `/datasets/${dataset}/upload`);
+  await page.setInputFiles('#field-file', {
+    name: 'comptages.csv',
+    mimeType: 'text/csv',
+    buffer: Buffer.from('compteur;passages\nPont-Hubert;12\nVouldy;40\n', 'utf8'),
+  });
+  await page.fill('#field-reason', 'livraison du navigateur');
+  await Promise.all([page.waitForURL(/\/upload\/check$/), page.click('form[action$="/upload/check"] button[type="submit"]')]);
+  output.checks.steward_report = {
+    rows: await page.$eval('#report-rows', (element) => element.textContent),
+    bad_rows: await page.$eval('#report-bad-rows', (element) => element.textContent),
+  };
+  await page.screenshot({ path: join(screenshots, 'steward-dry-run.png'), fullPage: true });
+  // axe on the report as shown (the page is the answer to the form's POST).
+  await page.evaluate(axeSource);
+  const report = await page.evaluate(async () =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }),
+  );
+  output.axe['steward-report'] = {
+    status: 200,
+    violations: report.violations.map((violation) => ({
+      id: violation.id,
+      impact: violation.impact,
+      nodes: violation.nodes.map((node) => node.target.join(' ')).slice(0, 5),
+    })),
+    passes: report.passes.length,
+  };
+  await Promise.all([page.waitForURL(/\/upload\/publish$/), page.click('form.publish button[type="submit"]')]);
+  output.checks.steward_published = await page.$eval('#upload-notice', (element) => element.textContent);
+  await page.screenshot({ path: join(screenshots, 'steward-published.png'), fullPage: true });
 } finally {
   await browser.close();
 }

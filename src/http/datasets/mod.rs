@@ -72,6 +72,13 @@ pub struct DatasetLinks {
     pub csv: String,
 }
 
+/// Whether `caller` may know that `entry` exists: [`summarize`] describes
+/// it exactly then (the policy's `grant` hides it otherwise). The catalogue
+/// page filters every entry with this and describes only the ones it shows.
+pub fn may_know(policy: &PolicyEngine, caller: &Caller, entry: &DatasetEntry) -> bool {
+    policy.may_see(&caller.roles, &crate::policy::dataset_ref(entry))
+}
+
 /// Describes `entry` for `caller`; `None` when the caller may not know it exists.
 pub fn summarize(
     policy: &PolicyEngine,

@@ -11,8 +11,8 @@ use serde_json::Value as Json_;
 
 use super::create::body_format;
 use super::{
-    Target, authorize, check_if_match, dataset_of, etag, gone, invalid_definition, note_changes,
-    stored_definition, stored_or_problem,
+    Target, authorize, change_reason, check_etag, dataset_of, etag, gone, invalid_definition,
+    note_changes_because, stored_definition, stored_or_problem,
 };
 use crate::catalog::definition::DatasetDefinition;
 use crate::catalog::publish::{
@@ -191,13 +191,52 @@ async fn change(
     headers: HeaderMap,
     edit: impl FnOnce(&DatasetDefinition) -> Result<Json_, Problem>,
 ) -> AppResult<Response> {
-    let stored = stored_or_problem(&state, &id).await?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|value| value.to_str().unwrap_or(""));
+    let changed = change_definition(
+        &state,
+        &context,
+        &id,
+        if_match,
+        change_reason(&headers),
+        edit,
+    )
+    .await?;
+    Ok(with_etag(
+        &changed.definition,
+        &changed.etag,
+        StatusCode::OK,
+    ))
+}
+
+/// A definition as changed, with its new `ETag`.
+pub struct Changed {
+    pub definition: DatasetDefinition,
+    pub etag: String,
+}
+
+/// Changes the definition of dataset `id` with `edit` (given the current
+/// definition, the new one as JSON): `manage` needed, `classify` too when a
+/// classification field changes; `if_match` must name the current
+/// definition (428 without, 412 when stale); every field checked (422); the
+/// changed fields and `reason` noted for the audit event. The API's `PUT`
+/// and `PATCH` and the stewards' edit page both change definitions here.
+pub async fn change_definition(
+    state: &AppState,
+    context: &RequestContext,
+    id: &str,
+    if_match: Option<&str>,
+    reason: Option<String>,
+    edit: impl FnOnce(&DatasetDefinition) -> Result<Json_, Problem>,
+) -> Result<Changed, Problem> {
+    let stored = stored_or_problem(state, id).await?;
     let current = stored_definition(&stored)?;
     let target = Target::Dataset {
         dataset: dataset_of(&stored, &current),
     };
-    authorize(&state, &context, &target, Action::Manage)?;
-    check_if_match(&headers, &stored)?;
+    authorize(state, context, &target, Action::Manage)?;
+    check_etag(if_match, &stored)?;
     let value = edit(&current)?;
     let mut definition = check_definition(&value).map_err(invalid_definition)?;
     if definition.id != id {
@@ -212,18 +251,17 @@ async fn change(
     }
     let changes = changed_fields(&current, &definition);
     if classifies(&changes) {
-        authorize(&state, &context, &target, Action::Classify)?;
+        authorize(state, context, &target, Action::Classify)?;
     }
     let hash = replace_definition_in_store(&state.store, &stored, &definition)
         .await?
         .map_err(invalid_definition)?;
-    note_changes(&context, &headers, serde_json::json!({"fields": changes}));
+    note_changes_because(context, reason, serde_json::json!({"fields": changes}));
     state.refresh_catalog().await?;
-    Ok(with_etag(
-        &definition,
-        &format!("\"{hash}\""),
-        StatusCode::OK,
-    ))
+    Ok(Changed {
+        definition,
+        etag: format!("\"{hash}\""),
+    })
 }
 
 #[cfg(test)]

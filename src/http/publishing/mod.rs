@@ -203,7 +203,17 @@ pub fn dataset_of<'a>(
 
 /// 428 without `If-Match`, 412 when it does not name the current definition.
 pub fn check_if_match(headers: &HeaderMap, stored: &StoredDataset) -> Result<(), Problem> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
+    let sent = headers
+        .get(header::IF_MATCH)
+        .map(|value| value.to_str().unwrap_or(""));
+    check_etag(sent, stored)
+}
+
+/// The `If-Match` check on a value already read (a header, or the hidden
+/// field of a page's form): 428 when there is none, 412 when it does not
+/// name the current definition.
+pub fn check_etag(sent: Option<&str>, stored: &StoredDataset) -> Result<(), Problem> {
+    let Some(sent) = sent else {
         return Err(Problem::new(
             StatusCode::PRECONDITION_REQUIRED,
             "precondition-required",
@@ -212,11 +222,7 @@ pub fn check_if_match(headers: &HeaderMap, stored: &StoredDataset) -> Result<(),
         ));
     };
     let current = etag(stored);
-    let matches = value
-        .to_str()
-        .map(|text| text.split(',').any(|tag| tag.trim() == current))
-        .unwrap_or(false);
-    if matches {
+    if sent.split(',').any(|tag| tag.trim() == current) {
         Ok(())
     } else {
         Err(Problem::new(
@@ -253,8 +259,18 @@ pub fn invalid_definition(errors: Vec<FieldError>) -> Problem {
 
 /// Notes what the request changed for its audit event (the `changes`
 /// column), with the reason given in `X-Change-Reason` when there is one.
-pub fn note_changes(context: &RequestContext, headers: &HeaderMap, mut changes: serde_json::Value) {
-    if let (Some(reason), Some(members)) = (change_reason(headers), changes.as_object_mut()) {
+pub fn note_changes(context: &RequestContext, headers: &HeaderMap, changes: serde_json::Value) {
+    note_changes_because(context, change_reason(headers), changes);
+}
+
+/// Notes what the request changed for its audit event, with the reason
+/// given (a header of the API, a field of a page's form).
+pub fn note_changes_because(
+    context: &RequestContext,
+    reason: Option<String>,
+    mut changes: serde_json::Value,
+) {
+    if let (Some(reason), Some(members)) = (reason, changes.as_object_mut()) {
         members.insert("reason".into(), serde_json::Value::String(reason));
     }
     let text = changes.to_string();
@@ -266,5 +282,11 @@ pub fn change_reason(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-change-reason")
         .and_then(|value| value.to_str().ok())
-        .map(|text| text.chars().take(500).collect())
+        .and_then(reason_text)
+}
+
+/// A change reason as recorded: trimmed, at most 500 characters, none when blank.
+pub fn reason_text(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.chars().take(500).collect())
 }

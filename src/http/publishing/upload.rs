@@ -21,8 +21,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Target, actor, authorize, dataset_of, note_changes, stored_definition, stored_or_problem,
+    Target, actor, authorize, change_reason, dataset_of, note_changes_because, stored_definition,
+    stored_or_problem,
 };
+use crate::catalog::definition::DatasetDefinition;
 use crate::catalog::publish::{UploadOptions, UploadReport, open_upload, validate};
 use crate::domain::Schema;
 use crate::http::context::RequestContext;
@@ -30,6 +32,7 @@ use crate::http::dataset_id::DatasetId;
 use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
+use crate::store::datasets::StoredDataset;
 use crate::store::datasets::{ImportOutcome, NewVersion};
 use crate::store::publishing::VersionFacts;
 
@@ -143,15 +146,9 @@ pub async fn upload_data(
     };
     authorize(&state, &context, &target, Action::Publish)?;
     let Some(_slot) = locks.acquire(&id) else {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "upload-running",
-            "Upload running",
-            format!("another upload of dataset `{id}` is running: try again when it ends"),
-        )
-        .with_header(header::RETRY_AFTER, "5"));
+        return Err(upload_running(&id));
     };
-    let received = receive(body).await?;
+    let received = receive(body.into_data_stream(), body_error).await?;
     let options = UploadOptions {
         format: params
             .format
@@ -160,11 +157,92 @@ pub async fn upload_data(
         delimiter: params.delimiter.clone(),
         encoding: params.encoding.clone(),
     };
+    let upload = Upload {
+        path: received.file.path(),
+        bytes: received.bytes,
+        sha256: &received.sha256,
+        file_name: params.file_name.as_deref(),
+        options,
+        dry_run: params.dry_run,
+    };
+    let answer = check_and_publish(
+        &state,
+        &context,
+        &stored,
+        &definition,
+        upload,
+        change_reason(&headers),
+    )
+    .await?;
+    if !answer.report.is_clean() {
+        return Err(invalid_upload(answer.report));
+    }
+    Ok(Json(answer))
+}
+
+/// 409 while another upload of dataset `id` runs.
+pub fn upload_running(id: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "upload-running",
+        "Upload running",
+        format!("another upload of dataset `{id}` is running: try again when it ends"),
+    )
+    .with_header(header::RETRY_AFTER, "5")
+}
+
+/// 422 for a file that cannot be published, with its report.
+pub fn invalid_upload(report: UploadReport) -> Problem {
+    let detail = match &report.file_error {
+        Some(reason) => format!("the file cannot be read: {reason}; nothing was published"),
+        None => format!(
+            "{} row(s) do not fit the schema; nothing was published",
+            report.bad_rows
+        ),
+    };
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-upload",
+        "Invalid upload",
+        detail,
+    )
+    .with_extension("report", &report)
+}
+
+/// A received file, and how to read and treat it.
+pub struct Upload<'a> {
+    pub path: &'a std::path::Path,
+    pub bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: &'a str,
+    pub file_name: Option<&'a str>,
+    pub options: UploadOptions,
+    /// Validate and report; publish nothing.
+    pub dry_run: bool,
+}
+
+/// Checks every row of a received file against the dataset's schema and,
+/// unless it is a dry run or a row is bad, publishes it as a new version;
+/// the facts (rows, bad rows, bytes, hash, version) and `reason` are noted
+/// for the audit event, a refused file is recorded as a failed version. The
+/// caller was authorised for `publish` and holds the dataset's upload slot.
+/// A file with errors is an answer whose report is not clean (the API turns
+/// it into a 422): the API's upload and the stewards' upload page both
+/// publish here.
+pub async fn check_and_publish(
+    state: &AppState,
+    context: &RequestContext,
+    stored: &StoredDataset,
+    definition: &DatasetDefinition,
+    upload: Upload<'_>,
+    reason: Option<String>,
+) -> Result<UploadAnswer, Problem> {
     let schema: Schema = serde_json::from_str(&stored.schema).map_err(Problem::internal)?;
     // Parsing and checking every row is CPU work: off the async workers.
-    let path = received.file.path().to_owned();
+    let path = upload.path.to_owned();
     let checked_definition = definition.clone();
     let checked_schema = schema.clone();
+    let options = upload.options.clone();
     let report = tokio::task::spawn_blocking(move || {
         match open_upload(&checked_definition, &path, &options) {
             Ok(source) => Ok((validate(&source, &checked_schema), Some(source))),
@@ -182,65 +260,53 @@ pub async fn upload_data(
     .await
     .map_err(Problem::internal)??;
     let (report, source) = report;
-    let by = actor(&context);
-    let file_name = params.file_name.clone();
+    let id = stored.id.as_str();
+    let by = actor(context);
     let facts = VersionFacts {
-        dataset_id: &id,
+        dataset_id: id,
         created_by: Some(&by),
         rows: i64::try_from(report.valid_rows).unwrap_or(i64::MAX),
-        bytes: Some(i64::try_from(received.bytes).unwrap_or(i64::MAX)),
-        sha256: Some(&received.sha256),
-        file_name: file_name.as_deref(),
+        bytes: Some(i64::try_from(upload.bytes).unwrap_or(i64::MAX)),
+        sha256: Some(upload.sha256),
+        file_name: upload.file_name,
     };
     let upload_facts = serde_json::json!({
-        "dry_run": params.dry_run,
+        "dry_run": upload.dry_run,
         "rows": report.valid_rows,
         "bad_rows": report.bad_rows,
-        "bytes": received.bytes,
-        "sha256": received.sha256,
-        "file_name": file_name,
+        "bytes": upload.bytes,
+        "sha256": upload.sha256,
+        "file_name": upload.file_name,
     });
+    let answer = |version: Option<i64>, report: UploadReport| UploadAnswer {
+        version,
+        rows: report.valid_rows,
+        bytes: upload.bytes,
+        sha256: upload.sha256.to_owned(),
+        dry_run: upload.dry_run,
+        report,
+    };
     if !report.is_clean() {
-        note_changes(&context, &headers, upload_facts);
-        if !params.dry_run {
+        note_changes_because(context, reason, upload_facts);
+        if !upload.dry_run {
             state.store.record_failed_version(&facts).await?;
         }
-        let detail = match &report.file_error {
-            Some(reason) => format!("the file cannot be read: {reason}; nothing was published"),
-            None => format!(
-                "{} row(s) do not fit the schema; nothing was published",
-                report.bad_rows
-            ),
-        };
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-upload",
-            "Invalid upload",
-            detail,
-        )
-        .with_extension("report", &report));
+        return Ok(answer(None, report));
     }
-    if params.dry_run {
-        note_changes(&context, &headers, upload_facts);
-        return Ok(Json(UploadAnswer {
-            version: None,
-            rows: report.valid_rows,
-            bytes: received.bytes,
-            sha256: received.sha256,
-            dry_run: true,
-            report,
-        }));
+    if upload.dry_run {
+        note_changes_because(context, reason, upload_facts);
+        return Ok(answer(None, report));
     }
     let source = source.ok_or_else(|| Problem::internal("a clean upload without its file"))?;
     let rows = source
         .rows(&schema)
         .map_err(|error| Problem::internal(format!("validated file unreadable: {error}")))?;
     let new = NewVersion {
-        id: &id,
+        id,
         schema: &schema,
         definition: &stored.definition,
         definition_hash: &stored.definition_hash,
-        source_hash: &received.sha256,
+        source_hash: upload.sha256,
         origin: &stored.origin,
     };
     let (version, table) = match state.store.import_rows(new, rows, 1).await? {
@@ -258,7 +324,7 @@ pub async fn upload_data(
     };
     let mut published = upload_facts;
     published["version"] = serde_json::json!(version);
-    note_changes(&context, &headers, published);
+    note_changes_because(context, reason, published);
     state
         .store
         .record_published_version(
@@ -269,14 +335,7 @@ pub async fn upload_data(
         )
         .await?;
     state.refresh_catalog().await?;
-    Ok(Json(UploadAnswer {
-        version: Some(version),
-        rows: report.valid_rows,
-        bytes: received.bytes,
-        sha256: received.sha256,
-        dry_run: false,
-        report,
-    }))
+    Ok(answer(Some(version), report))
 }
 
 fn format_of_content_type(headers: &HeaderMap) -> Option<String> {
@@ -294,26 +353,31 @@ fn format_of_content_type(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// The body, written to a temporary file (removed when dropped).
-struct Received {
-    file: tempfile::NamedTempFile,
-    bytes: u64,
-    sha256: String,
+/// A received file, written to a temporary file (removed when dropped).
+pub struct Received {
+    pub file: tempfile::NamedTempFile,
+    pub bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
 }
 
-/// Streams the body to a temporary file, hashing it; 413 past the body
-/// limit, 400 when the client breaks off.
-async fn receive(body: Body) -> Result<Received, Problem> {
+/// Streams a body (or a form's file field) to a temporary file, hashing
+/// it; a read error becomes the problem `failed` makes of it (413 past the
+/// body limit, 400 when the client breaks off).
+pub async fn receive<E>(
+    stream: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
+    failed: impl Fn(&E) -> Problem,
+) -> Result<Received, Problem> {
     let file = tempfile::NamedTempFile::new().map_err(Problem::internal)?;
     let mut writer = tokio::fs::File::from_std(file.reopen().map_err(Problem::internal)?);
     let mut hasher = Sha256::new();
     let mut bytes: u64 = 0;
-    let mut stream = body.into_data_stream();
+    let mut stream = std::pin::pin!(stream);
     loop {
         let chunk = match stream.try_next().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(error) => return Err(body_error(&error)),
+            Err(error) => return Err(failed(&error)),
         };
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
@@ -328,7 +392,8 @@ async fn receive(body: Body) -> Result<Received, Problem> {
     })
 }
 
-fn body_error(error: &axum::Error) -> Problem {
+/// The problem for a body that could not be read to its end.
+pub fn body_error(error: &axum::Error) -> Problem {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
