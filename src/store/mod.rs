@@ -17,6 +17,7 @@ pub mod datasets;
 pub mod policies;
 pub mod probe;
 pub mod publishing;
+pub mod replica;
 pub mod retired;
 pub mod sql;
 
