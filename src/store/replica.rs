@@ -121,6 +121,9 @@ struct ReplicaState {
     pages: Store,
     /// Streamed exports (admission stays with the export slots).
     exports: Store,
+    /// One connection for the replay position, so that busy read pools
+    /// never make a serving replica look down.
+    probe: PgPool,
     /// The last replay position read (`WalPosition` as a number).
     replayed: AtomicU64,
     up: AtomicBool,
@@ -156,6 +159,7 @@ impl Replica {
             inner: Arc::new(ReplicaState {
                 pages: Store::Postgres(pool(pages_connections)),
                 exports: Store::Postgres(pool(export_connections)),
+                probe: pool(1),
                 replayed: AtomicU64::new(0),
                 up: AtomicBool::new(false),
                 last_check: std::sync::Mutex::new(None),
@@ -221,10 +225,9 @@ impl Replica {
 
     /// Reads the replica's replay position; marks it up or down.
     pub async fn probe(&self) {
-        let Store::Postgres(pool) = &self.inner.pages else {
-            return;
-        };
-        let answer = tokio::time::timeout(self.inner.probe_timeout, replay_position(pool)).await;
+        let answer =
+            tokio::time::timeout(self.inner.probe_timeout, replay_position(&self.inner.probe))
+                .await;
         match answer {
             Ok(Ok(Some(position))) => {
                 self.inner.replayed.fetch_max(position.0, Ordering::Relaxed);
