@@ -40,6 +40,12 @@ pub struct Settings {
     pub database_export_connections: Option<u32>,
     /// Connections reserved for the audit writer, which no read or export can take.
     pub database_audit_connections: u32,
+    /// A PostgreSQL streaming replica (`postgres://…`) for dataset reads:
+    /// rows, counts, aggregates and exports. Everything that writes (audit,
+    /// publishing, clients, policy, sessions) stays on `database_url`. A read
+    /// goes to the primary instead while the replica has not replayed the
+    /// dataset version in force, or is down. Unset: every read on the primary.
+    pub database_read_url: Option<String>,
     /// Folder of dataset definitions.
     pub catalog_dir: PathBuf,
     /// Folder of the casbin model and policy.
@@ -363,6 +369,7 @@ impl Default for Settings {
             database_probe_timeout_ms: 1000,
             database_export_connections: None,
             database_audit_connections: 2,
+            database_read_url: None,
             catalog_dir: PathBuf::from("catalog"),
             policies_dir: PathBuf::from("policies"),
             policies_source: PoliciesSource::Files,
@@ -470,6 +477,16 @@ impl Settings {
                 "policy.min_group_size must be at least 1 (1 suppresses nothing)".into(),
             ));
         }
+        let is_postgres =
+            |url: &str| url.starts_with("postgres:") || url.starts_with("postgresql:");
+        if let Some(url) = &self.database_read_url
+            && !(is_postgres(url) && is_postgres(&self.database_url))
+        {
+            return Err(ConfigError::OutOfRange(
+                "database_read_url needs PostgreSQL for both database_url and the replica (postgres://…)"
+                    .into(),
+            ));
+        }
         // A misspelt origin or method would silently lock browsers out.
         crate::http::cors::check(&self.server.cors).map_err(ConfigError::OutOfRange)?;
         self.web
@@ -559,6 +576,22 @@ mod tests {
         server.retired_table_grace_seconds = 0;
         server.catalog_refresh_seconds = 0;
         assert_eq!(server.retired_table_grace().as_secs(), 3);
+    }
+
+    /// A read replica is PostgreSQL behind a PostgreSQL primary: a replica
+    /// of SQLite, or of another engine, is refused at start.
+    #[test]
+    fn read_replica_needs_postgresql() {
+        let mut settings = Settings {
+            dev_mode: true,
+            database_read_url: Some("postgres://reader@replica/passerelle".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(settings.check(), Err(ConfigError::OutOfRange(_))));
+        settings.database_url = "postgresql://app@primary/passerelle".into();
+        assert!(settings.check().is_ok());
+        settings.database_read_url = Some("sqlite:replica.db".into());
+        assert!(matches!(settings.check(), Err(ConfigError::OutOfRange(_))));
     }
 
     /// The file and the environment override the defaults, in that order.

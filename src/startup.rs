@@ -18,6 +18,7 @@ use crate::http::state::AppState;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
 use crate::store::probe::StoreHealth;
+use crate::store::replica::{ReadStores, Replica};
 use crate::store::retired::TablesInUse;
 
 /// Opens the store and syncs the catalogue folder into it (if the folder exists).
@@ -134,6 +135,22 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     .await
     .context("cannot start the audit log")?;
     audit.follow_store_health(store_health.clone());
+    // Dataset reads on the replica when it has replayed what they need.
+    let replica = match &settings.database_read_url {
+        None => None,
+        Some(url) => {
+            let replica = Replica::connect(
+                url,
+                settings.database_max_connections,
+                export_connections,
+                settings.database_acquire_timeout(),
+                settings.database_probe_timeout(),
+            )?;
+            replica.spawn_probe();
+            Some(replica)
+        }
+    };
+    let reads = ReadStores::new(store.clone(), export_store.clone(), replica);
     let limits = crate::limits::Limits::new(&settings.limits, store.clone())
         .context("cannot set up the rate limits")?;
     Ok(AppState {
@@ -146,6 +163,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         audit,
         pages: crate::http::data::cache::PageCache::new(settings.server.page_cache_bytes),
         exports: Exports::new(export_store, export_connections, settings.exports.clone()),
+        reads,
         limits,
         lifecycle: Lifecycle::default(),
     })

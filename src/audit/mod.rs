@@ -23,6 +23,7 @@
 mod columns;
 mod event;
 mod operator;
+mod partitions;
 mod query;
 mod signer;
 mod store;
@@ -315,6 +316,8 @@ struct Shared {
     backlog_since_us: AtomicU64,
     epoch: Instant,
     buffer: Duration,
+    /// This month's and next month's partitions (PostgreSQL).
+    partitions: partitions::Ahead,
 }
 
 impl Shared {
@@ -399,7 +402,9 @@ impl AuditLog {
             backlog_since_us: AtomicU64::new(0),
             epoch: Instant::now(),
             buffer: Duration::from_millis(config.buffer_ms),
+            partitions: partitions::Ahead::default(),
         });
+        shared.partitions.ensure(&shared.store, Utc::now()).await;
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         tokio::spawn(writer::run(shared.clone(), config, receiver));
         Ok(AuditLog {
@@ -597,8 +602,14 @@ impl AuditLog {
         else {
             return Ok(report);
         };
-        let purged =
-            store::purge_before(store, self.shared.signer.as_ref(), keep_from, &last_hash).await?;
+        let purged = store::purge_before(
+            store,
+            self.shared.signer.as_ref(),
+            keep_from,
+            before.timestamp_micros(),
+            &last_hash,
+        )
+        .await?;
         report.deleted_events = purged.events;
         report.deleted_checkpoints = purged.checkpoints;
         report.anchor_seq = purged.anchor.as_ref().map(|anchor| anchor.seq);

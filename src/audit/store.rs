@@ -292,6 +292,36 @@ impl InsertEvents for sqlx::Postgres {
     }
 }
 
+/// Whole partitions a purge can drop: monthly ones on PostgreSQL (see
+/// [`super::partitions`]), none on SQLite.
+trait DropPartitions: sqlx::Database {
+    fn drop_purged<'a>(
+        connection: &'a mut Self::Connection,
+        keep_from: i64,
+        before_us: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'a;
+}
+
+impl DropPartitions for sqlx::Sqlite {
+    async fn drop_purged(
+        _connection: &mut sqlx::SqliteConnection,
+        _keep_from: i64,
+        _before_us: i64,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(0)
+    }
+}
+
+impl DropPartitions for sqlx::Postgres {
+    async fn drop_purged(
+        connection: &mut sqlx::PgConnection,
+        keep_from: i64,
+        before_us: i64,
+    ) -> Result<u64, sqlx::Error> {
+        super::partitions::drop_purged(connection, keep_from, before_us).await
+    }
+}
+
 /// Appends `records` to the chain in one transaction; returns their sequence numbers.
 pub async fn append(store: &Store, events: &[Event]) -> Result<Vec<i64>, sqlx::Error> {
     in_chain_transaction!(store, tx => {
@@ -387,10 +417,13 @@ pub struct Purged {
 /// Deletes events before sequence `keep_from` (and checkpoints and anchors
 /// below it) after writing a signed anchor at `keep_from` whose hash is the
 /// last deleted event's hash. `expected_hash` is that hash as verified.
+/// On PostgreSQL, monthly partitions that end by `before_us` and hold only
+/// purged events are dropped whole; the rest is deleted row by row.
 pub async fn purge_before(
     store: &Store,
     signer: &dyn super::CheckpointSigner,
     keep_from: i64,
+    before_us: i64,
     expected_hash: &str,
 ) -> Result<Purged, sqlx::Error> {
     in_chain_transaction!(store, tx => {
@@ -401,7 +434,8 @@ pub async fn purge_before(
         match last_deleted {
             Some((hash,)) if hash == expected_hash => {
                 insert_statement(&mut tx, signer, "anchor", keep_from, &hash).await?;
-                let events = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
+                let dropped = <Db as DropPartitions>::drop_purged(&mut *tx, keep_from, before_us).await?;
+                let events = dropped + sqlx::query("DELETE FROM audit_events WHERE seq < $1")
                     .bind(keep_from)
                     .execute(&mut *tx)
                     .await?

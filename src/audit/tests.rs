@@ -601,6 +601,84 @@ async fn purges_and_stays_verifiable() {
     }
 }
 
+/// PostgreSQL: the purge drops whole monthly partitions and the rest
+/// verifies from the anchor; a partition holding an event written after a
+/// kept one (a late event) is not dropped, its purged rows are deleted.
+#[tokio::test]
+async fn purge_drops_whole_months() {
+    let Some((store, _guard)) = test_support::postgres().await else {
+        return;
+    };
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL test store")
+    };
+    let exists = |month: partitions::Month| async move {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+            .bind(month.table())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let log = start(&store, "gw").await;
+    let this_month = partitions::Month::of(Utc::now());
+    let first_instant = |month: partitions::Month| {
+        chrono::DateTime::from_timestamp_micros(month.start_us()).unwrap() + Duration::hours(1)
+    };
+    // Started: this month's partition and the next month's exist.
+    assert!(exists(this_month).await && exists(this_month.next()).await);
+    let last_month = partitions::Month::of(first_instant(this_month) - Duration::days(2));
+    let two_months_ago = partitions::Month::of(first_instant(last_month) - Duration::days(2));
+    partitions::create_months(&store, two_months_ago)
+        .await
+        .unwrap();
+    let record_at = |time: chrono::DateTime<Utc>, name: &'static str| {
+        let log = log.clone();
+        async move {
+            let mut event = sample(name);
+            event.time = time;
+            log.record(event).await.unwrap().sequence
+        }
+    };
+
+    // Two months ago: 1, 2 and a late 4 written after 3 of last month.
+    record_at(first_instant(two_months_ago), "a").await;
+    record_at(first_instant(two_months_ago), "b").await;
+    record_at(first_instant(last_month), "c").await;
+    record_at(first_instant(two_months_ago) + Duration::hours(1), "late").await;
+    record_at(Utc::now(), "d").await;
+    let report = log
+        .purge(chrono::DateTime::from_timestamp_micros(last_month.start_us()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((report.deleted_events, report.anchor_seq), (2, Some(3)));
+    assert!(
+        exists(two_months_ago).await,
+        "the late event keeps its partition"
+    );
+    let verification = log.verify(None, None).await.unwrap();
+    assert!(verification.ok, "{verification:?}");
+    assert_eq!((verification.from_seq, verification.checked), (Some(3), 3));
+
+    // Up to this month: both earlier months go whole, this one stays.
+    let report = log
+        .purge(chrono::DateTime::from_timestamp_micros(this_month.start_us()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((report.deleted_events, report.anchor_seq), (2, Some(5)));
+    assert!(!exists(two_months_ago).await && !exists(last_month).await);
+    assert!(exists(this_month).await && exists(this_month.next()).await);
+    let verification = log.verify(None, None).await.unwrap();
+    assert!(verification.ok, "{verification:?}");
+    assert_eq!((verification.from_seq, verification.checked), (Some(5), 1));
+    assert_eq!(record_at(Utc::now(), "after").await, 6);
+    assert!(log.verify(None, None).await.unwrap().ok);
+
+    // Whatever the date, this month's and next month's partitions stay.
+    log.purge(Utc::now() + Duration::days(90)).await.unwrap();
+    assert!(exists(this_month).await && exists(this_month.next()).await);
+    assert!(log.verify(None, None).await.unwrap().ok);
+}
+
 /// A purge refuses to destroy events that do not verify.
 #[tokio::test]
 async fn purge_refuses_a_broken_chain() {

@@ -208,6 +208,10 @@ fn queued_instant(shared: &Shared, queued_us: u64) -> Instant {
 }
 
 async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<Waiting>) {
+    shared
+        .partitions
+        .ensure(&shared.store, chrono::Utc::now())
+        .await;
     let records: Vec<Event> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     let started = std::time::Instant::now();
     let written = store::append(&shared.store, &records).await;

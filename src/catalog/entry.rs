@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use super::definition::{DatasetDefinition, ViewDefinition};
 use crate::domain::{FieldType, Schema};
 use crate::store::datasets::StoredDataset;
+use crate::store::replica::WalPosition;
 use crate::store::retired::{TableLease, TablesInUse};
 use crate::store::{Store, StoreError};
 
@@ -34,6 +35,10 @@ pub struct DatasetEntry {
     /// SHA-256 of the stored definition: a metadata change (an access
     /// level, a view) changes the catalogue's fingerprint.
     pub definition_hash: String,
+    /// The primary's WAL position when this catalogue first read this
+    /// version (its table): a read replica serves the entry only once it
+    /// has replayed that far (see [`crate::store::replica`]).
+    pub written_at: WalPosition,
 }
 
 impl DatasetEntry {
@@ -58,6 +63,7 @@ impl DatasetEntry {
             last_updated: stored.last_updated.clone(),
             geometry,
             definition_hash: stored.definition_hash.clone(),
+            written_at: WalPosition::START,
         })
     }
 
@@ -199,13 +205,26 @@ impl CatalogHandle {
 
     /// Re-reads the catalogue table; entries that cannot be read are logged
     /// and left out, retired datasets (tombstones) too.
+    ///
+    /// On PostgreSQL each entry notes the WAL position read after the
+    /// catalogue (every commit the catalogue saw is at or before it); an
+    /// entry whose table is unchanged keeps the position it had, so a
+    /// change to one dataset sends no other dataset's reads to the primary.
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
         let stored = store.stored_datasets().await?;
+        let written_at = store.wal_position().await?.unwrap_or_default();
+        let before = self.current();
         let entries = stored
             .iter()
             .filter(|row| !row.is_retired())
             .filter_map(|row| match DatasetEntry::from_stored(row) {
-                Ok(entry) => Some(entry),
+                Ok(mut entry) => {
+                    entry.written_at = match before.get(entry.id()) {
+                        Some(known) if known.table_name == entry.table_name => known.written_at,
+                        _ => written_at,
+                    };
+                    Some(entry)
+                }
                 Err(reason) => {
                     tracing::error!(%reason, "dataset left out of the catalogue");
                     None

@@ -315,6 +315,7 @@ mod tests {
             last_updated: last_updated.into(),
             geometry: None,
             definition_hash: String::new(),
+            written_at: crate::store::replica::WalPosition::START,
         }
     }
 

@@ -649,6 +649,7 @@ mod tests {
             last_updated: String::new(),
             geometry: None,
             definition_hash: String::new(),
+            written_at: crate::store::replica::WalPosition::START,
         };
         for french in [false, true] {
             let bytes = export(&[&entry], french);

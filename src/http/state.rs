@@ -27,6 +27,9 @@ pub struct AppState {
     pub pages: crate::http::data::cache::PageCache,
     /// The export pool and each caller's share of it.
     pub exports: crate::http::data::exports::Exports,
+    /// Where dataset reads run: the primary, or the read replica when it
+    /// has replayed the version in force.
+    pub reads: crate::store::replica::ReadStores,
     /// Request rates and daily quotas.
     pub limits: crate::limits::Limits,
     /// Draining and cutting at shutdown.

@@ -528,6 +528,7 @@ p, broken, level:partners, read, allow, absent
             last_updated: String::new(),
             geometry: None,
             definition_hash: String::new(),
+            written_at: crate::store::replica::WalPosition::START,
         }
     }
 

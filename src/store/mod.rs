@@ -19,6 +19,7 @@ pub mod direct;
 pub mod policies;
 pub mod probe;
 pub mod publishing;
+pub mod replica;
 pub mod retired;
 pub mod sql;
 

@@ -77,6 +77,7 @@ pub const POLICY_GENERATION: &str = "passerelle_policy_generation";
 pub const JWKS_FETCHES: &str = "passerelle_jwks_fetches_total";
 /// Emitted by the rate limiter (`[limits]`), described here with the others.
 pub const RATE_LIMIT_REFUSALS: &str = "passerelle_rate_limit_refusals_total";
+pub const DATASET_READS: &str = "passerelle_dataset_reads_total";
 pub const BUILD_INFO: &str = "passerelle_build_info";
 
 /// Every metric of the gateway: the README's list, the dashboard and the
@@ -207,6 +208,12 @@ pub const CATALOGUE: &[Metric] = &[
         Kind::Counter,
         "Requests refused with 429 by a rate limit or quota, by policy.",
         &["policy"],
+    ),
+    metric(
+        DATASET_READS,
+        Kind::Counter,
+        "Dataset reads (pages, counts, aggregates, exports) by store (primary or replica) and reason (replayed, no_replica, replica_behind, replica_down, replica_failed).",
+        &["store", "reason"],
     ),
     metric(
         BUILD_INFO,
@@ -364,6 +371,17 @@ pub fn pool(pool: &'static str, open: u32, idle: usize, max: u32) {
 /// A wait for a connection of `pool` that ran out.
 pub fn pool_timeout(pool: &'static str) {
     metrics::counter!(POOL_TIMEOUTS, "pool" => pool).increment(1);
+}
+
+/// A dataset read sent to the primary or the read replica (see
+/// [`crate::store::replica`]).
+pub fn dataset_read(source: crate::store::replica::ReadSource) {
+    metrics::counter!(
+        DATASET_READS,
+        "store" => source.store_label(),
+        "reason" => source.reason_label()
+    )
+    .increment(1);
 }
 
 /// A policy reload from the files, and whether it loaded.

@@ -112,7 +112,12 @@ pub async fn read(
     });
     let columns = read.output_columns();
     let counter = context.row_counter();
-    let mut stream = state.store.stream_rows(read, limit);
+    let written_at = entry.written_at;
+    let mut stream = state
+        .reads
+        .for_pages(written_at)
+        .await
+        .stream_rows(read, limit);
     let mut rows = Vec::new();
     while let Some(row) = stream.next().await {
         rows.push(row.map_err(|error| NoRows::Problem(error.into()))?);

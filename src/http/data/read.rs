@@ -34,6 +34,7 @@ use crate::store::StoreError;
 use crate::store::copy::CsvStream;
 use crate::store::datasets::{DatasetRead, RowStream};
 use crate::store::direct::DirectExport;
+use crate::store::replica::ReadRoute;
 use crate::store::sql::{CellKind, OutputColumn};
 
 /// Query parameters of the read grammar, for the API description (the
@@ -230,7 +231,7 @@ pub async fn read_dataset(
             return Ok(response);
         }
         let slot = state.exports.admit(&context).await?;
-        let store = state.exports.store();
+        let store = state.reads.for_exports(entry.written_at).await;
         let limit = read.plan.limit;
         let (rows, suppressed) = match read.min_group_size {
             Some(minimum) => {
@@ -298,7 +299,9 @@ pub async fn read_dataset(
             modified,
         ));
     }
-    let (mut page, suppressed) = json_page(&state, entry, read, columns, count_preference).await?;
+    let store = state.reads.for_pages(entry.written_at).await;
+    let (mut page, suppressed) =
+        json_page(&state, &store, entry, read, columns, count_preference).await?;
     page.headers.extend(answer_headers(
         count_preference,
         suppressed,
@@ -337,13 +340,13 @@ fn answer_headers(
 /// estimate (PostgreSQL), or the catalogue's record count when unfiltered.
 async fn count(
     state: &AppState,
+    store: &ReadRoute,
     read: &DatasetRead,
     preference: CountPreference,
     entry: &DatasetEntry,
 ) -> AppResult<u64> {
     let unfiltered =
         read.row_filter.is_none() && read.plan.filter.is_none() && !read.plan.is_aggregate();
-    let store = &state.store;
     if preference == CountPreference::Exact {
         return store.count_rows(read).await.map_err(store_failure(state));
     }
@@ -452,6 +455,7 @@ fn raw_json_columns(entry_schema: &crate::domain::Schema, columns: &[OutputColum
 /// also gives the exact count of an aggregate-only answer).
 async fn json_page(
     state: &AppState,
+    store: &ReadRoute,
     entry: &DatasetEntry,
     read: Arc<DatasetRead>,
     columns: Vec<OutputColumn>,
@@ -471,8 +475,7 @@ async fn json_page(
     let mut returned = 0;
     let (total, suppressed) = match read.min_group_size {
         Some(minimum) => {
-            let groups = state
-                .store
+            let groups = store
                 .read_groups(read.clone(), minimum, Some(limit))
                 .instrument(sql.clone())
                 .await
@@ -485,10 +488,10 @@ async fn json_page(
         }
         None => {
             let total = match count_preference {
-                Some(preference) => Some(count(state, &read, preference, entry).await?),
+                Some(preference) => Some(count(state, store, &read, preference, entry).await?),
                 None => None,
             };
-            let mut rows = state.store.stream_rows(read.clone(), Some(limit));
+            let mut rows = store.stream_rows(read.clone(), Some(limit));
             while let Some(row) = rows.next().instrument(sql.clone()).await {
                 let row = row.map_err(store_failure(state))?;
                 encoder.row(&mut body, &row);
