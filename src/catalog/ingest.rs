@@ -14,6 +14,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
@@ -257,6 +259,15 @@ impl Source {
             Content::GeoJsonFile(file) => file.rows(schema),
         }
     }
+
+    /// Bytes of the file read so far by [`Source::rows`] (a CSV file read
+    /// from disk; `None` for the other sources), for a progress display.
+    pub fn bytes_read(&self) -> Option<u64> {
+        match &self.content {
+            Content::CsvFile(csv) => Some(csv.rows_read.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
 }
 
 /// Decodes the file to text, dropping a UTF-8 byte order mark.
@@ -408,6 +419,8 @@ struct CsvFile {
     encoding: SourceEncoding,
     delimiter: u8,
     header: Vec<String>,
+    /// Bytes read from disk by the rows' reader.
+    rows_read: Arc<AtomicU64>,
 }
 
 /// The file's bytes as UTF-8, decoded chunk by chunk (Windows-1252 maps
@@ -419,6 +432,8 @@ struct DecodedFile {
     pending: Vec<u8>,
     offset: usize,
     started: bool,
+    /// Counts the bytes read from disk, when set.
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl DecodedFile {
@@ -433,6 +448,7 @@ impl DecodedFile {
             pending: Vec::new(),
             offset: 0,
             started: false,
+            counter: None,
         })
     }
 }
@@ -446,6 +462,9 @@ impl std::io::Read for DecodedFile {
                 return Ok(0);
             }
             chunk.truncate(read);
+            if let Some(counter) = &self.counter {
+                counter.fetch_add(read as u64, Ordering::Relaxed);
+            }
             if !self.started {
                 self.started = true;
                 if chunk.starts_with(UTF8_BOM) {
@@ -598,6 +617,7 @@ impl CsvFile {
             encoding,
             delimiter,
             header: Vec::new(),
+            rows_read: Arc::default(),
         };
         let mut reader = csv.reader()?;
         let record = reader.headers().map_err(csv_error)?;
@@ -650,7 +670,15 @@ impl CsvFile {
     fn rows<'a>(&'a self, schema: &'a Schema) -> Result<Rows<'a>, IngestError> {
         let indices = match_columns(&self.header, schema, None)?;
         let width = self.header.len();
-        let records = self.reader()?.into_records();
+        let mut file = DecodedFile::open(&self.path, self.encoding)?;
+        self.rows_read.store(0, Ordering::Relaxed);
+        file.counter = Some(self.rows_read.clone());
+        let records = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(file)
+            .into_records();
         Ok(Box::new(records.map(move |record| {
             csv_row(record, width, schema, &indices)
         })))
@@ -1418,12 +1446,16 @@ mod tests {
         let compare = |bytes: Vec<u8>, options: SourceOptions| {
             let path = folder.path().join("f.csv");
             std::fs::write(&path, &bytes).unwrap();
+            let length = bytes.len() as u64;
             let streamed = Source::open(&path, SourceFormat::Csv, &options);
             let in_memory = Source::from_bytes(bytes, SourceFormat::Csv, &options);
             match (streamed, in_memory) {
                 (Ok(streamed), Ok(in_memory)) => {
                     assert_eq!(streamed.columns(), in_memory.columns());
                     assert_eq!(all_rows(&streamed, &fields), all_rows(&in_memory, &fields));
+                    // The progress display's count: the whole file once read.
+                    assert_eq!(streamed.bytes_read(), Some(length));
+                    assert_eq!(in_memory.bytes_read(), None);
                     all_rows(&streamed, &fields).len()
                 }
                 (Err(streamed), Err(in_memory)) => {
