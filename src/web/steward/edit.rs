@@ -436,9 +436,42 @@ fn render(render: Render<'_>, values: &EditForm, outcome: Outcome, status: Statu
     respond(status, &page)
 }
 
+/// What a steward's page starts from: the query's pairs, the site
+/// (language), the page's path, and the stored dataset with its definition.
+pub struct Opened {
+    pub pairs: Vec<(String, String)>,
+    pub site: Site,
+    pub path: String,
+    pub stored: StoredDataset,
+    pub definition: DatasetDefinition,
+}
+
+/// Opens `/datasets/{id}/{page}` for a caller who may do `action` on the
+/// dataset; the error page (bad query, refusal, unknown dataset) otherwise.
+pub async fn open(
+    state: &AppState,
+    context: &RequestContext,
+    id: &str,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    (action, page): (Action, &str),
+) -> Result<Opened, Response> {
+    let pairs = pairs_of(raw_query, headers)?;
+    let site = Site::of(&pairs, headers);
+    let path = format!("/datasets/{id}/{page}");
+    let (stored, definition) = authorized(state, context, id, action, site, &path).await?;
+    Ok(Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    })
+}
+
 /// The stored dataset and its definition when the caller may do `action`
 /// on it (noted for the audit event); the refusal as a page otherwise.
-pub async fn authorized(
+async fn authorized(
     state: &AppState,
     context: &RequestContext,
     id: &str,
@@ -502,17 +535,25 @@ pub async fn form(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let pairs = match pairs_of(raw_query.as_deref(), &headers) {
-        Ok(pairs) => pairs,
+    let opened = open(
+        &state,
+        &context,
+        &id,
+        raw_query.as_deref(),
+        &headers,
+        (Action::Manage, "edit"),
+    )
+    .await;
+    let Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    } = match opened {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    let site = Site::of(&pairs, &headers);
-    let path = format!("/datasets/{id}/edit");
-    let (stored, definition) =
-        match authorized(&state, &context, &id, Action::Manage, site, &path).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
     let classify = may_classify(&state, &context, &stored, &definition);
     let render_with = Render {
         site,
@@ -539,17 +580,25 @@ pub async fn save(
     headers: HeaderMap,
     Form(form): Form<EditForm>,
 ) -> Response {
-    let pairs = match pairs_of(raw_query.as_deref(), &headers) {
-        Ok(pairs) => pairs,
+    let opened = open(
+        &state,
+        &context,
+        &id,
+        raw_query.as_deref(),
+        &headers,
+        (Action::Manage, "edit"),
+    )
+    .await;
+    let Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    } = match opened {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    let site = Site::of(&pairs, &headers);
-    let path = format!("/datasets/{id}/edit");
-    let (stored, definition) =
-        match authorized(&state, &context, &id, Action::Manage, site, &path).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
     if !csrf_ok(&headers, &form.csrf) {
         return refuse_csrf(&context, site, &path);
     }

@@ -25,7 +25,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::Uploads;
-use super::edit::authorized;
+use super::edit::{Opened, open};
 use super::pending::PendingUpload;
 use super::{StewardTexts, csrf_ok, problem_page, refuse_csrf, texts_of};
 use crate::catalog::definition::DatasetDefinition;
@@ -181,17 +181,25 @@ pub async fn form(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let pairs = match pairs_of(raw_query.as_deref(), &headers) {
-        Ok(pairs) => pairs,
+    let opened = open(
+        &state,
+        &context,
+        &id,
+        raw_query.as_deref(),
+        &headers,
+        (Action::Publish, "upload"),
+    )
+    .await;
+    let Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    } = match opened {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    let site = Site::of(&pairs, &headers);
-    let path = format!("/datasets/{id}/upload");
-    let (stored, definition) =
-        match authorized(&state, &context, &id, Action::Publish, site, &path).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
     render(
         site,
         &pairs,
@@ -244,17 +252,25 @@ pub async fn check(
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Response {
-    let pairs = match pairs_of(raw_query.as_deref(), &headers) {
-        Ok(pairs) => pairs,
+    let opened = open(
+        &state,
+        &context,
+        &id,
+        raw_query.as_deref(),
+        &headers,
+        (Action::Publish, "upload"),
+    )
+    .await;
+    let Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    } = match opened {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    let site = Site::of(&pairs, &headers);
-    let path = format!("/datasets/{id}/upload");
-    let (stored, definition) =
-        match authorized(&state, &context, &id, Action::Publish, site, &path).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
     let Some(_slot) = locks.acquire(&id) else {
         return problem_page(site, &upload_running(&id), &path);
     };
@@ -396,17 +412,25 @@ pub async fn publish(
     headers: HeaderMap,
     Form(form): Form<PublishForm>,
 ) -> Response {
-    let pairs = match pairs_of(raw_query.as_deref(), &headers) {
-        Ok(pairs) => pairs,
+    let opened = open(
+        &state,
+        &context,
+        &id,
+        raw_query.as_deref(),
+        &headers,
+        (Action::Publish, "upload"),
+    )
+    .await;
+    let Opened {
+        pairs,
+        site,
+        path,
+        stored,
+        definition,
+    } = match opened {
+        Ok(opened) => opened,
         Err(page) => return page,
     };
-    let site = Site::of(&pairs, &headers);
-    let path = format!("/datasets/{id}/upload");
-    let (stored, definition) =
-        match authorized(&state, &context, &id, Action::Publish, site, &path).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
     if !csrf_ok(&headers, &form.csrf) {
         return refuse_csrf(&context, site, &path);
     }
