@@ -547,7 +547,7 @@ pub async fn form(
     let Opened {
         pairs,
         site,
-        path,
+        path: _,
         stored,
         definition,
     } = match opened {

@@ -42,7 +42,7 @@ use crate::policy::Action;
 use crate::store::datasets::StoredDataset;
 use crate::web::display;
 use crate::web::locale::Texts;
-use crate::web::page::{Layout, Site, pairs_of, respond};
+use crate::web::page::{Layout, Site, respond};
 use crate::web::session;
 
 /// One row error of the report, as shown.
@@ -193,7 +193,7 @@ pub async fn form(
     let Opened {
         pairs,
         site,
-        path,
+        path: _,
         stored,
         definition,
     } = match opened {
