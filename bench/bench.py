@@ -49,10 +49,10 @@ AGG_RUNS = env_int("BENCH_AGG_RUNS", 5)
 AUDIT_EVENTS = env_int("BENCH_AUDIT_EVENTS", 50_000)
 AUDIT_CONCURRENCY = env_int("BENCH_AUDIT_CONCURRENCY", 32)
 PG_BASE = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-PEER_DB = "bench"
+PEER_DB = os.environ.get("BENCH_PEER_DB", "bench")  # the references' database (psql \copy, floor)
 GW_DB = os.environ.get("BENCH_GW_DB", "passerelle_bench")  # BENCH_GW_DB: another name when two runs share the server
 PORTS = {"ds": 18001, "floor": 18081, "sq": 18090, "pg": 18091, "export": 18092, "edge_off": 18093,
-         "second": 18094, "lb_one": 18095, "lb_two": 18096}
+         "second": 18094, "lb_one": 18095, "lb_two": 18096, "upload": 18097}
 NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
 PASSERELLE = os.environ.get("GATEWAY_BIN", "")
 FLOOR = os.environ.get("FLOOR_BIN", "")
@@ -373,6 +373,8 @@ def check_binary():
 def scenario_import(gws):
     log("S5 import: psql \\copy FROM, sqlite3 .import, passerelle import")
     sql_dir = os.path.join(BENCH, "sql")
+    if not psql(f"SELECT 1 FROM pg_database WHERE datname = '{PEER_DB}'", db="postgres"):
+        psql(f"CREATE DATABASE {PEER_DB}", db="postgres")
     times = []
     for _ in range(REPS):
         run(["psql", f"{PG_BASE}/{PEER_DB}", "-q", "-f", os.path.join(sql_dir, "import_pg.sql")])
@@ -435,14 +437,15 @@ def setup_gateway(gw):
         if proc.returncode != 0:
             gw.fail("cannot load conso-open", proc)
             return
-    for role in ("bench-reader", "bench-aggregator"):
+    for role in ("bench-reader", "bench-aggregator", "bench-publisher"):
         proc = gw.cli(["token", "--sub", "bench", "--roles", role, "--ttl", "3600"], dev=True, timeout=60)
         token = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
         if proc.returncode != 0 or token.count(".") != 2:
             gw.fail(f"`passerelle token --roles {role}` gave no JWT (exit {proc.returncode})", proc)
             return
         gw.tokens[role] = token
-    cmd_doc("PASSERELLE_DEV_MODE=true passerelle token --sub bench --roles bench-reader --ttl 3600  (and bench-aggregator)")
+    cmd_doc("PASSERELLE_DEV_MODE=true passerelle token --sub bench --roles bench-reader --ttl 3600  "
+            "(and bench-aggregator, bench-publisher)")
 
 
 # ---------------------------------------------------------------- scenarios 1 + 2 (wrk)
@@ -1166,14 +1169,147 @@ def scenario_instances(gws):
             "distinct point reads through each nginx, rounds interleaved; then `passerelle audit verify`")
 
 
+# ---------------------------------------------------------------- scenario 5u (upload over HTTP)
+UPLOAD_BIG_ROWS = env_int("BENCH_UPLOAD_BIG_ROWS", 0)  # 0: no large-file RSS run
+
+
+def curl_upload(url, token, path, max_time=1800):
+    """PUT of a file as text/csv (curl -T: Content-Length, read from disk as it is sent).
+    -> (status, answer dict or None, seconds, bytes sent, error text)."""
+    out = os.path.join(WORK, "upload_answer.json")
+    cmd = ["curl", "-sS", "--max-time", str(max_time), "-T", path, "-H", "Content-Type: text/csv",
+           "-H", "Expect:", "-H", f"Authorization: Bearer {token}", "-o", out, "-w",
+           "%{http_code} %{size_upload} %{time_total}", url]
+    proc = run(cmd, check=False, timeout=max_time + 30)
+    parts = proc.stdout.split()
+    code, sent, secs = (int(parts[0]), int(float(parts[1])), float(parts[2])) if len(parts) == 3 else (0, 0, 0.0)
+    answer, text = None, ""
+    if os.path.exists(out):
+        text = open(out, errors="replace").read()
+        os.remove(out)
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            pass
+    return code, answer, secs, sent, (proc.stderr.strip() + " " + text[:400]).strip()
+
+
+def count_lines(path):
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+    return n
+
+
+def current_version_rows(gw, port, token):
+    """The current version (number, rows...) from GET /datasets/conso-closed/versions, or (None, why)."""
+    status, _, body = http(f"http://127.0.0.1:{port}/api/v1/datasets/conso-closed/versions",
+                           {"Authorization": f"Bearer {token}"})
+    if status != 200:
+        return None, f"versions: HTTP {status} {body[:200].decode(errors='replace')}"
+    data = json.loads(body)
+    for v in data.get("versions") or []:
+        if v.get("status") == "current":
+            return v, None
+    return None, f"versions: no current version in {body[:300].decode(errors='replace')}"
+
+
+def upload_runs(gw, entry, path, rows, runs):
+    """`runs` uploads of `path` to a fresh gateway process (VmRSS sampled every 50 ms,
+    VmHWM at the end); each answer checked (HTTP 200, rows, bytes) and the current
+    version's row count read back."""
+    port = PORTS["upload"]
+    proc = gw.serve(port=port, name=f"passerelle_{gw.key}_upload_{entry['file_rows']}")
+    if proc is None:
+        entry["error"] = gw.error
+        R["failed"].append(f"upload_{gw.key}")
+        return
+    entry["rss_start_kib"] = status_kib(proc.pid, "VmRSS")
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    url = f"http://127.0.0.1:{port}/api/v1/datasets/conso-closed/data?file_name={os.path.basename(path)}"
+    size = os.path.getsize(path)
+    token = gw.tokens["bench-publisher"]
+    for i in range(runs):
+        code, answer, secs, sent, err = curl_upload(url, token, path)
+        log(f"upload {gw.label} {rows:,} rows run {i + 1}: HTTP {code}, {sent:,} bytes sent, {secs:.2f} s, "
+            f"answer {json.dumps(answer)[:200] if answer else err[:300]}")
+        problem = None
+        if code != 200 or not isinstance(answer, dict):
+            problem = f"HTTP {code}: {err[:400]}"
+        elif answer.get("rows") != rows or answer.get("bytes") != size or answer.get("dry_run"):
+            problem = f"answer rows {answer.get('rows')} bytes {answer.get('bytes')} (file: {rows} rows, {size} bytes)"
+        else:
+            current, why = current_version_rows(gw, port, token)
+            if current is None:
+                problem = why
+            elif current.get("number") != answer.get("version") or current.get("rows") != rows:
+                problem = f"current version {current} is not the upload's ({answer.get('version')}, {rows} rows)"
+            else:
+                entry.setdefault("versions", []).append(answer.get("version"))
+        if problem:
+            entry["error"] = problem
+            note(f"S5u {gw.label}: upload of {rows:,} rows failed: {problem}")
+            R["failed"].append(f"upload_{gw.key}")
+            break
+        entry["times"].append(secs)
+    sampler.running = False
+    sampler.join()
+    entry["rss_peak_sampled_kib"] = sampler.peak
+    entry["vmhwm_kib"] = status_kib(proc.pid, "VmHWM")
+    stop(proc)
+    log(f"upload {gw.label}: peak RSS sampled {sampler.peak / 1024:.1f} MiB, VmHWM {entry['vmhwm_kib'] / 1024:.1f} MiB")
+
+
+def scenario_upload(gws):
+    """S5u: `PUT /api/v1/datasets/conso-closed/data` of the 1M-row CSV (role bench-publisher:
+    `publish` on it), a fresh gateway process per store, next to S5 (passerelle import,
+    psql \\copy FROM, sqlite3 .import) measured in the same run; peak RSS of the process.
+    With BENCH_UPLOAD_BIG_ROWS=N, one more upload per store of an N-row file
+    (work/consommations_big.csv, generated once) for the RSS of a large upload."""
+    log("S5u upload: PUT /api/v1/datasets/conso-closed/data")
+    R.setdefault("upload", {})
+    file_rows = count_lines(CSV) - 1
+    assert file_rows == ROWS, f"{CSV} holds {file_rows} rows, expected {ROWS}"
+    for gw in gws:
+        if gw.error:
+            continue
+        entry = {"label": f"PUT /datasets/conso-closed/data ({gw.label}, text/csv, curl -T, new version)",
+                 "times": [], "file_rows": ROWS, "bytes": os.path.getsize(CSV)}
+        R["upload"][f"p_{gw.key}"] = entry
+        upload_runs(gw, entry, CSV, ROWS, REPS)
+    cmd_doc("curl -T work/consommations.csv -H 'Content-Type: text/csv' -H 'Authorization: Bearer $PUBLISHER' "
+            "-X PUT '/api/v1/datasets/conso-closed/data'  (a fresh gateway process per store; answer checked: "
+            "HTTP 200, rows, bytes, then GET /versions: the current version is the upload's with its rows; "
+            "curl time_total; VmRSS sampled every 50 ms, VmHWM at the end)")
+    if UPLOAD_BIG_ROWS:
+        big = os.path.join(WORK, "consommations_big.csv")
+        marker = big + ".rows"
+        if not os.path.exists(big) or (open(marker).read() if os.path.exists(marker) else "") != str(UPLOAD_BIG_ROWS):
+            log(f"generating {UPLOAD_BIG_ROWS:,} rows -> {big}")
+            run(["python3", os.path.join(BENCH, "gen_dataset.py"), big + ".tmp", str(UPLOAD_BIG_ROWS)], timeout=3600)
+            os.replace(big + ".tmp", big)
+            open(marker, "w").write(str(UPLOAD_BIG_ROWS))
+        for gw in gws:
+            if gw.error:
+                continue
+            entry = {"label": f"PUT of {UPLOAD_BIG_ROWS:,} rows ({os.path.getsize(big) / 1e9:.2f} GB, {gw.label})",
+                     "times": [], "file_rows": UPLOAD_BIG_ROWS, "bytes": os.path.getsize(big)}
+            R["upload"][f"big_{gw.key}"] = entry
+            upload_runs(gw, entry, big, UPLOAD_BIG_ROWS, 1)
+
+
 def only(scenario):
-    """BENCH_ONLY=export_compressed|edge|catalogue_page|instances|export_import: that scenario alone
+    """BENCH_ONLY=export_compressed|edge|catalogue_page|instances|export_import|upload: that scenario alone
     (BENCH_STORES=sq,pg picks the stores), printed instead of rewriting RESULTS.md.
     export_import: S5 then S4 (CSV, and NDJSON when BENCH_EXPORT_FORMATS names it), each
-    against its references (psql, sqlite3) measured in the same run."""
+    against its references (psql, sqlite3) measured in the same run.
+    upload: S5 (the references and `passerelle import`) then S5u (the same file over HTTP);
+    the references need only an empty database (BENCH_PEER_DB), not the loaded peers."""
     os.makedirs(RAW, exist_ok=True)
-    peers = scenario == "export_import"
-    prepare_data(peers=peers)
+    peers = scenario in ("export_import", "upload")
+    prepare_data(peers=scenario == "export_import")
     problem = check_binary()
     if problem:
         sys.exit(problem)
@@ -1191,6 +1327,9 @@ def only(scenario):
     if scenario == "export_import":
         scenario_export(gws, None)
         lines = report.export_import_lines(R)
+    elif scenario == "upload":
+        scenario_upload(gws)
+        lines = report.upload_lines(R)
     elif scenario == "edge":
         scenario_edge(gws)
         lines = report.edge_lines(R)
@@ -1332,7 +1471,7 @@ if __name__ == "__main__":
     try:
         scenario = os.environ.get("BENCH_ONLY")
         code = only(scenario) if scenario in ("export_compressed", "edge", "catalogue_page", "instances",
-                                               "export_import") else main()
+                                               "export_import", "upload") else main()
     finally:
         stop_all()
     sys.exit(code)

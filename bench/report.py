@@ -425,3 +425,41 @@ def export_import_lines(R):
             line(I[key], rows, I.get(ref))
     return L
 
+
+
+def upload_lines(R):
+    """S5u alone (`BENCH_ONLY=upload`): the upload over HTTP next to S5 of the same run
+    (`passerelle import`, `psql \\copy FROM`, `sqlite3 .import`), and the process's peak RSS."""
+    rows = R["config"]["rows"]
+    I, U = R.get("import") or {}, R.get("upload") or {}
+    L = ["| measure | median s | runs s | rows/s | vs passerelle import | vs \\copy FROM / .import | "
+         "peak RSS sampled / VmHWM MiB | notes |",
+         "|---|---:|---|---:|---:|---:|---:|---|"]
+
+    def ratio(t, ref):
+        r = med((ref or {}).get("times"))
+        return f"{r / t:.2f}x" if t and r else ""
+
+    def line(e, n, cli=None, peer=None):
+        t = med(e.get("times"))
+        rss = ""
+        if e.get("vmhwm_kib"):
+            rss = f"{e.get('rss_peak_sampled_kib', 0) / 1024:.1f} / {e['vmhwm_kib'] / 1024:.1f}"
+        L.append(f"| {e['label']} | {fmt(t, 2)} | {', '.join(f'{x:.2f}' for x in e.get('times', []))} | "
+                 f"{fmt(n / t) if t and n else 'n/a'} | {ratio(t, cli) if cli is not e else ''} | "
+                 f"{ratio(t, peer) if peer is not e else ''} | {rss} | {e.get('error') or ''} |")
+
+    for key in ("psql_copy_from", "sqlite3_import"):
+        if key in I:
+            line(I[key], rows, None, I[key])
+    for store, peer in (("pg", "psql_copy_from"), ("sq", "sqlite3_import")):
+        cli = I.get(f"passerelle_{store}")
+        if cli:
+            line(cli, rows, cli, I.get(peer))
+        if f"p_{store}" in U:
+            line(U[f"p_{store}"], rows, cli, I.get(peer))
+    for store in ("pg", "sq"):
+        e = U.get(f"big_{store}")
+        if e:
+            line(e, e["file_rows"])
+    return L
