@@ -444,7 +444,7 @@ pub async fn import(
     let progress = Progress::new(started, size);
     let rows = source
         .rows(&schema)?
-        .inspect(|_| progress.row(source.bytes_read()));
+        .inspect(|_| progress.row(|| source.bytes_read()));
     let outcome = store.import_rows(new, rows, 50).await?;
     let (version, table, count) = match outcome {
         crate::store::datasets::ImportOutcome::Imported {
@@ -535,7 +535,8 @@ impl Progress {
         }
     }
 
-    fn row(&self, bytes_read: Option<u64>) {
+    /// Counts a row; `bytes_read` is asked only when a line is shown.
+    fn row(&self, bytes_read: impl FnOnce() -> Option<u64>) {
         let rows = self.rows.get() + 1;
         self.rows.set(rows);
         if !rows.is_multiple_of(10_000) {
@@ -546,7 +547,7 @@ impl Progress {
             return;
         }
         self.shown.set(seconds);
-        let line = progress_line(rows, bytes_read, self.size, self.started.elapsed());
+        let line = progress_line(rows, bytes_read(), self.size, self.started.elapsed());
         if self.terminal {
             eprint!("\r  {line}   ");
         } else {

@@ -25,8 +25,8 @@ use crate::http::problem::{AppResult, Problem};
 use crate::http::state::AppState;
 use crate::policy::Action;
 
-fn with_etag(definition: &DatasetDefinition, tag: &str, status: StatusCode) -> Response {
-    let mut response = (status, Json(definition)).into_response();
+fn with_etag(body: &impl serde::Serialize, tag: &str, status: StatusCode) -> Response {
+    let mut response = (status, Json(body)).into_response();
     if let Ok(value) = tag.parse() {
         response.headers_mut().insert(header::ETAG, value);
     }
@@ -84,11 +84,7 @@ pub async fn show_definition(
         members.insert("retired_at".into(), stored.retired_at.clone().into());
         members.insert("retired_by".into(), stored.retired_by.clone().into());
     }
-    let mut response = (StatusCode::OK, Json(tombstone)).into_response();
-    if let Ok(value) = etag(&stored).parse() {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    Ok(response)
+    Ok(with_etag(&tombstone, &etag(&stored), StatusCode::OK))
 }
 
 /// Replaces a definition. Needs `manage`, and `classify` when the access
