@@ -29,6 +29,19 @@ fn catalog() -> tempfile::TempDir {
         "6,\"\"\"\",0.1,true".to_owned(),
         "7,fin,2.5,".to_owned(),
         "8,dernière,,true".to_owned(),
+        // Both sides of PostgreSQL's fixed-notation range [1e-4, 1e15).
+        "9,bornes,0.0001,true".to_owned(),
+        "10,bornes,0.00009999999999999999,true".to_owned(),
+        "11,bornes,999999999999999.9,true".to_owned(),
+        "12,bornes,1e15,true".to_owned(),
+        "13,bornes,-0.0001,false".to_owned(),
+        "14,bornes,-0.000099,false".to_owned(),
+        "15,bornes,-1e15,false".to_owned(),
+        "16,bornes,-999999999999999,false".to_owned(),
+        "17,extrêmes,1.7976931348623157e308,".to_owned(),
+        "18,extrêmes,5e-324,".to_owned(),
+        "19,extrêmes,0,".to_owned(),
+        "20,extrêmes,-123456.789,".to_owned(),
     ];
     std::fs::write(
         folder.path().join(format!("{DATASET}.csv")),
@@ -110,6 +123,14 @@ async fn copy_exports_match_the_encoder() {
         "{all}"
     );
     assert!(all.contains("\r\n4,\"a,b\",-0.00000015,true\r\n"), "{all}");
+    assert!(
+        all.contains("\r\n9,bornes,0.0001,true\r\n10,bornes,0.00009999999999999999,true\r\n"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\r\n12,bornes,1000000000000000,true\r\n"),
+        "{all}"
+    );
 
     // The PostgreSQL export is the store's COPY, the SQLite one is not.
     let entry = postgres
