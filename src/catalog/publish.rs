@@ -470,6 +470,26 @@ pub struct UploadReport {
 }
 
 impl UploadReport {
+    /// A file whose `rows` all fit the schema.
+    pub fn clean(rows: u64) -> UploadReport {
+        UploadReport {
+            valid_rows: rows,
+            bad_rows: 0,
+            errors: Vec::new(),
+            file_error: None,
+        }
+    }
+
+    /// A file that cannot be read as a whole, and why.
+    pub fn unreadable(reason: String) -> UploadReport {
+        UploadReport {
+            valid_rows: 0,
+            bad_rows: 0,
+            errors: Vec::new(),
+            file_error: Some(reason),
+        }
+    }
+
     pub fn is_clean(&self) -> bool {
         self.bad_rows == 0 && self.file_error.is_none()
     }

@@ -229,6 +229,11 @@ pub struct Upload<'a> {
 /// A file with errors is an answer whose report is not clean (the API turns
 /// it into a 422): the API's upload and the stewards' upload page both
 /// publish here.
+///
+/// A file to publish is read once: it is imported while its rows are
+/// checked, the import stopping (and nothing landing) at the first bad row.
+/// Only then is the file read again, to count every bad row and report the
+/// first ones. A dry run only checks.
 pub async fn check_and_publish(
     state: &AppState,
     context: &RequestContext,
@@ -238,29 +243,51 @@ pub async fn check_and_publish(
     reason: Option<String>,
 ) -> Result<UploadAnswer, Problem> {
     let schema: Schema = serde_json::from_str(&stored.schema).map_err(Problem::internal)?;
-    // Parsing and checking every row is CPU work: off the async workers.
-    let path = upload.path.to_owned();
-    let checked_definition = definition.clone();
-    let checked_schema = schema.clone();
-    let options = upload.options.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        match open_upload(&checked_definition, &path, &options) {
-            Ok(source) => Ok((validate(&source, &checked_schema), Some(source))),
-            Err(reason) => Ok::<_, Problem>((
-                UploadReport {
-                    valid_rows: 0,
-                    bad_rows: 0,
-                    errors: Vec::new(),
-                    file_error: Some(reason),
-                },
-                None,
-            )),
-        }
-    })
-    .await
-    .map_err(Problem::internal)??;
-    let (report, source) = report;
     let id = stored.id.as_str();
+    let path = upload.path.to_owned();
+    let opened_definition = definition.clone();
+    let options = upload.options.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || open_upload(&opened_definition, &path, &options))
+            .await
+            .map_err(Problem::internal)?;
+    let (report, published) = match opened {
+        Err(reason) => (UploadReport::unreadable(reason), None),
+        Ok(source) if upload.dry_run => (validate_off_workers(source, schema.clone()).await?, None),
+        Ok(source) => {
+            let new = NewVersion {
+                id,
+                schema: &schema,
+                definition: &stored.definition,
+                definition_hash: &stored.definition_hash,
+                source_hash: upload.sha256,
+                origin: &stored.origin,
+            };
+            let imported = match source.rows(&schema) {
+                Ok(rows) => state.store.import_rows(new, rows, 1).await?,
+                Err(_) => ImportOutcome::Rejected(Vec::new()),
+            };
+            match imported {
+                ImportOutcome::Imported {
+                    version,
+                    table_name,
+                    record_count,
+                } => (
+                    UploadReport::clean(u64::try_from(record_count).unwrap_or(0)),
+                    Some((version, table_name)),
+                ),
+                ImportOutcome::Rejected(_) => {
+                    let report = validate_off_workers(source, schema.clone()).await?;
+                    if report.is_clean() {
+                        return Err(Problem::internal(
+                            "the import refused a file whose rows all fit the schema",
+                        ));
+                    }
+                    (report, None)
+                }
+            }
+        }
+    };
     let by = actor(context);
     let facts = VersionFacts {
         dataset_id: id,
@@ -270,7 +297,7 @@ pub async fn check_and_publish(
         sha256: Some(upload.sha256),
         file_name: upload.file_name,
     };
-    let upload_facts = serde_json::json!({
+    let mut upload_facts = serde_json::json!({
         "dry_run": upload.dry_run,
         "rows": report.valid_rows,
         "bad_rows": report.bad_rows,
@@ -286,45 +313,15 @@ pub async fn check_and_publish(
         dry_run: upload.dry_run,
         report,
     };
-    if !report.is_clean() {
+    let Some((version, table)) = published else {
         note_changes_because(context, reason, upload_facts);
         if !upload.dry_run {
             state.store.record_failed_version(&facts).await?;
         }
         return Ok(answer(None, report));
-    }
-    if upload.dry_run {
-        note_changes_because(context, reason, upload_facts);
-        return Ok(answer(None, report));
-    }
-    let source = source.ok_or_else(|| Problem::internal("a clean upload without its file"))?;
-    let rows = source
-        .rows(&schema)
-        .map_err(|error| Problem::internal(format!("validated file unreadable: {error}")))?;
-    let new = NewVersion {
-        id,
-        schema: &schema,
-        definition: &stored.definition,
-        definition_hash: &stored.definition_hash,
-        source_hash: upload.sha256,
-        origin: &stored.origin,
     };
-    let (version, table) = match state.store.import_rows(new, rows, 1).await? {
-        ImportOutcome::Imported {
-            version,
-            table_name,
-            ..
-        } => (version, table_name),
-        ImportOutcome::Rejected(problems) => {
-            return Err(Problem::internal(format!(
-                "a validated file was refused: {:?}",
-                problems.first()
-            )));
-        }
-    };
-    let mut published = upload_facts;
-    published["version"] = serde_json::json!(version);
-    note_changes_because(context, reason, published);
+    upload_facts["version"] = serde_json::json!(version);
+    note_changes_because(context, reason, upload_facts);
     state
         .store
         .record_published_version(
@@ -336,6 +333,17 @@ pub async fn check_and_publish(
         .await?;
     state.refresh_catalog().await?;
     Ok(answer(Some(version), report))
+}
+
+/// [`validate`] on a blocking thread: parsing and checking every row is
+/// CPU work, kept off the async workers.
+async fn validate_off_workers(
+    source: crate::catalog::ingest::Source,
+    schema: Schema,
+) -> Result<UploadReport, Problem> {
+    tokio::task::spawn_blocking(move || validate(&source, &schema))
+        .await
+        .map_err(Problem::internal)
 }
 
 fn format_of_content_type(headers: &HeaderMap) -> Option<String> {
