@@ -33,6 +33,10 @@ impl Value {
     /// empty cell means.
     pub fn parse(field_type: FieldType, text: &str) -> Result<Value, ValueError> {
         match field_type {
+            // Neither store keeps a NUL in text (PostgreSQL refuses it).
+            FieldType::String if text.contains('\0') => Err(ValueError(
+                "a text value cannot hold the NUL character (U+0000)".into(),
+            )),
             FieldType::String => Ok(Value::Text(text.to_owned())),
             FieldType::Integer => parse_integer(text),
             FieldType::Number => parse_number(text),
@@ -128,6 +132,17 @@ fn parse_geojson(text: &str) -> Result<Value, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A NUL in text is refused on both stores alike (PostgreSQL cannot keep it).
+    #[test]
+    fn refuses_nul_in_text() {
+        let error = Value::parse(FieldType::String, "a\0b").unwrap_err();
+        assert!(error.0.contains("NUL"), "{}", error.0);
+        assert_eq!(
+            Value::parse(FieldType::String, "a b").unwrap(),
+            Value::Text("a b".into())
+        );
+    }
 
     /// Every type accepts its canonical form and normalises it.
     #[test]

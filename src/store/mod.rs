@@ -39,6 +39,8 @@ pub enum StoreError {
         "the table {0} of an unfinished import was cleaned up: the import stalled past the grace period"
     )]
     ImportCleanedUp(String),
+    #[error("the value {value} does not fit column `{column}`")]
+    Unfit { column: String, value: String },
 }
 
 impl StoreError {
@@ -61,7 +63,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Connect { source, .. } | StoreError::Sql(source) => is_unavailable(source),
-            StoreError::Migrate(_) | StoreError::ImportCleanedUp(_) => false,
+            StoreError::Migrate(_) | StoreError::ImportCleanedUp(_) | StoreError::Unfit { .. } => {
+                false
+            }
         }
     }
 }
