@@ -18,8 +18,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
 use futures::stream::BoxStream;
 use sqlx::{Postgres, QueryBuilder};
 
@@ -29,8 +29,11 @@ use super::{Store, StoreError};
 use crate::domain::Value;
 use crate::query::plan::{Filter, Operator};
 
-/// Raw CSV bytes from the store, in the chunks it sends them.
+/// Raw CSV bytes from the store, in chunks of up to about [`BATCH_BYTES`].
 pub type CsvStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// Bytes gathered from the store before they are handed over.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The `COPY` statement of a read and the values it reads from settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,9 +79,28 @@ impl Store {
                     settings_query(&statement.values).build().execute(&mut **conn).await?;
                 }
                 {
+                    // PostgreSQL sends each row as a message of its own: the
+                    // rows already received are gathered into one chunk, handed
+                    // over when it is full or when the next row is not there yet.
                     let mut chunks = conn.copy_out_raw(&statement.sql).await?;
-                    while let Some(chunk) = chunks.next().await {
-                        yield chunk?;
+                    let mut batch = BytesMut::with_capacity(BATCH_BYTES);
+                    loop {
+                        let next = match chunks.next().now_or_never() {
+                            Some(next) => next,
+                            None if batch.is_empty() => chunks.next().await,
+                            None => {
+                                yield batch.split().freeze();
+                                chunks.next().await
+                            }
+                        };
+                        let Some(chunk) = next else { break };
+                        batch.extend_from_slice(&chunk?);
+                        if batch.len() >= BATCH_BYTES {
+                            yield batch.split().freeze();
+                        }
+                    }
+                    if !batch.is_empty() {
+                        yield batch.freeze();
                     }
                 }
                 sqlx::raw_sql("COMMIT").execute(&mut **conn).await?;

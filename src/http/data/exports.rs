@@ -486,17 +486,15 @@ impl LineEnds {
     fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
         let mut rows = 0;
         let mut start = 0;
-        for (index, &byte) in chunk.iter().enumerate() {
-            match byte {
+        for index in memchr::memchr2_iter(b'"', b'\n', chunk) {
+            if chunk[index] == b'"' {
                 // A doubled quote inside a field toggles twice: no change.
-                b'"' => self.quoted = !self.quoted,
-                b'\n' if !self.quoted => {
-                    out.extend_from_slice(&chunk[start..index]);
-                    out.extend_from_slice(b"\r\n");
-                    start = index + 1;
-                    rows += 1;
-                }
-                _ => {}
+                self.quoted = !self.quoted;
+            } else if !self.quoted {
+                out.extend_from_slice(&chunk[start..index]);
+                out.extend_from_slice(b"\r\n");
+                start = index + 1;
+                rows += 1;
             }
         }
         out.extend_from_slice(&chunk[start..]);
