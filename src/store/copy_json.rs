@@ -255,6 +255,31 @@ mod tests {
         assert!(line.contains("\"geometry\":null,"), "{line}");
     }
 
+    /// Floats in PostgreSQL's fixed range are tested for first, on the
+    /// double; the text is taken apart only after, and non-finite values
+    /// and nulls are `null`.
+    #[test]
+    fn floats_take_the_cheap_test_first() {
+        let sql = float_json("c3");
+        assert!(
+            sql.starts_with(
+                "CASE WHEN (c3 >= 1e-4::float8 AND c3 < 1e15::float8) OR (c3 <= -1e-4::float8 AND c3 > -1e15::float8) \
+                 THEN CASE WHEN c3 = trunc(c3) THEN c3::text || '.0' ELSE c3::text END "
+            ),
+            "{sql}"
+        );
+        let split = sql.find("split_part").expect("a rewrite");
+        assert!(sql.find("'Infinity'::float8").unwrap() < split, "{sql}");
+        assert!(
+            sql.ends_with("ELSE replace(c3::text, 'e-0', 'e-') END"),
+            "{sql}"
+        );
+        assert_eq!(
+            json_value(CellKind::Float, false, "c3"),
+            format!("COALESCE({sql}, 'null')")
+        );
+    }
+
     /// A read of no column is still one (empty) object a line.
     #[test]
     fn empty_objects() {
