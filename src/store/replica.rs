@@ -25,7 +25,7 @@ use futures::stream::BoxStream;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::copy::CsvStream;
+use super::copy::{CopyFormat, CopyStream};
 use super::datasets::{DatasetRead, RowStream, SuppressedGroups};
 use super::{Store, StoreError, redact_password};
 
@@ -397,21 +397,22 @@ impl ReadRoute {
         }
     }
 
-    /// See [`Store::copy_csv`].
-    pub fn copy_csv(
+    /// See [`Store::copy_export`].
+    pub fn copy_export(
         &self,
         read: Arc<DatasetRead>,
         limit: Option<u64>,
-        separator: u8,
-    ) -> Option<CsvStream> {
-        let stream = self.store.copy_csv(read.clone(), limit, separator)?;
+        format: &CopyFormat,
+    ) -> Option<CopyStream> {
+        let stream = self.store.copy_export(read.clone(), limit, format)?;
         Some(match &self.replica {
             None => stream,
             Some(replica) => {
                 let primary = self.primary.clone();
+                let format = format.clone();
                 replica.or_on_primary(stream, move || {
                     primary
-                        .copy_csv(read, limit, separator)
+                        .copy_export(read, limit, &format)
                         .unwrap_or_else(|| futures::stream::empty().boxed())
                 })
             }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use passerelle::store::copy::CopyFormat;
 use passerelle::store::datasets::DatasetRead;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -74,7 +75,7 @@ async fn export(app: &TestApp, query: &str) -> Vec<u8> {
 }
 
 /// The same queries on both stores give the same bytes; on PostgreSQL the
-/// store writes them (`copy_csv`), on SQLite the gateway does.
+/// store writes them (`copy_export`), on SQLite the gateway does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_exports_match_the_encoder() {
     let folder = catalog();
@@ -149,10 +150,11 @@ async fn copy_exports_match_the_encoder() {
         min_group_size: None,
         lease: None,
     });
+    let csv = CopyFormat::Csv { separator: b',' };
     let chunks = postgres
         .state
         .store
-        .copy_csv(read.clone(), None, b',')
+        .copy_export(read.clone(), None, &csv)
         .expect("PostgreSQL writes CSV itself");
     let copied: Vec<u8> =
         futures::TryStreamExt::try_concat(futures::TryStreamExt::map_ok(chunks, |chunk| {
@@ -162,7 +164,7 @@ async fn copy_exports_match_the_encoder() {
         .expect("COPY");
     let copied = String::from_utf8(copied).unwrap();
     assert!(copied.contains(&TRICKY.replace('"', "\"\"")), "{copied}");
-    assert!(sqlite.state.store.copy_csv(read, None, b',').is_none());
+    assert!(sqlite.state.store.copy_export(read, None, &csv).is_none());
     // Its connection went back to the pool in a clean state.
     assert_eq!(
         export(&postgres, "order=id").await,

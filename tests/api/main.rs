@@ -16,6 +16,7 @@ mod dcat;
 mod edge_http;
 mod errors;
 mod exports_copy;
+mod exports_copy_json;
 mod exports_direct;
 mod formats;
 mod identity;
