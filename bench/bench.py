@@ -762,7 +762,12 @@ def status_kib(pid, field):
     return 0
 
 
-def curl_export(url, headers, max_time=300):
+FEATURE = b'{"type":"Feature",'
+
+
+def curl_export(url, headers, max_time=300, count=b"\n"):
+    """Downloads an export; `lines` counts `count` in the body (line ends, or
+    FEATURE for a GeoJSON collection, which is not one feature a line)."""
     path = os.path.join(WORK, "export.csv")
     cmd = ["curl", "-sS", "--max-time", str(max_time), "-o", path, "-w",
            "%{http_code} %{size_download} %{time_total}"]
@@ -774,8 +779,12 @@ def curl_export(url, headers, max_time=300):
     lines = 0
     if os.path.exists(path):
         with open(path, "rb") as f:
+            carry = b""
             while chunk := f.read(1 << 20):
-                lines += chunk.count(b"\n")
+                chunk = carry + chunk
+                lines += chunk.count(count)
+                # A pattern cut by the chunk border is counted with the next chunk.
+                carry = chunk[-(len(count) - 1):] if len(count) > 1 else b""
         os.remove(path)
     return code, size, secs, lines, proc.stderr.strip()
 
@@ -820,9 +829,28 @@ def scenario_export(gws, ds):
         sampler.join()
         entry["rss_peak_sampled_kib"] = sampler.peak
         entry["vmhwm_kib"] = status_kib(proc.pid, "VmHWM")
+        # The same rows as NDJSON and GeoJSON (lat/lon columns make the points).
+        for fmt_key, count in (("ndjson", b"\n"), ("geojson", FEATURE)):
+            fentry = {"label": f"Passerelle {gw.label}, closed, bearer token, audited, ?format={fmt_key}",
+                      "times": [], "rows": ROWS}
+            R["export"][f"p_{gw.key}_{fmt_key}"] = fentry
+            furl = f"http://127.0.0.1:{PORTS['export']}/api/v1/data/conso-closed?format={fmt_key}"
+            for i in range(REPS):
+                code, size, secs, found, err = curl_export(
+                    furl, [f"Authorization: Bearer {gw.tokens['bench-reader']}"], count=count)
+                log(f"export {gw.label} {fmt_key} run {i + 1}: HTTP {code}, {size:,} bytes, {found:,} records, "
+                    f"{secs:.2f} s")
+                if code != 200 or found != ROWS:
+                    fentry["error"] = f"HTTP {code}, {found} records, {size} bytes {err}"
+                    note(f"S4 {gw.label} {fmt_key}: export incomplete: {fentry['error']}")
+                    R["failed"].append(f"export_{gw.key}_{fmt_key}")
+                    break
+                fentry["times"].append(secs)
+                fentry["bytes"] = size
         stop(proc)
     cmd_doc("curl -H 'Authorization: Bearer $TOKEN' '/api/v1/data/conso-closed?format=csv' -o file  "
-            "(a fresh gateway process per store; VmRSS sampled every 50 ms, VmHWM at the end)")
+            "(a fresh gateway process per store; VmRSS sampled every 50 ms, VmHWM at the end); "
+            "then ?format=ndjson and ?format=geojson (records counted: lines, features)")
 
     if ds is not None:
         url = f"http://127.0.0.1:{PORTS['ds']}/bench/consommations_energie.csv?_stream=on&_size=max"

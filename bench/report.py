@@ -416,7 +416,9 @@ def export_import_lines(R):
         L.append(f"| {e['label']} | {fmt(t, 2)} | {', '.join(f'{x:.2f}' for x in e.get('times', []))} | "
                  f"{fmt(n / t) if t and n else 'n/a'} | {ratio} | {e.get('error') or ''} |")
 
-    for key, ref in (("psql", "psql"), ("sqlite3", "sqlite3"), ("p_pg", "psql"), ("p_sq", "sqlite3")):
+    for key, ref in (("psql", "psql"), ("sqlite3", "sqlite3"), ("p_pg", "psql"), ("p_sq", "sqlite3"),
+                     ("p_pg_ndjson", "psql"), ("p_pg_geojson", "psql"),
+                     ("p_sq_ndjson", "sqlite3"), ("p_sq_geojson", "sqlite3")):
         if key in E:
             line(E[key], E[key]["rows"], E.get(ref))
     for key, ref in (("psql_copy_from", "psql_copy_from"), ("sqlite3_import", "sqlite3_import"),

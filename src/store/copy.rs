@@ -1,8 +1,8 @@
 //! Exports produced by PostgreSQL itself: `COPY (SELECT …) TO STDOUT` of
 //! the planned query (view columns, row filters, order, limit and offset
-//! applied), so rows are never decoded and re-encoded by the gateway. CSV
-//! is PostgreSQL's own; NDJSON lines and GeoJSON features are built in SQL
-//! (see [`super::copy_json`]).
+//! applied). CSV is PostgreSQL's own, never decoded and re-encoded by the
+//! gateway; for NDJSON and GeoJSON the values are copied out in binary and
+//! encoded by the gateway's encoders (see [`super::copy_binary`]).
 //!
 //! A `COPY` statement takes no bound parameters. The values the plan binds
 //! are handed over with `set_config('passerelle.pN', $N, true)` (bound, in
@@ -15,8 +15,7 @@
 //! are `true`/`false`, floats are written as Rust writes them (no exponent),
 //! an empty string is an empty unquoted field like a null. Aggregate reads
 //! (small-group suppression happens in the gateway) and reads of fewer than
-//! two columns (PostgreSQL quotes a lone `\.`) use the row-by-row path;
-//! JSON lines need one column or more.
+//! two columns (PostgreSQL quotes a lone `\.`) use the row-by-row path.
 
 use std::sync::Arc;
 
@@ -25,16 +24,14 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use sqlx::{Postgres, QueryBuilder};
 
-use super::copy_json::{LINE_OPTIONS, feature_line, ndjson_line};
 use super::datasets::DatasetRead;
 use super::sql::{CellKind, TableQuery, build_select};
 use super::{Store, StoreError};
 use crate::domain::Value;
-use crate::format::Geometry;
 use crate::query::plan::{Filter, Operator};
 
-/// Raw bytes the store writes (CSV records, JSON lines), in chunks of up
-/// to about [`BATCH_BYTES`].
+/// Raw bytes the store writes (CSV records, or binary COPY data), in chunks
+/// of up to about [`BATCH_BYTES`].
 pub type CopyStream = BoxStream<'static, Result<Bytes, StoreError>>;
 
 /// What the store is asked to write.
@@ -42,12 +39,9 @@ pub type CopyStream = BoxStream<'static, Result<Bytes, StoreError>>;
 pub enum CopyFormat {
     /// CSV records with this separator (`,` or `;`), without the header.
     Csv { separator: u8 },
-    /// One JSON object a line; `raw_json[i]`: output column i holds JSON
-    /// text (a GeoJSON geometry), embedded as is.
-    Ndjson { raw_json: Vec<bool> },
-    /// One GeoJSON feature a line, its geometry found as the encoder finds
-    /// it (output positions); the collection around them is the gateway's.
-    GeoJson { geometry: Option<Geometry> },
+    /// PostgreSQL's binary COPY format: each value as the server stores
+    /// it, for the gateway's encoders ([`super::copy_binary`]).
+    Binary,
 }
 
 /// Bytes gathered from the store before they are handed over.
@@ -76,10 +70,7 @@ impl Store {
         if read.min_group_size.is_some() {
             return None;
         }
-        let columns = read.output_columns();
-        let kinds: Vec<CellKind> = columns.iter().map(|column| column.kind).collect();
-        let keys: Vec<String> = columns.into_iter().map(|column| column.key).collect();
-        let statement = copy_statement(&read.as_query(), &kinds, &keys, limit, format)?;
+        let statement = copy_statement(&read.as_query(), &read.cell_kinds(), limit, format)?;
         let pool = pool.clone();
         Some(
             async_stream::try_stream! {
@@ -87,18 +78,13 @@ impl Store {
                 let _read = read;
                 let mut connection = Unfinished::new(pool.acquire().await?);
                 let conn = connection.get();
-                // Floats written in their shortest exact form, and literals
-                // read as written (JSON keys), whatever the server's
-                // defaults. No JIT: the float expressions make the plan look
-                // costly enough for PostgreSQL to compile them with LLVM
-                // first, which took longer than the whole export (1 M rows:
-                // CSV 1.8 s with JIT, 0.81 s without, 0.82 s for a bare
-                // `\copy` of the table; NDJSON of nine columns 4.2 s with
-                // JIT, 2.1 s without, on a loaded machine).
-                sqlx::raw_sql(
-                    "BEGIN READ ONLY; SET LOCAL extra_float_digits = 1; \
-                     SET LOCAL standard_conforming_strings = on; SET LOCAL jit = off",
-                )
+                // Floats written in their shortest exact form, whatever the
+                // server's default. No JIT: the float expressions make the
+                // plan look costly enough for PostgreSQL to compile them with
+                // LLVM first, which took longer than the whole export (1 M
+                // rows: CSV 1.8 s with JIT, 0.81 s without, 0.82 s for a bare
+                // `\copy` of the table).
+                sqlx::raw_sql("BEGIN READ ONLY; SET LOCAL extra_float_digits = 1; SET LOCAL jit = off")
                     .execute(&mut **conn)
                     .await?;
                 if !statement.values.is_empty() {
@@ -212,18 +198,16 @@ fn setting_cast(value: &Value) -> &'static str {
     }
 }
 
-/// The `COPY` statement of a plain read (`keys`: its output columns' keys),
-/// or `None` when the read must take the row-by-row path (an aggregate, no
+/// The `COPY` statement of a plain read, or `None` when the read must take the row-by-row path (an aggregate, no
 /// column, fewer than two columns for CSV, a query whose parameters cannot
 /// be accounted for).
 pub fn copy_statement(
     query: &TableQuery<'_>,
     kinds: &[CellKind],
-    keys: &[String],
     limit: Option<u64>,
     format: &CopyFormat,
 ) -> Option<CopyStatement> {
-    if query.plan.is_aggregate() || kinds.is_empty() || keys.len() != kinds.len() {
+    if query.plan.is_aggregate() || kinds.is_empty() {
         return None;
     }
     let names: Vec<String> = (1..=kinds.len()).map(|index| format!("c{index}")).collect();
@@ -247,13 +231,7 @@ pub fn copy_statement(
                 format!("FORMAT csv, DELIMITER '{delimiter}'"),
             )
         }
-        CopyFormat::Ndjson { raw_json } => {
-            (ndjson_line(keys, kinds, raw_json), LINE_OPTIONS.to_owned())
-        }
-        CopyFormat::GeoJson { geometry } => (
-            feature_line(keys, kinds, *geometry),
-            LINE_OPTIONS.to_owned(),
-        ),
+        CopyFormat::Binary => (names.join(", "), "FORMAT binary".to_owned()),
     };
     let values = bound_values(query, limit);
     let select = build_select::<Postgres>(query, limit).into_string();
@@ -415,10 +393,6 @@ mod tests {
         }
     }
 
-    fn keys(count: usize) -> Vec<String> {
-        (0..count).map(|index| format!("k{index}")).collect()
-    }
-
     fn condition(column: usize, operator: Operator) -> Filter {
         Filter::Condition(Condition { column, operator })
     }
@@ -459,7 +433,6 @@ mod tests {
         let statement = copy_statement(
             &query,
             &kinds,
-            &keys(4),
             Some(10),
             &CopyFormat::Csv { separator: b';' },
         )
@@ -539,20 +512,15 @@ mod tests {
             row_filter: None,
         };
         let csv = CopyFormat::Csv { separator: b',' };
-        assert!(copy_statement(&query, &[CellKind::Int], &keys(1), None, &csv).is_none());
-        let ndjson = CopyFormat::Ndjson {
-            raw_json: vec![false],
-        };
-        let statement = copy_statement(&query, &[CellKind::Int], &keys(1), None, &ndjson)
-            .expect("one JSON column");
+        assert!(copy_statement(&query, &[CellKind::Int], None, &csv).is_none());
+        let statement = copy_statement(&query, &[CellKind::Int], None, &CopyFormat::Binary)
+            .expect("one binary column");
         assert!(
-            statement
-                .sql
-                .ends_with("TO STDOUT WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"),
+            statement.sql.ends_with("TO STDOUT WITH (FORMAT binary)"),
             "{}",
             statement.sql
         );
-        assert!(copy_statement(&query, &[], &[], None, &ndjson).is_none());
+        assert!(copy_statement(&query, &[], None, &CopyFormat::Binary).is_none());
         let aggregate = ReadPlan {
             select: vec![crate::query::plan::SelectItem::Aggregate {
                 function: crate::query::plan::AggregateFunction::Count,
@@ -566,8 +534,7 @@ mod tests {
             ..query
         };
         let kinds = [CellKind::Int, CellKind::Int];
-        assert!(copy_statement(&query, &kinds, &keys(2), None, &csv).is_none());
-        let geojson = CopyFormat::GeoJson { geometry: None };
-        assert!(copy_statement(&query, &kinds, &keys(2), None, &geojson).is_none());
+        assert!(copy_statement(&query, &kinds, None, &csv).is_none());
+        assert!(copy_statement(&query, &kinds, None, &CopyFormat::Binary).is_none());
     }
 }

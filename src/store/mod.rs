@@ -14,7 +14,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod alter;
 pub mod changes;
 pub mod copy;
-pub mod copy_json;
+pub mod copy_binary;
 pub mod datasets;
 pub mod direct;
 pub mod policies;

@@ -1,6 +1,6 @@
-//! NDJSON and GeoJSON exports written by PostgreSQL (`COPY … TO STDOUT`,
-//! each line built in SQL) are the bytes the gateway's own encoders write
-//! (SQLite): strings full of quotes, backslashes, `$$`, `;`, control
+//! NDJSON and GeoJSON exports from PostgreSQL (values copied out in binary,
+//! `COPY … TO STDOUT WITH (FORMAT binary)`, then encoded) are the bytes the
+//! gateway's own encoders write on SQLite: strings full of quotes, backslashes, `$$`, `;`, control
 //! characters and characters beyond ASCII, floats at every edge of both
 //! notations, and each kind of geometry (lat/lon columns, a geopoint text, a
 //! GeoJSON column).
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use passerelle::format::{GeoJsonEncoder, Geometry, NdjsonEncoder, RowEncoder};
 use passerelle::store::copy::CopyFormat;
+use passerelle::store::copy_binary::encode_binary;
 use passerelle::store::datasets::DatasetRead;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -165,24 +166,33 @@ fn whole(app: &TestApp, dataset: &str) -> Arc<DatasetRead> {
     })
 }
 
-async fn copied(app: &TestApp, read: Arc<DatasetRead>, format: &CopyFormat) -> String {
+/// The rows of `read` copied out of the store in binary and encoded by `encoder`.
+async fn copied(app: &TestApp, read: Arc<DatasetRead>, encoder: Box<dyn RowEncoder>) -> String {
     let chunks = app
         .state
         .store
-        .copy_export(read, None, format)
-        .expect("PostgreSQL writes JSON lines itself");
-    let bytes: Vec<u8> =
-        futures::TryStreamExt::try_concat(futures::TryStreamExt::map_ok(chunks, |chunk| {
-            chunk.to_vec()
-        }))
-        .await
-        .expect("COPY");
+        .copy_export(read.clone(), None, &CopyFormat::Binary)
+        .expect("PostgreSQL copies the values out itself");
+    let bytes: Vec<u8> = futures::TryStreamExt::try_concat(futures::TryStreamExt::map_ok(
+        encode_binary(chunks, read.cell_kinds(), encoder),
+        |chunk| chunk.bytes.to_vec(),
+    ))
+    .await
+    .expect("COPY");
     String::from_utf8(bytes).unwrap()
 }
 
+fn keys(read: &DatasetRead) -> Vec<String> {
+    read.schema
+        .fields
+        .iter()
+        .map(|field| field.name.clone())
+        .collect()
+}
+
 /// The same queries on both stores give the same NDJSON and GeoJSON bytes;
-/// on PostgreSQL the store writes them (`copy_export`), on SQLite the
-/// gateway does.
+/// on PostgreSQL the values come out of the store's binary `COPY`, on
+/// SQLite they are stepped next to the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_copy_exports_match_the_encoders() {
     let folder = catalog();
@@ -280,57 +290,51 @@ async fn json_copy_exports_match_the_encoders() {
 
     // The PostgreSQL exports are the store's COPY, the SQLite ones are not.
     let read = whole(&postgres, VALUES);
-    let ndjson = CopyFormat::Ndjson {
-        raw_json: vec![false; 6],
-    };
-    let lines = copied(&postgres, read.clone(), &ndjson).await;
+    let names = keys(&read);
+    let raw = vec![false; names.len()];
+    let lines = copied(
+        &postgres,
+        read.clone(),
+        Box::new(NdjsonEncoder::new(&names, &raw)),
+    )
+    .await;
     assert_eq!(lines.lines().count(), 4 + FLOATS.len());
     assert!(lines.starts_with("{\"id\":1,\"label\":\"Il a dit \\\"non\\\"; c'est \\\\ fini $$ DROP TABLE x; $$ --\\nsuite"), "{lines}");
-    let geojson = CopyFormat::GeoJson {
-        geometry: Some(Geometry::LatLon { lat: 4, lon: 5 }),
-    };
-    let features = copied(&postgres, read.clone(), &geojson).await;
+    let geometry = Some(Geometry::LatLon { lat: 4, lon: 5 });
+    let features = copied(
+        &postgres,
+        read.clone(),
+        Box::new(GeoJsonEncoder::new(&names, geometry)),
+    )
+    .await;
     assert!(
-        features.starts_with("{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[4.07,48.3]},\"properties\":{\"id\":1,"),
+        features.starts_with("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[4.07,48.3]},\"properties\":{\"id\":1,"),
         "{features}"
     );
     assert_eq!(
         features,
-        String::from_utf8(export(&postgres, VALUES, "geojson", "").await)
-            .unwrap()
-            .strip_prefix("{\"type\":\"FeatureCollection\",\"features\":[")
-            .and_then(|body| body.strip_suffix("]}"))
-            .expect("a collection")
-            .replace("}},{\"type\":\"Feature\"", "}}\n{\"type\":\"Feature\"")
-            + "\n"
+        String::from_utf8(export(&postgres, VALUES, "geojson", "").await).unwrap()
     );
     let sqlite_read = whole(&sqlite, VALUES);
     assert!(
         sqlite
             .state
             .store
-            .copy_export(sqlite_read.clone(), None, &ndjson)
-            .is_none()
-    );
-    assert!(
-        sqlite
-            .state
-            .store
-            .copy_export(sqlite_read, None, &geojson)
+            .copy_export(sqlite_read, None, &CopyFormat::Binary)
             .is_none()
     );
     // A geometry column is embedded as is and left out of the properties.
+    let shapes_read = whole(&postgres, SHAPES);
+    let shape_keys = keys(&shapes_read);
     let shapes = copied(
         &postgres,
-        whole(&postgres, SHAPES),
-        &CopyFormat::GeoJson {
-            geometry: Some(Geometry::GeoJson(2)),
-        },
+        shapes_read,
+        Box::new(GeoJsonEncoder::new(&shape_keys, Some(Geometry::GeoJson(2)))),
     )
     .await;
     assert!(
         shapes.contains(
-            "{\"type\":\"Feature\",\"geometry\":null,\"properties\":{\"id\":2,\"nom\":\"vide\"}}\n"
+            "{\"type\":\"Feature\",\"geometry\":null,\"properties\":{\"id\":2,\"nom\":\"vide\"}}"
         ),
         "{shapes}"
     );
@@ -358,8 +362,8 @@ async fn row_path(
     String::from_utf8(out).unwrap()
 }
 
-/// SQLite keeps no minus zero; PostgreSQL does, and its `COPY` writes it
-/// as the encoder writes the row it reads (`-0.0`), in values and points.
+/// SQLite keeps no minus zero; PostgreSQL does, and its binary `COPY`
+/// keeps it for the encoder (`-0.0`), in values and points.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minus_zero_stays() {
     let folder = catalog();
@@ -376,9 +380,7 @@ async fn minus_zero_stays() {
     let lines = copied(
         &postgres,
         read.clone(),
-        &CopyFormat::Ndjson {
-            raw_json: raw.clone(),
-        },
+        Box::new(NdjsonEncoder::new(&keys, &raw)),
     )
     .await;
     assert_eq!(
@@ -395,7 +397,12 @@ async fn minus_zero_stays() {
         "{lines}"
     );
     let geometry = Some(Geometry::LatLon { lat: 2, lon: 3 });
-    let features = copied(&postgres, read.clone(), &CopyFormat::GeoJson { geometry }).await;
+    let features = copied(
+        &postgres,
+        read.clone(),
+        Box::new(GeoJsonEncoder::new(&keys, geometry)),
+    )
+    .await;
     let mut encoder = GeoJsonEncoder::new(&keys, geometry);
     let mut expected = Vec::new();
     let rows: Vec<Vec<passerelle::domain::Value>> =
@@ -407,12 +414,6 @@ async fn minus_zero_stays() {
         encoder.row(&mut expected, row);
     }
     encoder.end(&mut expected);
-    assert_eq!(
-        format!(
-            "{{\"type\":\"FeatureCollection\",\"features\":[{}]}}",
-            features.trim_end().replace('\n', ",")
-        ),
-        String::from_utf8(expected).unwrap()
-    );
+    assert_eq!(features, String::from_utf8(expected).unwrap());
     assert!(features.contains("[-0.0,-0.0]"), "{features}");
 }

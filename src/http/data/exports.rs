@@ -219,15 +219,9 @@ pub enum Source {
         rows: RowStream,
         encoder: Box<dyn RowEncoder>,
     },
-    /// Lines written by the store (PostgreSQL `COPY`), between `head` (a
-    /// CSV's BOM and header row, a FeatureCollection's opening) and `tail`,
-    /// joined as `lines` says.
-    Copied {
-        head: Vec<u8>,
-        lines: CopiedLines,
-        tail: Vec<u8>,
-        chunks: CopyStream,
-    },
+    /// CSV records written by the store (PostgreSQL `COPY`), after `head`
+    /// (the BOM and header row); their `\n` record ends become `\r\n`.
+    Copied { head: Vec<u8>, chunks: CopyStream },
     /// Chunks encoded next to the store (SQLite), with their row counts.
     Encoded { chunks: EncodedStream },
 }
@@ -320,13 +314,8 @@ impl Producer {
                 drop(rows);
                 outcome
             }
-            Source::Copied {
-                head,
-                lines,
-                tail,
-                mut chunks,
-            } => {
-                let outcome = self.relay((head, lines, tail), &mut chunks).await;
+            Source::Copied { head, mut chunks } => {
+                let outcome = self.relay(head, &mut chunks).await;
                 drop(chunks);
                 outcome
             }
@@ -409,15 +398,11 @@ impl Producer {
         self.deliver(buffer, rows_in_buffer).await
     }
 
-    /// Hands over the lines the store wrote, joined as `lines` says, after
-    /// `head` and before `tail`, counting rows.
-    async fn relay(
-        &mut self,
-        (head, mut lines, tail): (Vec<u8>, CopiedLines, Vec<u8>),
-        chunks: &mut CopyStream,
-    ) -> Result<(), Cut> {
+    /// Hands over CSV the store wrote, with `\r\n` line ends, counting rows.
+    async fn relay(&mut self, head: Vec<u8>, chunks: &mut CopyStream) -> Result<(), Cut> {
         let mut buffer = Vec::with_capacity(CHUNK_BYTES + 4096);
         buffer.extend_from_slice(&head);
+        let mut lines = LineEnds::default();
         let mut rows_in_buffer = 0;
         let (cut, sender) = (self.cut.clone(), self.sender.clone());
         let cancelled = cut.cancelled();
@@ -448,7 +433,6 @@ impl Producer {
                 None => break,
             }
         }
-        buffer.extend_from_slice(&tail);
         self.deliver(buffer, rows_in_buffer).await
     }
 
@@ -487,73 +471,6 @@ impl Producer {
             Err(SendTimeoutError::Timeout(_)) => Err(Cut::Stalled),
             Err(SendTimeoutError::Closed(_)) => Err(Cut::ClientGone),
         }
-    }
-}
-
-/// How the lines the store writes (each ended by `\n`) are joined.
-#[derive(Debug)]
-pub enum CopiedLines {
-    /// CSV records: see [`LineEnds`].
-    Csv(LineEnds),
-    /// NDJSON: as they are.
-    Json,
-    /// GeoJSON features: a comma between two, no line ends.
-    Features(Separated),
-}
-
-impl CopiedLines {
-    pub fn csv() -> CopiedLines {
-        CopiedLines::Csv(LineEnds::default())
-    }
-
-    pub fn features() -> CopiedLines {
-        CopiedLines::Features(Separated::default())
-    }
-
-    /// Appends `chunk` converted to `out`; returns the lines it ended.
-    fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
-        match self {
-            CopiedLines::Csv(lines) => lines.convert(chunk, out),
-            CopiedLines::Json => {
-                out.extend_from_slice(chunk);
-                memchr::memchr_iter(b'\n', chunk).count() as u64
-            }
-            CopiedLines::Features(features) => features.convert(chunk, out),
-        }
-    }
-}
-
-/// Turns lines into items separated by commas: a line end is dropped, and
-/// becomes a comma once the next line starts (none after the last); state
-/// carries over between chunks. Lines are never empty.
-#[derive(Debug, Default)]
-pub struct Separated {
-    ended: bool,
-}
-
-impl Separated {
-    fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
-        let mut rows = 0;
-        let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', chunk).map(|index| index + 1);
-        for end in ends.chain(std::iter::once(chunk.len())) {
-            let line = &chunk[start..end];
-            start = end;
-            let (text, ends) = match line.split_last() {
-                Some((b'\n', text)) => (text, true),
-                _ => (line, false),
-            };
-            if !text.is_empty() && self.ended {
-                out.push(b',');
-                self.ended = false;
-            }
-            out.extend_from_slice(text);
-            if ends {
-                self.ended = true;
-                rows += 1;
-            }
-        }
-        rows
     }
 }
 
@@ -598,24 +515,6 @@ mod tests {
         rows += lines.convert(b"\",x\n2,y\n", &mut out);
         assert_eq!(rows, 2);
         assert_eq!(out, b"1,\"a\nb\"\"\",x\r\n2,y\r\n");
-    }
-
-    /// Features become comma-separated items whatever the chunk borders;
-    /// JSON lines pass as they are; both count their lines.
-    #[test]
-    fn joins_copied_lines() {
-        let mut features = CopiedLines::features();
-        let mut out = Vec::new();
-        let mut rows = features.convert(b"{\"a\":1}\n{\"b\"", &mut out);
-        rows += features.convert(b":2}", &mut out);
-        rows += features.convert(b"\n", &mut out);
-        rows += features.convert(b"{}\n", &mut out);
-        assert_eq!(rows, 3);
-        assert_eq!(out, b"{\"a\":1},{\"b\":2},{}");
-        let mut json = CopiedLines::Json;
-        let mut out = Vec::new();
-        assert_eq!(json.convert(b"{\"a\":\"\\n\"}\n{}\n", &mut out), 2);
-        assert_eq!(out, b"{\"a\":\"\\n\"}\n{}\n");
     }
 
     fn pace(stall_seconds: u64, min_bytes_per_second: u64) -> Pace {

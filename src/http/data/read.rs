@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::access::{authorize, deny};
 use super::cache::{CachedPage, PageCache};
-use super::exports::{CopiedLines, ExportSlot, Source};
+use super::exports::{ExportSlot, Source};
 use super::range::{CountPreference, content_range, requested_range};
 use crate::catalog::definition::AccessLevel;
 use crate::catalog::{DatasetEntry, GeometryColumns};
@@ -32,6 +32,7 @@ use crate::policy::Action;
 use crate::query::parse_read_query;
 use crate::store::StoreError;
 use crate::store::copy::{CopyFormat, CopyStream};
+use crate::store::copy_binary::encode_binary;
 use crate::store::datasets::{DatasetRead, RowStream};
 use crate::store::direct::DirectExport;
 use crate::store::replica::ReadRoute;
@@ -245,20 +246,20 @@ pub async fn read_dataset(
             }
             None => (store.stream_rows(read.clone(), limit), None),
         };
-        // On PostgreSQL a plain CSV, NDJSON or GeoJSON export is written by
-        // the store itself; on SQLite plain exports are stepped and encoded
-        // next to it.
+        // On PostgreSQL a plain CSV export is written by the store itself,
+        // NDJSON and GeoJSON are copied out in binary and encoded here; on
+        // SQLite plain exports are stepped and encoded next to it.
         let copy_format = match format {
             OutputFormat::Csv => Some(CopyFormat::Csv {
                 separator: csv_options.separator,
             }),
-            OutputFormat::Ndjson => Some(CopyFormat::Ndjson {
-                raw_json: raw_json_columns(&read.schema, &columns),
-            }),
-            OutputFormat::GeoJson => Some(CopyFormat::GeoJson { geometry }),
+            OutputFormat::Ndjson | OutputFormat::GeoJson => Some(CopyFormat::Binary),
             OutputFormat::Json => None,
         };
         let copied = match (copy_format, read.min_group_size) {
+            (Some(CopyFormat::Binary), None) => store
+                .copy_export(read.clone(), limit, &CopyFormat::Binary)
+                .map(Produced::Binary),
             (Some(copy_format), None) => store
                 .copy_export(read.clone(), limit, &copy_format)
                 .map(Produced::Copied),
@@ -615,8 +616,10 @@ fn sha2_256(bytes: &[u8]) -> [u8; 32] {
 
 /// An export the store produces itself, rather than rows the gateway encodes.
 enum Produced {
-    /// Lines written by PostgreSQL (`COPY`) in the export's format.
+    /// CSV records written by PostgreSQL (`COPY`).
     Copied(CopyStream),
+    /// Values copied out of PostgreSQL in binary, for the export's encoder.
+    Binary(CopyStream),
     /// Rows stepped and encoded next to SQLite.
     Direct(DirectExport),
 }
@@ -650,23 +653,13 @@ fn export(
     };
     let source = match copied {
         Some(Produced::Copied(chunks)) => {
-            // The encoder writes what surrounds the lines, so both paths agree.
-            let (mut head, mut tail) = (Vec::new(), Vec::new());
-            let mut around = encoder();
-            around.begin(&mut head);
-            around.end(&mut tail);
-            let lines = match format {
-                OutputFormat::Csv => CopiedLines::csv(),
-                OutputFormat::GeoJson => CopiedLines::features(),
-                OutputFormat::Ndjson | OutputFormat::Json => CopiedLines::Json,
-            };
-            Source::Copied {
-                head,
-                lines,
-                tail,
-                chunks,
-            }
+            let mut head = Vec::new();
+            encoder().begin(&mut head);
+            Source::Copied { head, chunks }
         }
+        Some(Produced::Binary(copied)) => Source::Encoded {
+            chunks: encode_binary(copied, read.cell_kinds(), encoder()),
+        },
         Some(Produced::Direct(direct)) => Source::Encoded {
             chunks: direct.stream(encoder()),
         },
