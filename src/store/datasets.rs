@@ -596,7 +596,10 @@ where
 {
     let (version, table) = claim_table_sqlite(pool, &new).await?;
     let outcome = match fill_table_sqlite(pool, &new, &table, rows, max_problems).await {
-        Ok(Ok(record_count)) => swap_table_sqlite(pool, &new, &table, version, record_count).await,
+        Ok(Ok(record_count)) => match analyze_sqlite(pool, &table).await {
+            Ok(()) => swap_table_sqlite(pool, &new, &table, version, record_count).await,
+            Err(error) => Err(error),
+        },
         Ok(Err(problems)) => Ok(ImportOutcome::Rejected(problems)),
         Err(error) => Err(error),
     };
@@ -604,6 +607,25 @@ where
         discard_table_sqlite(pool, &table).await;
     }
     outcome
+}
+
+/// Gathers the filled table's statistics before it is served. The bundled
+/// SQLite keeps samples of each index (STAT4) and plans with the values
+/// bound: without them, a page of a frequent value read in key order
+/// (`commune=eq.Troyes&id=gte.N&limit=100`, 30 % of the rows) went through
+/// the filter's index and sorted 150,000 rows, 200 ms a request; with them
+/// it walks the key's index, 0.4 ms. About 0.5 s for 1 M rows, holding the
+/// write lock once. SQLite loads statistics with the schema: connections
+/// opened later (and the one that ran this) plan with them at once, the
+/// others from their next schema reload or when the pool renews them.
+async fn analyze_sqlite(pool: &sqlx::SqlitePool, table: &str) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ANALYZE {}",
+        quote_identifier(table)
+    )))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Creates the new version's empty table and indexes, registered as retired
