@@ -531,19 +531,11 @@ pub fn open_upload(
 /// Validates every row of `source` against `schema`: the number of bad rows
 /// and the first [`MAX_REPORTED_ERRORS`] errors. Nothing is written.
 pub fn validate(source: &Source, schema: &Schema) -> UploadReport {
-    let mut report = UploadReport {
-        valid_rows: 0,
-        bad_rows: 0,
-        errors: Vec::new(),
-        file_error: None,
-    };
     let rows = match source.rows(schema) {
         Ok(rows) => rows,
-        Err(error) => {
-            report.file_error = Some(error.to_string());
-            return report;
-        }
+        Err(error) => return UploadReport::unreadable(error.to_string()),
     };
+    let mut report = UploadReport::clean(0);
     for row in rows {
         match row {
             Ok(_) => report.valid_rows += 1,
