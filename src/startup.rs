@@ -119,21 +119,21 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             settings.database_acquire_timeout(),
         )
         .await?;
-    let audit_store = store
-        .sibling(
-            &settings.database_url,
+    let audit = {
+        let (primary, url) = (store.clone(), settings.database_url.clone());
+        let (connections, timeout) = (
             settings.database_audit_connections.max(1),
             settings.database_acquire_timeout(),
+        );
+        AuditLog::start_on_own_thread(
+            move || async move { Ok(primary.sibling(&url, connections, timeout).await?) },
+            store.clone(),
+            settings.audit.writer(),
+            checkpoint_signer(authenticator.keys()),
         )
-        .await?;
-    let audit = AuditLog::start_with_reader(
-        audit_store,
-        store.clone(),
-        settings.audit.writer(),
-        checkpoint_signer(authenticator.keys()),
-    )
-    .await
-    .context("cannot start the audit log")?;
+        .await
+        .context("cannot start the audit log")?
+    };
     audit.follow_store_health(store_health.clone());
     // Dataset reads on the replica when it has replayed what they need.
     let replica = match &settings.database_read_url {

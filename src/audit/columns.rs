@@ -572,7 +572,7 @@ mod tests {
                 Store::Postgres(_) => "postgres",
             };
             let events = [sample("first").sealed("gw", None), full_event()];
-            let sequences = store::append(&store, &events).await.unwrap();
+            let (sequences, _) = store::append(&store, &events, None).await.unwrap();
             assert_eq!(sequences, vec![1, 2], "{backend}");
             let rows: Vec<EventRow> = store::events_ascending(&store, 1, None, 10).await.unwrap();
             let read: Vec<StoredEvent> = rows

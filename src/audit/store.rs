@@ -19,6 +19,11 @@ use crate::store::Store;
 /// The advisory lock key that serialises appends to the chain ("AUDIT" in ASCII).
 pub const CHAIN_LOCK: i64 = 0x0041_5544_4954;
 
+/// `BEGIN` and the chain's lock in one round trip: a simple query of two
+/// statements (the key is the constant above, not a value from outside).
+pub static BEGIN_CHAIN: LazyLock<Arc<str>> =
+    LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({CHAIN_LOCK})").into());
+
 /// Runs `$body` with `$pool` bound to the backend's pool and `Db` to its database type.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
@@ -58,10 +63,10 @@ macro_rules! in_chain_transaction {
             crate::store::Store::Postgres(pool) => {
                 #[allow(dead_code)]
                 type Db = sqlx::Postgres;
-                let mut $tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(crate::audit::store::CHAIN_LOCK)
-                    .execute(&mut *$tx)
+                let mut $tx = pool
+                    .begin_with(sqlx::AssertSqlSafe(
+                        crate::audit::store::BEGIN_CHAIN.clone(),
+                    ))
                     .await?;
                 let value = $body;
                 $tx.commit().await?;
@@ -245,15 +250,50 @@ where
     query
 }
 
+/// The batch insert, written only if the chain's head is still `$n+1`
+/// (the last argument): the head this writer left is checked by the
+/// statement itself rather than read in a round trip of its own.
+static INSERT_UNNEST_AFTER: LazyLock<Arc<str>> = LazyLock::new(|| {
+    format!(
+        "{} WHERE (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1) = ${}",
+        INSERT_UNNEST.as_ref(),
+        COLUMNS.len() + 1
+    )
+    .into()
+});
+
 /// How each backend writes a batch of chained events fastest.
 trait InsertEvents: sqlx::Database {
+    /// Whether [`InsertEvents::insert_events_after`] checks the head in the
+    /// statement (PostgreSQL: it saves a round trip per batch); SQLite
+    /// reads its head in process.
+    const CHECKS_HEAD: bool;
+
     fn insert_events<'a>(
         connection: &'a mut Self::Connection,
         rows: &'a [StoredEvent],
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Inserts `rows` if the head's sequence is still `head_seq`; false
+    /// (nothing written) if another writer moved it, or the events went.
+    fn insert_events_after<'a>(
+        connection: &'a mut Self::Connection,
+        rows: &'a [StoredEvent],
+        head_seq: i64,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send + 'a;
 }
 
 impl InsertEvents for sqlx::Sqlite {
+    const CHECKS_HEAD: bool = false;
+
+    async fn insert_events_after<'a>(
+        _connection: &'a mut sqlx::SqliteConnection,
+        _rows: &'a [StoredEvent],
+        _head_seq: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(false)
+    }
+
     /// SQLite: one cached prepared statement per row, inside the transaction.
     async fn insert_events<'a>(
         connection: &'a mut sqlx::SqliteConnection,
@@ -268,26 +308,46 @@ impl InsertEvents for sqlx::Sqlite {
     }
 }
 
+/// Binds one array per column of `rows`, in [`COLUMNS`] order.
+fn bind_arrays<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &[StoredEvent],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for column in COLUMNS.iter() {
+        let values = rows.iter().map(|row| (column.get)(row).sql());
+        query = match column.sql_type {
+            SqlType::Text => query.bind(values.map(SqlValue::into_text).collect::<Vec<_>>()),
+            SqlType::BigInt => query.bind(values.map(SqlValue::into_big_int).collect::<Vec<_>>()),
+            SqlType::Double => query.bind(values.map(SqlValue::into_double).collect::<Vec<_>>()),
+        };
+    }
+    query
+}
+
 impl InsertEvents for sqlx::Postgres {
+    const CHECKS_HEAD: bool = true;
+
+    async fn insert_events_after<'a>(
+        connection: &'a mut sqlx::PgConnection,
+        rows: &'a [StoredEvent],
+        head_seq: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let query = bind_arrays(
+            sqlx::query(AssertSqlSafe(INSERT_UNNEST_AFTER.clone())),
+            rows,
+        );
+        let done = query.bind(head_seq).execute(&mut *connection).await?;
+        Ok(done.rows_affected() == rows.len() as u64)
+    }
+
     /// PostgreSQL: one `INSERT … SELECT FROM UNNEST(arrays)` for the batch.
     async fn insert_events<'a>(
         connection: &'a mut sqlx::PgConnection,
         rows: &'a [StoredEvent],
     ) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(AssertSqlSafe(INSERT_UNNEST.clone()));
-        for column in COLUMNS.iter() {
-            let values = rows.iter().map(|row| (column.get)(row).sql());
-            query = match column.sql_type {
-                SqlType::Text => query.bind(values.map(SqlValue::into_text).collect::<Vec<_>>()),
-                SqlType::BigInt => {
-                    query.bind(values.map(SqlValue::into_big_int).collect::<Vec<_>>())
-                }
-                SqlType::Double => {
-                    query.bind(values.map(SqlValue::into_double).collect::<Vec<_>>())
-                }
-            };
-        }
-        query.execute(&mut *connection).await?;
+        bind_arrays(sqlx::query(AssertSqlSafe(INSERT_UNNEST.clone())), rows)
+            .execute(&mut *connection)
+            .await?;
         Ok(())
     }
 }
@@ -322,26 +382,58 @@ impl DropPartitions for sqlx::Postgres {
     }
 }
 
-/// Appends `records` to the chain in one transaction; returns their sequence numbers.
-pub async fn append(store: &Store, events: &[Event]) -> Result<Vec<i64>, sqlx::Error> {
+/// Appends `events` to the chain in one transaction; returns their sequence
+/// numbers and the new head. `known` is the head as this writer left it
+/// after its last batch: on PostgreSQL the batch is chained to it and
+/// written only if it is still the head (one round trip fewer); otherwise,
+/// or when another gateway appended since, the head is read under the lock.
+pub async fn append(
+    store: &Store,
+    events: &[Event],
+    known: Option<&Head>,
+) -> Result<(Vec<i64>, Head), sqlx::Error> {
     in_chain_transaction!(store, tx => {
-        let head = read_head!(tx);
-        let mut prev_hash = head.hash;
-        let mut rows = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let mut row = StoredEvent {
-                seq: head.seq + 1 + index as i64,
-                event: event.clone(),
-                prev_hash,
-                hash: String::new(),
-            };
-            row.hash = row.chain_hash();
-            prev_hash = row.hash.clone();
-            rows.push(row);
+        let mut written = None;
+        if let Some(known) = known.filter(|_| <Db as InsertEvents>::CHECKS_HEAD) {
+            let rows = chained(known, events);
+            if <Db as InsertEvents>::insert_events_after(&mut *tx, &rows, known.seq).await? {
+                written = Some(rows);
+            }
         }
-        <Db as InsertEvents>::insert_events(&mut *tx, &rows).await?;
-        rows.iter().map(|row| row.seq).collect::<Vec<i64>>()
+        let (rows, head) = match written {
+            Some(rows) => (rows, known.cloned()),
+            None => {
+                let head = read_head!(tx);
+                let rows = chained(&head, events);
+                <Db as InsertEvents>::insert_events(&mut *tx, &rows).await?;
+                (rows, Some(head))
+            }
+        };
+        let head = rows
+            .last()
+            .map(|row| Head { seq: row.seq, hash: row.hash.clone() })
+            .or(head)
+            .unwrap_or(Head { seq: 0, hash: GENESIS_HASH.to_owned() });
+        (rows.iter().map(|row| row.seq).collect::<Vec<i64>>(), head)
     })
+}
+
+/// `events` chained after `head`.
+fn chained(head: &Head, events: &[Event]) -> Vec<StoredEvent> {
+    let mut prev_hash = head.hash.clone();
+    let mut rows = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let mut row = StoredEvent {
+            seq: head.seq + 1 + index as i64,
+            event: event.clone(),
+            prev_hash,
+            hash: String::new(),
+        };
+        row.hash = row.chain_hash();
+        prev_hash = row.hash.clone();
+        rows.push(row);
+    }
+    rows
 }
 
 /// Signs and stores a checkpoint of the current head, unless the head is

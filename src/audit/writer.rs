@@ -214,10 +214,12 @@ async fn write_batch(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut Vec<
         .await;
     let records: Vec<Event> = batch.iter().map(|(record, _)| (**record).clone()).collect();
     let started = std::time::Instant::now();
-    let written = store::append(&shared.store, &records).await;
+    let known = shared.known_head();
+    let written = store::append(&shared.store, &records, known.as_ref()).await;
     metrics::audit_batch(records.len(), started.elapsed().as_secs_f64());
+    shared.set_known_head(written.as_ref().ok().map(|(_, head)| head.clone()));
     match written {
-        Ok(sequences) => {
+        Ok((sequences, _)) => {
             shared.healthy.store(true, Ordering::Relaxed);
             for ((_, reply), sequence) in batch.drain(..).zip(sequences) {
                 reply.send(shared, Ok(sequence));
@@ -240,8 +242,16 @@ async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Waiting>, retry: &mut
     // fault), written again if none did (the log is).
     let mut refused: Vec<(Waiting, String)> = Vec::new();
     while let Some((record, reply)) = waiting.next() {
-        match store::append(&shared.store, std::slice::from_ref(&*record)).await {
-            Ok(sequences) => {
+        let known = shared.known_head();
+        let appended = store::append(
+            &shared.store,
+            std::slice::from_ref(&*record),
+            known.as_ref(),
+        )
+        .await;
+        shared.set_known_head(appended.as_ref().ok().map(|(_, head)| head.clone()));
+        match appended {
+            Ok((sequences, _)) => {
                 written = true;
                 shared.healthy.store(true, Ordering::Relaxed);
                 reply.send(
