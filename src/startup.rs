@@ -14,7 +14,7 @@ use crate::catalog::sync::{SyncOptions, sync_folder_with};
 use crate::config::{PoliciesSource, Settings};
 use crate::http::data::exports::Exports;
 use crate::http::lifecycle::Lifecycle;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Services};
 use crate::policy::PolicyEngine;
 use crate::store::Store;
 use crate::store::probe::StoreHealth;
@@ -153,7 +153,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let reads = ReadStores::new(store.clone(), export_store.clone(), replica);
     let limits = crate::limits::Limits::new(&settings.limits, store.clone())
         .context("cannot set up the rate limits")?;
-    Ok(AppState {
+    Ok(AppState::new(Services {
         settings: settings.clone(),
         store,
         store_health,
@@ -166,7 +166,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         reads,
         limits,
         lifecycle: Lifecycle::default(),
-    })
+    }))
 }
 
 /// Signs audit checkpoints with the gateway's current ES256 key; verifies

@@ -37,8 +37,15 @@ pub fn last_modified(last_updated: &str) -> Option<DateTime<Utc>> {
 }
 
 /// An HTTP date (RFC 9110 §5.6.7, IMF-fixdate).
+/// Written by `httpdate` (hyper's own): chrono's `format` parses its pattern
+/// again on each call, 1.5 % of a cached read's CPU (perf).
+/// `httpdate` takes no time before 1970 (a catalogue may say anything).
 pub fn http_date(time: DateTime<Utc>) -> String {
-    time.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    if time.timestamp() >= 0 {
+        httpdate::fmt_http_date(time.into())
+    } else {
+        time.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    }
 }
 
 /// Whether the client's copy is current: `If-None-Match` (weak comparison,
@@ -143,6 +150,8 @@ mod tests {
         assert!(!not_modified(&request(&[]), &etag, modified));
         let date = http_date(modified.unwrap());
         assert_eq!(date, "Sat, 28 Nov 2026 10:00:00 GMT");
+        let early = last_modified("1969-07-20T20:17:40Z").unwrap();
+        assert_eq!(http_date(early), "Sun, 20 Jul 1969 20:17:40 GMT");
         assert!(not_modified(
             &request(&[("if-modified-since", &date)]),
             &etag,

@@ -34,6 +34,8 @@ pub struct TelemetrySettings {
 /// Flushes what telemetry still holds when dropped (at the end of `main`).
 #[must_use = "dropping the guard flushes and stops the trace exporter"]
 pub struct TelemetryGuard {
+    /// Writes what the log writer still holds when dropped.
+    _logs: Option<tracing_appender::non_blocking::WorkerGuard>,
     #[cfg(feature = "otel")]
     _traces: Option<otel::Traces>,
 }
@@ -58,11 +60,25 @@ fn install(settings: Option<&TelemetrySettings>, for_tests: bool) -> TelemetryGu
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let logs = tracing_subscriber::fmt::layer().with_ansi(colour && !json && !for_tests);
-    let logs = match (json, for_tests) {
-        (true, false) => logs.json().with_writer(std::io::stderr).boxed(),
-        (false, false) => logs.with_writer(std::io::stderr).boxed(),
-        (true, true) => logs.json().with_test_writer().boxed(),
-        (false, true) => logs.with_test_writer().boxed(),
+    // Lines go to standard error from a thread of their own, gathered while
+    // requests keep coming and written out as soon as none is waiting: one
+    // `write` per burst instead of one per request on the request's thread
+    // (the request line was 8 % of a cached read's CPU, perf). Never lossy:
+    // a full queue makes the logging call wait.
+    let (stderr, guard) = if for_tests {
+        (None, None)
+    } else {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("log-writer")
+            .finish(std::io::BufWriter::new(std::io::stderr()));
+        (Some(writer), Some(guard))
+    };
+    let logs = match (json, stderr) {
+        (true, Some(stderr)) => logs.json().with_writer(stderr).boxed(),
+        (false, Some(stderr)) => logs.with_writer(stderr).boxed(),
+        (true, None) => logs.json().with_test_writer().boxed(),
+        (false, None) => logs.with_test_writer().boxed(),
     };
     let logs = logs.with_filter(filter);
     #[cfg(feature = "otel")]
@@ -74,7 +90,10 @@ fn install(settings: Option<&TelemetrySettings>, for_tests: bool) -> TelemetryGu
             .with(logs)
             .with(layer)
             .try_init();
-        TelemetryGuard { _traces: traces }
+        TelemetryGuard {
+            _logs: guard,
+            _traces: traces,
+        }
     }
     #[cfg(not(feature = "otel"))]
     {
@@ -85,6 +104,6 @@ fn install(settings: Option<&TelemetrySettings>, for_tests: bool) -> TelemetryGu
         }
         // A second init (tests) keeps the first subscriber.
         let _ = tracing_subscriber::registry().with(logs).try_init();
-        TelemetryGuard {}
+        TelemetryGuard { _logs: guard }
     }
 }
