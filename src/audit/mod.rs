@@ -65,6 +65,11 @@ pub struct AuditConfig {
     /// How long the writer waits for more events before committing a batch
     /// that is not full (0: commit what is waiting at once).
     pub max_batch_wait_ms: u64,
+    /// Under load, how long a batch that callers wait for may wait for more
+    /// events: while many more requests are being answered than wait in the
+    /// batch, their events are about to come, and one commit for all of them
+    /// costs the store less CPU than several (0: never).
+    pub busy_wait_ms: u64,
     /// Events waiting for the writer before `record` itself waits.
     pub queue_capacity: usize,
     /// How often a signed checkpoint of the head is written.
@@ -86,6 +91,7 @@ impl Default for AuditConfig {
         AuditConfig {
             max_batch_size: 512,
             max_batch_wait_ms: 0,
+            busy_wait_ms: DEFAULT_BUSY_WAIT_MS,
             queue_capacity: 16_384,
             checkpoint_interval_seconds: 300,
             hash_client_ip: false,
@@ -95,6 +101,15 @@ impl Default for AuditConfig {
         }
     }
 }
+
+/// Default of `audit.log.busy_wait_ms`.
+pub const DEFAULT_BUSY_WAIT_MS: u64 = 2;
+
+/// A batch callers wait for waits for more (`busy_wait_ms`) while more than
+/// this many times as many other requests are being answered. Below it, the
+/// requests still coming are few enough to make the next batch while this
+/// one commits: waiting for them would leave the processors idle.
+const BUSY_FACTOR: usize = 2;
 
 /// Default of `audit.buffer_ms`.
 pub const DEFAULT_BUFFER_MS: u64 = 50;
@@ -321,6 +336,8 @@ struct Shared {
     /// The head as the writer left it after its last batch (`None` after a
     /// failure: read again under the lock).
     known_head: std::sync::Mutex<Option<store::Head>>,
+    /// Requests being answered (see [`AuditLog::request_started`]).
+    in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -355,6 +372,7 @@ impl Shared {
             buffer: Duration::from_millis(config.buffer_ms),
             partitions: partitions::Ahead::default(),
             known_head: std::sync::Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -366,6 +384,13 @@ impl Shared {
         if let Ok(mut known) = self.known_head.lock() {
             *known = head;
         }
+    }
+
+    /// Whether many more requests are being answered than the `waiting`
+    /// callers of the batch being gathered: their events are coming.
+    fn more_coming(&self, waiting: usize) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        in_flight.saturating_sub(waiting) > BUSY_FACTOR * waiting
     }
 
     fn now_us(&self) -> u64 {
@@ -405,6 +430,15 @@ impl Shared {
                 status.error.as_deref().unwrap_or("no answer")
             )
         })
+    }
+}
+
+/// A request being answered (see [`AuditLog::request_started`]).
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -534,6 +568,13 @@ impl AuditLog {
             reply: writer::Reply::Buffered { queued_us },
         });
         Ok(())
+    }
+
+    /// Counts a request as being answered until the returned guard drops: the
+    /// writer lets a batch wait for more events while many requests are.
+    pub fn request_started(&self) -> InFlight<'_> {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.shared.in_flight)
     }
 
     /// Waits until every event queued before this call is written (or failed).

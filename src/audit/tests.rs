@@ -1154,3 +1154,63 @@ async fn buffered_events_wait_for_a_failing_log() {
     assert!(log.healthy());
     assert!(log.verify(None, None).await.unwrap().ok);
 }
+
+/// Under load a batch that callers wait for waits for the events of the
+/// requests being answered (`busy_wait_ms`, 60 s here, so only a coming event
+/// can end the wait): with four requests in flight, the first durable event
+/// is not written alone, and the second one's arrival (two waiting, two more
+/// in flight: not more than twice as many) lets both commit together. With
+/// no other request in flight, an event is written at once.
+#[tokio::test]
+async fn a_busy_writer_waits_for_the_events_of_requests_in_flight() {
+    for (store, _guard) in stores().await {
+        let config = AuditConfig {
+            busy_wait_ms: 60_000,
+            ..config("gw")
+        };
+        let log = Arc::new(
+            AuditLog::start(store.clone(), config, Arc::new(test_signer(7)))
+                .await
+                .expect("start"),
+        );
+        let quiet = log.request_started();
+        let alone = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            log.record(sample("alone")),
+        )
+        .await
+        .expect("written without waiting for the busy wait")
+        .expect("recorded");
+        assert_eq!(alone.sequence, 1, "{}", backend(&store));
+        drop(quiet);
+
+        let in_flight: Vec<_> = (0..4).map(|_| log.request_started()).collect();
+        let first = tokio::spawn({
+            let log = log.clone();
+            async move { log.record(sample("first")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !first.is_finished(),
+            "{}: the first event waits for the others",
+            backend(&store)
+        );
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            log.record(sample("second")),
+        )
+        .await
+        .expect("the second event ends the wait")
+        .expect("recorded");
+        let first = first.await.unwrap().expect("recorded");
+        assert_eq!(
+            (first.sequence, second.sequence),
+            (2, 3),
+            "{}",
+            backend(&store)
+        );
+        drop(in_flight);
+        assert!(log.verify(None, None).await.unwrap().ok);
+        log.shutdown().await;
+    }
+}

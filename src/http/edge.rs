@@ -34,6 +34,9 @@ const MAX_QUOTED_BYTES: usize = 2048;
 /// The middleware in front of every route.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Counted while answered: the audit writer waits for the events of
+    // requests on their way when many are.
+    let _in_flight = state.audit.request_started();
     let settings = &state.settings.server;
     let request_id = context::request_id_from(request.headers());
     let path = request.uri().path();
