@@ -214,7 +214,7 @@ fn rewrite_sql(
             quote_identifier(table)
         ),
     ];
-    statements.extend(index_sql(rewritten, update.schema));
+    statements.extend(index_sql(backend, rewritten, update.schema));
     statements
 }
 
