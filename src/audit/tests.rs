@@ -1214,3 +1214,39 @@ async fn a_busy_writer_waits_for_the_events_of_requests_in_flight() {
         log.shutdown().await;
     }
 }
+
+/// A batch is written in statements of 512, 256, … rows on SQLite: 1,000
+/// events (512 + 256 + 128 + 64 + 32 + 8) keep their order and their chain.
+#[tokio::test]
+async fn writes_a_large_batch_in_order() {
+    for (store, _guard) in stores().await {
+        let events: Vec<Event> = (0..1000)
+            .map(|index| sample(&format!("e{index}")))
+            .collect();
+        let (sequences, head) = store::append(&store, &events, None).await.expect("append");
+        assert_eq!(
+            sequences,
+            (1..=1000).collect::<Vec<i64>>(),
+            "{}",
+            backend(&store)
+        );
+        assert_eq!(head.seq, 1000);
+        let log = start(&store, "gw").await;
+        let page = log
+            .list(&EventQuery::from_params(&[("limit".to_owned(), "3".to_owned())]).unwrap())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page
+            .events
+            .iter()
+            .map(|event| event.event.request_id.as_str())
+            .collect();
+        assert_eq!(ids, ["e999", "e998", "e997"], "{}", backend(&store));
+        assert!(
+            log.verify(None, None).await.unwrap().ok,
+            "{}",
+            backend(&store)
+        );
+        log.shutdown().await;
+    }
+}
