@@ -89,6 +89,17 @@ async fn first_broken(log: &AuditLog) -> BrokenEntry {
         .expect("detected")
 }
 
+/// The request ids of the newest events listed with `params`, newest first.
+async fn listed_ids(log: &AuditLog, params: &[(String, String)]) -> Vec<String> {
+    log.list(&EventQuery::from_params(params).unwrap())
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|event| event.event.request_id)
+        .collect()
+}
+
 fn backend(store: &Store) -> &'static str {
     match store {
         Store::Sqlite(_) => "sqlite",
@@ -1086,16 +1097,12 @@ async fn buffered_events_are_flushed_by_reads_and_shutdown() {
                 .await
                 .expect("queued");
         }
-        let page = log
-            .list(&EventQuery::from_params(&[]).unwrap())
-            .await
-            .unwrap();
-        let ids: Vec<&str> = page
-            .events
-            .iter()
-            .map(|event| event.event.request_id.as_str())
-            .collect();
-        assert_eq!(ids, ["b2", "b1", "b0"], "{}", backend(&store));
+        assert_eq!(
+            listed_ids(&log, &[]).await,
+            ["b2", "b1", "b0"],
+            "{}",
+            backend(&store)
+        );
         // A durable event joining buffered ones is written without lingering.
         log.record_buffered(sample("b3")).await.expect("queued");
         let receipt = log.record(sample("d4")).await.expect("durable");
@@ -1141,16 +1148,7 @@ async fn buffered_events_wait_for_a_failing_log() {
         "ALTER TABLE audit_events_away RENAME TO audit_events",
     )
     .await;
-    let page = log
-        .list(&EventQuery::from_params(&[]).unwrap())
-        .await
-        .unwrap();
-    let ids: Vec<&str> = page
-        .events
-        .iter()
-        .map(|event| event.event.request_id.as_str())
-        .collect();
-    assert_eq!(ids, ["kept", "r1", "r0"]);
+    assert_eq!(listed_ids(&log, &[]).await, ["kept", "r1", "r0"]);
     assert!(log.healthy());
     assert!(log.verify(None, None).await.unwrap().ok);
 }
@@ -1232,16 +1230,8 @@ async fn writes_a_large_batch_in_order() {
         );
         assert_eq!(head.seq, 1000);
         let log = start(&store, "gw").await;
-        let page = log
-            .list(&EventQuery::from_params(&[("limit".to_owned(), "3".to_owned())]).unwrap())
-            .await
-            .unwrap();
-        let ids: Vec<&str> = page
-            .events
-            .iter()
-            .map(|event| event.event.request_id.as_str())
-            .collect();
-        assert_eq!(ids, ["e999", "e998", "e997"], "{}", backend(&store));
+        let newest = listed_ids(&log, &[("limit".to_owned(), "3".to_owned())]).await;
+        assert_eq!(newest, ["e999", "e998", "e997"], "{}", backend(&store));
         assert!(
             log.verify(None, None).await.unwrap().ok,
             "{}",
