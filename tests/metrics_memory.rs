@@ -1,0 +1,76 @@
+//! The metrics recorder does not keep histogram samples that nobody
+//! scraped: they are folded into their buckets every `UPKEEP_EVERY`.
+//! Measured with a counting allocator (this test binary's global allocator).
+//!
+//! One test per binary on purpose: the allocator counts every thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use passerelle::telemetry::metrics;
+
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+#[test]
+fn unscraped_request_durations_do_not_accumulate() {
+    metrics::install().expect("the recorder installs");
+    let before = live_bytes();
+    // Two million requests' durations (16 MB of samples if they were kept).
+    for _ in 0..2_000_000 {
+        metrics::request("/api/v1/data/{id}", "GET", 200, 0.002);
+    }
+    let recorded = live_bytes() - before;
+    assert!(
+        recorded > 8_000_000,
+        "the samples are held until upkeep: {recorded} bytes"
+    );
+    // Nobody scrapes /metrics; the upkeep folds the samples into buckets.
+    // Requests keep coming, a trickle: the blocks drained are freed by the
+    // recording threads (epoch-based reclamation), as in a serving gateway.
+    let deadline = std::time::Instant::now() + metrics::UPKEEP_EVERY * 3;
+    let mut kept = recorded;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _ in 0..1_000 {
+            metrics::request("/api/v1/data/{id}", "GET", 200, 0.002);
+        }
+        kept = live_bytes() - before;
+        if kept < 1_000_000 {
+            break;
+        }
+    }
+    assert!(
+        kept < 1_000_000,
+        "{kept} bytes still held {:?} after recording 2,000,000 samples",
+        metrics::UPKEEP_EVERY * 3
+    );
+}
