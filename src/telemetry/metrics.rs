@@ -282,7 +282,6 @@ fn build() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-/// The status class label: `2xx` … `5xx`.
 /// Folds the histogram samples into their buckets every [`UPKEEP_EVERY`],
 /// on a thread of its own (the recorder is installed before any runtime).
 /// `install_recorder` leaves this to its caller: without it every sample
@@ -303,6 +302,7 @@ fn start_upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// The status class label: `2xx` … `5xx`.
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
