@@ -338,6 +338,9 @@ struct Shared {
     known_head: std::sync::Mutex<Option<store::Head>>,
     /// Requests being answered (see [`AuditLog::request_started`]).
     in_flight: AtomicUsize,
+    /// Rung after queuing a command somebody waits for: a writer lingering
+    /// for more buffered events sleeps through the others (see `writer`).
+    urgent: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -373,6 +376,7 @@ impl Shared {
             partitions: partitions::Ahead::default(),
             known_head: std::sync::Mutex::new(None),
             in_flight: AtomicUsize::new(0),
+            urgent: tokio::sync::Notify::new(),
         })
     }
 
@@ -580,7 +584,7 @@ impl AuditLog {
     /// Waits until every event queued before this call is written (or failed).
     pub async fn flush(&self) {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Flush { reply }).await.is_ok() {
+        if self.send_urgent(Command::Flush { reply }).await.is_ok() {
             let _ = answer.await;
         }
     }
@@ -595,14 +599,22 @@ impl AuditLog {
 
     async fn append(&self, record: Event) -> Result<i64, AuditError> {
         let (reply, answer) = oneshot::channel();
+        self.send_urgent(Command::Append {
+            record: Box::new(record),
+            reply: writer::Reply::Wait(reply),
+        })
+        .await?;
+        answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Queues a command somebody waits for, and wakes the writer for it.
+    async fn send_urgent(&self, command: Command) -> Result<(), AuditError> {
         self.commands
-            .send(Command::Append {
-                record: Box::new(record),
-                reply: writer::Reply::Wait(reply),
-            })
+            .send(command)
             .await
             .map_err(|_| AuditError::Stopped)?;
-        answer.await.map_err(|_| AuditError::Stopped)?
+        self.shared.urgent.notify_one();
+        Ok(())
     }
 
     /// Events waiting for the writer now.
@@ -632,12 +644,7 @@ impl AuditLog {
     /// Writes what is waiting, a signed checkpoint, and stops the writer.
     pub async fn shutdown(&self) {
         let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Shutdown { reply })
-            .await
-            .is_ok()
-        {
+        if self.send_urgent(Command::Shutdown { reply }).await.is_ok() {
             let _ = answer.await;
         }
     }
@@ -645,10 +652,7 @@ impl AuditLog {
     /// Writes a signed checkpoint of the head now (after what is waiting).
     pub async fn checkpoint(&self) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Checkpoint { reply })
-            .await
-            .map_err(|_| AuditError::Stopped)?;
+        self.send_urgent(Command::Checkpoint { reply }).await?;
         answer.await.map_err(|_| AuditError::Stopped)?
     }
 

@@ -1097,15 +1097,22 @@ async fn buffered_events_are_flushed_by_reads_and_shutdown() {
                 .await
                 .expect("queued");
         }
-        assert_eq!(
-            listed_ids(&log, &[]).await,
-            ["b2", "b1", "b0"],
-            "{}",
-            backend(&store)
-        );
+        // The writer lingers 12 s for more buffered events, asleep: a read
+        // (which flushes) and a durable event wake it.
+        let prompt = std::time::Duration::from_secs(5);
+        let lingering = std::time::Duration::from_millis(300);
+        tokio::time::sleep(lingering).await;
+        let listed = tokio::time::timeout(prompt, listed_ids(&log, &[]))
+            .await
+            .expect("the flush wakes the lingering writer");
+        assert_eq!(listed, ["b2", "b1", "b0"], "{}", backend(&store));
         // A durable event joining buffered ones is written without lingering.
         log.record_buffered(sample("b3")).await.expect("queued");
-        let receipt = log.record(sample("d4")).await.expect("durable");
+        tokio::time::sleep(lingering).await;
+        let receipt = tokio::time::timeout(prompt, log.record(sample("d4")))
+            .await
+            .expect("a durable event wakes the lingering writer")
+            .expect("durable");
         assert_eq!(receipt.sequence, 5, "{}", backend(&store));
         log.record_buffered(sample("b5")).await.expect("queued");
         log.shutdown().await;

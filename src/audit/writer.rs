@@ -6,7 +6,10 @@
 //! A buffered event has nobody waiting for it: a batch of only buffered
 //! events lingers up to a fifth of `buffer_ms` (after its first event was
 //! queued) to gather more, and stops lingering as soon as an event somebody
-//! waits for joins it.
+//! waits for joins it. While it lingers the writer sleeps: queuing a
+//! buffered event does not wake it (a wake-up per open-data read cost the
+//! gateway's processors more than the event itself); queuing anything
+//! somebody waits for does (`Shared::urgent`).
 //!
 //! Under load a batch that callers wait for waits too, up to `busy_wait_ms`
 //! after it began to gather, while many more requests are being answered
@@ -131,6 +134,16 @@ pub(crate) async fn run(
                     Ok(command) => Some(command),
                     Err(mpsc::error::TryRecvError::Empty) => {
                         let now = Instant::now();
+                        if waiting == 0 && deadline > now {
+                            // Only buffered events so far: sleep until the
+                            // deadline rather than wake for each one, unless
+                            // a command somebody waits for comes.
+                            tokio::select! {
+                                () = shared.urgent.notified() => {}
+                                () = tokio::time::sleep_until(deadline) => {}
+                            }
+                            continue;
+                        }
                         let until = if deadline > now {
                             Some(deadline)
                         } else if waiting > 0 && busy > now && shared.more_coming(waiting) {
