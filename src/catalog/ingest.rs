@@ -535,6 +535,61 @@ struct QuoteScanner {
 
 impl QuoteScanner {
     fn feed(&mut self, text: &str, delimiter: char) {
+        match u8::try_from(delimiter) {
+            // Quotes, line ends and an ASCII delimiter are single bytes that
+            // never occur inside a multi-byte character: the bytes give the
+            // same answer as the characters, without decoding them (a fifth
+            // of an import's processor time went to decoding them).
+            Ok(delimiter) if delimiter.is_ascii() => {
+                let bytes = text.as_bytes();
+                let special =
+                    |byte: &u8| matches!(byte, b'"' | b'\n' | b'\r') || *byte == delimiter;
+                let mut next = 0;
+                while next < bytes.len() {
+                    if !self.quote_pending {
+                        // Ordinary bytes change nothing but the field start.
+                        let run = bytes[next..].iter().position(special);
+                        let skipped = run.unwrap_or(bytes.len() - next);
+                        if skipped > 0 && self.opened_at.is_none() {
+                            self.not_at_field_start = true;
+                        }
+                        next += skipped;
+                        if run.is_none() {
+                            break;
+                        }
+                    }
+                    self.step(bytes[next], delimiter);
+                    next += 1;
+                }
+            }
+            _ => self.feed_chars(text, delimiter),
+        }
+    }
+
+    fn step(&mut self, byte: u8, delimiter: u8) {
+        if self.quote_pending {
+            self.quote_pending = false;
+            if byte == b'"' {
+                return;
+            }
+            self.opened_at = None;
+        }
+        if byte == b'\n' {
+            self.line += 1;
+        }
+        match self.opened_at {
+            Some(_) if byte == b'"' => self.quote_pending = true,
+            Some(_) => {}
+            None => {
+                if byte == b'"' && !self.not_at_field_start {
+                    self.opened_at = Some(self.line + 1);
+                }
+                self.not_at_field_start = !(byte == delimiter || matches!(byte, b'\n' | b'\r'));
+            }
+        }
+    }
+
+    fn feed_chars(&mut self, text: &str, delimiter: char) {
         for character in text.chars() {
             if self.quote_pending {
                 self.quote_pending = false;
@@ -1596,6 +1651,42 @@ mod tests {
             Source::from_bytes(b"a;b\n5\" screen;2\n".to_vec(), SourceFormat::Csv, &options)
                 .is_ok()
         );
+    }
+
+    /// The streamed quote check, on bytes (ASCII delimiter) or on characters,
+    /// answers as the whole-text one, wherever the chunks are cut.
+    #[test]
+    fn scans_quotes_by_bytes_as_by_characters() {
+        let texts = [
+            "a,b\n1,2\n3,\"open\n4,5\n",
+            "a,b\n\"é\"\"x\",2\n\"ü\n€\",3\n",
+            "a;b\n5\" écran;2\n\"q\";\"r\"\"\"\n",
+            "a,b\r\n\"x\"\"\",\"\"\r\n\"ß,",
+            "a\tb\n\"\"\"\n\"\t\"\n",
+        ];
+        for text in texts {
+            for delimiter in [b',', b';', b'\t'] {
+                let whole = check_quotes(text, delimiter)
+                    .err()
+                    .map(|error| error.to_string());
+                let chars: Vec<(usize, char)> = text.char_indices().collect();
+                for &(cut, _) in &chars {
+                    let (head, tail) = text.split_at(cut);
+                    for bytes in [true, false] {
+                        let mut scanner = QuoteScanner::default();
+                        for part in [head, tail] {
+                            if bytes {
+                                scanner.feed(part, char::from(delimiter));
+                            } else {
+                                scanner.feed_chars(part, char::from(delimiter));
+                            }
+                        }
+                        let streamed = scanner.finish().err().map(|error| error.to_string());
+                        assert_eq!(streamed, whole, "{text:?} cut at {cut}, bytes {bytes}");
+                    }
+                }
+            }
+        }
     }
 
     /// Columns are matched by name; missing and extra columns are named.
