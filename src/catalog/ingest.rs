@@ -522,6 +522,28 @@ fn utf8_check(path: &Path) -> Result<Result<(), u64>, IngestError> {
     }
 }
 
+/// What the quote check sees of a character (or of a byte).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Symbol {
+    Quote,
+    LineFeed,
+    /// The delimiter or a carriage return.
+    FieldEnd,
+    Other,
+}
+
+impl Symbol {
+    fn of(character: char, delimiter: char) -> Symbol {
+        match character {
+            '"' => Symbol::Quote,
+            '\n' => Symbol::LineFeed,
+            '\r' => Symbol::FieldEnd,
+            _ if character == delimiter => Symbol::FieldEnd,
+            _ => Symbol::Other,
+        }
+    }
+}
+
 /// [`check_quotes`] over a stream of text, chunk by chunk.
 #[derive(Default)]
 struct QuoteScanner {
@@ -542,13 +564,15 @@ impl QuoteScanner {
             // of an import's processor time went to decoding them).
             Ok(delimiter) if delimiter.is_ascii() => {
                 let bytes = text.as_bytes();
-                let special =
-                    |byte: &u8| matches!(byte, b'"' | b'\n' | b'\r') || *byte == delimiter;
+                let delimiter = char::from(delimiter);
+                let symbol = |byte: u8| Symbol::of(char::from(byte), delimiter);
                 let mut next = 0;
                 while next < bytes.len() {
                     if !self.quote_pending {
                         // Ordinary bytes change nothing but the field start.
-                        let run = bytes[next..].iter().position(special);
+                        let run = bytes[next..]
+                            .iter()
+                            .position(|&byte| symbol(byte) != Symbol::Other);
                         let skipped = run.unwrap_or(bytes.len() - next);
                         if skipped > 0 && self.opened_at.is_none() {
                             self.not_at_field_start = true;
@@ -558,7 +582,7 @@ impl QuoteScanner {
                             break;
                         }
                     }
-                    self.step(bytes[next], delimiter);
+                    self.step(symbol(bytes[next]));
                     next += 1;
                 }
             }
@@ -566,52 +590,32 @@ impl QuoteScanner {
         }
     }
 
-    fn step(&mut self, byte: u8, delimiter: u8) {
+    fn step(&mut self, symbol: Symbol) {
         if self.quote_pending {
             self.quote_pending = false;
-            if byte == b'"' {
+            if symbol == Symbol::Quote {
                 return;
             }
             self.opened_at = None;
         }
-        if byte == b'\n' {
+        if symbol == Symbol::LineFeed {
             self.line += 1;
         }
         match self.opened_at {
-            Some(_) if byte == b'"' => self.quote_pending = true,
+            Some(_) if symbol == Symbol::Quote => self.quote_pending = true,
             Some(_) => {}
             None => {
-                if byte == b'"' && !self.not_at_field_start {
+                if symbol == Symbol::Quote && !self.not_at_field_start {
                     self.opened_at = Some(self.line + 1);
                 }
-                self.not_at_field_start = !(byte == delimiter || matches!(byte, b'\n' | b'\r'));
+                self.not_at_field_start = !matches!(symbol, Symbol::LineFeed | Symbol::FieldEnd);
             }
         }
     }
 
     fn feed_chars(&mut self, text: &str, delimiter: char) {
         for character in text.chars() {
-            if self.quote_pending {
-                self.quote_pending = false;
-                if character == '"' {
-                    continue;
-                }
-                self.opened_at = None;
-            }
-            if character == '\n' {
-                self.line += 1;
-            }
-            match self.opened_at {
-                Some(_) if character == '"' => self.quote_pending = true,
-                Some(_) => {}
-                None => {
-                    if character == '"' && !self.not_at_field_start {
-                        self.opened_at = Some(self.line + 1);
-                    }
-                    self.not_at_field_start =
-                        !(character == delimiter || matches!(character, '\n' | '\r'));
-                }
-            }
+            self.step(Symbol::of(character, delimiter));
         }
     }
 
