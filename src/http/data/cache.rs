@@ -7,12 +7,14 @@
 //!
 //! Invariants:
 //! - the key is a SHA-256 digest of every part of the read that changes the
-//!   answer, each part length-prefixed: two reads share an entry only if
-//!   they are the same read (a 64-bit hash could collide and serve one
-//!   caller's page to another);
+//!   answer, each part followed by its length (read from the end, the parts
+//!   split one way only): two reads share an entry only if they are the
+//!   same read (a 64-bit hash could collide and serve one caller's page to
+//!   another);
 //! - a page weighs at least the memory it keeps alive (body, headers and the
 //!   cache's own bookkeeping), so `page_cache_bytes` bounds the memory.
 
+use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, StatusCode};
@@ -109,6 +111,37 @@ impl PageKey {
     }
 }
 
+/// A page key being made: each part is digested, then its length.
+#[derive(Default)]
+struct KeyDigest {
+    digest: Sha256,
+    /// Bytes of the part being written.
+    written: u64,
+}
+
+impl KeyDigest {
+    fn part(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        self.digest.update((bytes.len() as u64).to_le_bytes());
+    }
+
+    /// A part that is the `Debug` text of `value`.
+    fn debug(&mut self, value: &impl fmt::Debug) {
+        self.written = 0;
+        // Writing into a digest cannot fail.
+        let _ = write!(self, "{value:?}");
+        self.digest.update(self.written.to_le_bytes());
+    }
+}
+
+impl fmt::Write for KeyDigest {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.digest.update(text.as_bytes());
+        self.written += text.len() as u64;
+        Ok(())
+    }
+}
+
 /// Shared by every request; bounded by the bytes it holds.
 #[derive(Clone)]
 pub struct PageCache {
@@ -133,22 +166,19 @@ impl PageCache {
 
     /// The key of a read: table (hence version), plan, view and count preference.
     pub fn key(read: &DatasetRead, count: Option<&str>, page_cap: u64) -> PageKey {
-        let mut digest = Sha256::new();
-        let mut part = |bytes: &[u8]| {
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(bytes);
-        };
-        part(read.table.as_bytes());
+        let mut key = KeyDigest::default();
+        key.part(read.table.as_bytes());
         // The plan and the filters have no Hash (they hold floats); their
-        // Debug text is deterministic and complete.
-        part(format!("{:?}", read.plan).as_bytes());
-        part(format!("{:?}", read.row_filter).as_bytes());
+        // Debug text is deterministic and complete. It is streamed into the
+        // digest: a cached read builds no text.
+        key.debug(&read.plan);
+        key.debug(&read.row_filter);
         let visible: Vec<u8> = read.visible.iter().map(|&shown| u8::from(shown)).collect();
-        part(&visible);
-        part(format!("{:?}", read.min_group_size).as_bytes());
-        part(count.unwrap_or("").as_bytes());
-        part(&page_cap.to_le_bytes());
-        PageKey(digest.finalize().into())
+        key.part(&visible);
+        key.debug(&read.min_group_size);
+        key.part(count.unwrap_or("").as_bytes());
+        key.part(&page_cap.to_le_bytes());
+        PageKey(key.digest.finalize().into())
     }
 
     pub fn get(&self, key: PageKey) -> Option<Arc<CachedPage>> {
@@ -216,6 +246,27 @@ mod tests {
         let mut hidden = read("ds_a_v1", Some(5));
         hidden.visible = vec![false];
         assert_ne!(base, PageCache::key(&hidden, None, 100));
+    }
+
+    /// A part streamed from its `Debug` text digests as that text would,
+    /// and where the parts split changes the key.
+    #[test]
+    fn streamed_parts_are_parts_of_their_text() {
+        let plan = read("ds_a_v1", Some(5)).plan;
+        let mut streamed = KeyDigest::default();
+        streamed.debug(&plan);
+        let mut whole = KeyDigest::default();
+        whole.part(format!("{plan:?}").as_bytes());
+        assert_eq!(streamed.digest.finalize(), whole.digest.finalize());
+        let split = |parts: &[&str]| {
+            let mut key = KeyDigest::default();
+            for part in parts {
+                key.part(part.as_bytes());
+            }
+            key.digest.finalize()
+        };
+        assert_ne!(split(&["ab", "c"]), split(&["a", "bc"]));
+        assert_ne!(split(&["ab", ""]), split(&["", "ab"]));
     }
 
     /// Oversized pages are not kept.
