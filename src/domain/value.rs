@@ -81,18 +81,18 @@ fn parse_boolean(text: &str) -> Result<Value, ValueError> {
 
 fn parse_date(text: &str) -> Result<Value, ValueError> {
     let trimmed = text.trim();
+    let not_a_date = || ValueError(format!("`{text}` is not a date (YYYY-MM-DD)"));
     // The normalised form itself (every date an import writes, usually):
     // checked without chrono's format machinery, which took a sixth of an
     // import's processor time.
     if let Some(date) = canonical_date(trimmed) {
-        return match date {
-            Some(_) => Ok(Value::Text(trimmed.to_owned())),
-            None => Err(ValueError(format!("`{text}` is not a date (YYYY-MM-DD)"))),
-        };
+        return date
+            .map(|_| Value::Text(trimmed.to_owned()))
+            .ok_or_else(not_a_date);
     }
     NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
         .map(|date| Value::Text(date.format("%Y-%m-%d").to_string()))
-        .map_err(|_| ValueError(format!("`{text}` is not a date (YYYY-MM-DD)")))
+        .map_err(|_| not_a_date())
 }
 
 /// `Some(date)` for text of the form `DDDD-DD-DD` (`Some(None)` when no
